@@ -1,0 +1,5 @@
+"""``python -m ferdata`` runs the command line."""
+
+from ferdata.cli import app
+
+app()

@@ -1,0 +1,144 @@
+"""The ingest stage: every source's raw files -> one manifest, a rejects table and an account."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ferdata.manifest import INGEST_SCHEMA, Reject, rejects_table, write_table
+from ferdata.progress import progress_bar
+from ferdata.sources.base import SourceBatch
+from ferdata.sources.registry import SOURCES
+from ferdata.taxonomy import Taxonomy
+
+
+@dataclass
+class IngestParams:
+    """The ``ingest:`` section of params.yaml."""
+
+    sources: list[str] = field(default_factory=lambda: ["fer2013", "ckplus", "jaffe"])
+    taxonomy: int = 7
+    strict: bool = False
+    fer2013: dict = field(default_factory=dict)
+    ckplus: dict = field(default_factory=lambda: {"peak_frames": 3, "neutral_frames": 1})
+    jaffe: dict = field(default_factory=dict)
+
+
+@dataclass
+class SourceAccount:
+    """What became of every item one source offered: seen = accepted + rejected + dropped."""
+
+    seen: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        return self.seen == self.accepted + sum(self.rejected.values()) + sum(self.dropped.values())
+
+
+@dataclass
+class IngestResult:
+    """The stage's outcome, for the summary table and strict mode."""
+
+    accounts: dict[str, SourceAccount]
+    rejects: list[Reject]
+    manifest_rows: int
+
+    @property
+    def rejected(self) -> list[Reject]:
+        return [r for r in self.rejects if r.kind == "rejected"]
+
+
+def unknown_sources(names: list[str]) -> list[str]:
+    """Names that no registered source answers to."""
+    return [n for n in names if n not in SOURCES]
+
+
+def read_sources(params: IngestParams, raw_dir: Path) -> dict[str, SourceBatch]:
+    """Run each named source's reader over ``raw_dir/<name>/``; missing files raise first."""
+    bad = unknown_sources(params.sources)
+    if bad:
+        raise ValueError(f"unknown sources {bad}; known: {sorted(SOURCES)}")
+    readers = {name: SOURCES[name](raw_dir / name, **getattr(params, name)) for name in params.sources}
+    for reader in readers.values():
+        reader.check()
+    batches = {}
+    for name, reader in readers.items():
+        with progress_bar(f"ingest {name}") as advance:
+            batches[name] = reader.read(advance)
+    return batches
+
+
+def to_manifest(
+    batches: dict[str, SourceBatch], taxonomy: Taxonomy
+) -> tuple[pa.Table, list[Reject], dict[str, SourceAccount]]:
+    """Map native labels to the taxonomy, dropping (and counting) those with no place in it."""
+    rows: list[dict] = []
+    rejects: list[Reject] = []
+    accounts: dict[str, SourceAccount] = {}
+    for name, batch in batches.items():
+        account = SourceAccount(seen=batch.seen)
+        rejects.extend(batch.rejects)
+        account.rejected = dict(Counter(r.reason for r in batch.rejects if r.kind == "rejected"))
+        batch_dropped = [r for r in batch.rejects if r.kind == "dropped"]
+        dropped = list(batch_dropped)
+        for record in batch.records:
+            label = taxonomy.canonical(name, record.native_label)
+            if label is None:
+                dropped.append(Reject(
+                    name, record.source_file + (f":{record.source_line}" if record.source_line else ""),
+                    "not_in_taxonomy",
+                    f"label {record.native_label!r} has no class in the {len(taxonomy)}-class taxonomy",
+                    kind="dropped", sample_id=record.sample_id))
+                continue
+            row = asdict(record)
+            row.update(source=name, label=label, label_index=taxonomy.index(label))
+            rows.append(row)
+        rejects.extend(dropped[len(batch_dropped):])
+        account.dropped = dict(Counter(r.reason for r in dropped))
+        account.accepted = sum(1 for r in rows if r["source"] == name)
+        account.classes = {c: n for c in taxonomy.classes
+                           if (n := sum(1 for r in rows if r["source"] == name and r["label"] == c))}
+        if not account.balanced:
+            raise RuntimeError(f"{name}: accounting does not add up: {account}")
+        accounts[name] = account
+    table = pa.Table.from_pylist(rows, schema=INGEST_SCHEMA)
+    return table, rejects, accounts
+
+
+def write_pixels(batches: dict[str, SourceBatch], out_dir: Path) -> dict[str, str]:
+    """Save each source's decoded pixels as ``pixels/<source>.npy``; returns the file names."""
+    files = {}
+    for name, batch in batches.items():
+        if batch.pixels is not None:
+            path = out_dir / "pixels" / f"{name}.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, np.ascontiguousarray(batch.pixels, dtype=np.uint8))
+            files[name] = str(path.relative_to(out_dir))
+    return files
+
+
+def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path) -> IngestResult:
+    """Read the sources, write manifest.parquet, rejects.parquet, pixels/ and ingest.json."""
+    taxonomy = Taxonomy.of_size(params.taxonomy)
+    batches = read_sources(params, raw_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pixel_files = write_pixels(batches, out_dir)
+    table, rejects, accounts = to_manifest(batches, taxonomy)
+    write_table(table, out_dir / "manifest.parquet")
+    write_table(rejects_table(rejects), out_dir / "rejects.parquet")
+    report = {
+        "taxonomy": list(taxonomy.classes),
+        "sources": {name: asdict(acc) for name, acc in accounts.items()},
+        "pixel_files": pixel_files,
+    }
+    (out_dir / "ingest.json").write_text(json.dumps(report, indent=2) + "\n")
+    return IngestResult(accounts, rejects, table.num_rows)

@@ -1,0 +1,66 @@
+"""Where each stage reads and writes: every path of a pipeline, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The data folders of one pipeline; ``root`` is the folder holding its dvc.yaml.
+
+    ``raw_dir`` and ``processed_dir`` default to ``root/raw`` and ``root/processed``.
+    """
+
+    root: Path = Path(".")
+    raw_dir: Path | None = None
+    processed_dir: Path | None = None
+
+    @property
+    def raw(self) -> Path:
+        return self.raw_dir or self.root / "raw"
+
+    @property
+    def processed(self) -> Path:
+        return self.processed_dir or self.root / "processed"
+
+    @property
+    def interim(self) -> Path:
+        return self.processed / "interim"
+
+    @property
+    def aligned(self) -> Path:
+        return self.processed / "aligned"
+
+    @property
+    def dataset(self) -> Path:
+        return self.processed / "dataset"
+
+    @property
+    def balanced(self) -> Path:
+        return self.processed / "balanced"
+
+    @property
+    def reports(self) -> Path:
+        return self.processed / "reports"
+
+    @property
+    def predictions(self) -> Path:
+        return self.processed / "predictions.parquet"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def corrections(self) -> Path:
+        return self.root / "corrections.csv"

@@ -1,0 +1,33 @@
+"""One-screen summaries that stages print when they finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from ferdata.ingest import IngestResult
+from ferdata.manifest import Reject
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())) or "0"
+
+
+def ingest_table(result: IngestResult, classes: tuple[str, ...]) -> Table:
+    """Per source: seen, accepted, rejected and dropped by reason, and accepted per class."""
+    table = Table(title="ingest: every raw item accounted for (seen = accepted + rejected + dropped)")
+    for col in ("source", "seen", "accepted", "rejected", "dropped", *classes):
+        table.add_column(col, justify="left" if col in ("source", "rejected", "dropped") else "right")
+    for name, acc in result.accounts.items():
+        table.add_row(name, str(acc.seen), str(acc.accepted), _by_reason(acc.rejected),
+                      _by_reason(acc.dropped), *(str(acc.classes.get(c, 0)) for c in classes))
+    return table
+
+
+def reject_lines(rejects: list[Reject], raw_dir: Path, limit: int = 20) -> list[str]:
+    """The first ``limit`` rejects as ``raw/<source>/<file>:<line>: message`` lines."""
+    lines = [f"{raw_dir / r.source / r.location}: {r.message} [{r.reason}]" for r in rejects[:limit]]
+    if len(rejects) > limit:
+        lines.append(f"... and {len(rejects) - limit} more (all listed in rejects.parquet)")
+    return lines
