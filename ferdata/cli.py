@@ -39,15 +39,18 @@ def sample(
     """Write generated faces in the FER2013, CK+ and JAFFE raw layouts (tests, demo, benchmarks)."""
     from ferdata.sample import write_sample
 
-    info = write_sample(out, fer2013_rows=fer2013_rows, ckplus_subjects=ckplus_subjects,
-                        jaffe_subjects=jaffe_subjects, seed=seed, full_fer2013=full_fer2013)
+    try:
+        info = write_sample(out, fer2013_rows=fer2013_rows, ckplus_subjects=ckplus_subjects,
+                            jaffe_subjects=jaffe_subjects, seed=seed, full_fer2013=full_fer2013)
+    except (FileExistsError, ValueError) as exc:
+        _fail(str(exc))
     console.print(info.summary())
 
 
 def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool) -> None:
     from ferdata.ingest import IngestParams, run_ingest
     from ferdata.sources.base import MissingSourceError
-    from ferdata.summaries import ingest_table, reject_lines
+    from ferdata.summaries import class_table, ingest_table, reject_lines
     from ferdata.taxonomy import Taxonomy
 
     cfg = section(params, "ingest", IngestParams)
@@ -57,9 +60,10 @@ def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool) 
         result = run_ingest(cfg, layout.raw, layout.interim)
     except (MissingSourceError, ValueError) as exc:
         _fail(str(exc))
-    console.print(ingest_table(result, Taxonomy.of_size(cfg.taxonomy).classes))
+    console.print(ingest_table(result))
+    console.print(class_table(result, Taxonomy.of_size(cfg.taxonomy).classes))
     for line in reject_lines(result.rejected, layout.raw):
-        console.print(f"[yellow]rejected[/yellow] {line}", highlight=False)
+        console.print(f"rejected {line}", markup=False, highlight=False, soft_wrap=True)
     if (strict or cfg.strict) and result.rejected:
         console.print(f"[red]strict mode: {len(result.rejected)} rejected input(s)[/red]")
         raise typer.Exit(1)
@@ -75,3 +79,30 @@ def ingest(
 ) -> None:
     """Read raw/<source>/ into processed/interim/manifest.parquet, with rejects and an account."""
     _ingest(load_params(params), Layout(root, raw_dir, out), sources, strict)
+
+
+def _taxonomy_classes(params: dict) -> tuple[str, ...]:
+    from ferdata.ingest import IngestParams
+    from ferdata.taxonomy import Taxonomy
+
+    return Taxonomy.of_size(section(params, "ingest", IngestParams).taxonomy).classes
+
+
+def _split(params: dict, layout: Layout) -> None:
+    from ferdata.split import SplitParams, run_split
+
+    try:
+        result = run_split(section(params, "split", SplitParams), layout.aligned, layout.dataset,
+                           _taxonomy_classes(params))
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.summary())
+
+
+@app.command()
+def split(
+    params: Path = PARAMS, root: Path = ROOT,
+    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
+) -> None:
+    """Final splits, dedup and leakage: processed/aligned -> processed/dataset (class folders)."""
+    _split(load_params(params), Layout(root, None, out))

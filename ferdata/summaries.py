@@ -11,17 +11,29 @@ from ferdata.manifest import Reject
 
 
 def _by_reason(counts: dict[str, int]) -> str:
-    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())) or "0"
+    return "\n".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "0"
 
 
-def ingest_table(result: IngestResult, classes: tuple[str, ...]) -> Table:
-    """Per source: seen, accepted, rejected and dropped by reason, and accepted per class."""
-    table = Table(title="ingest: every raw item accounted for (seen = accepted + rejected + dropped)")
-    for col in ("source", "seen", "accepted", "rejected", "dropped", *classes):
+def ingest_table(result: IngestResult) -> Table:
+    """Per source: seen, accepted, and rejected / dropped by reason."""
+    table = Table(title="ingest: seen = accepted + rejected + dropped")
+    for col in ("source", "seen", "accepted", "rejected", "dropped"):
         table.add_column(col, justify="left" if col in ("source", "rejected", "dropped") else "right")
     for name, acc in result.accounts.items():
         table.add_row(name, str(acc.seen), str(acc.accepted), _by_reason(acc.rejected),
-                      _by_reason(acc.dropped), *(str(acc.classes.get(c, 0)) for c in classes))
+                      _by_reason(acc.dropped))
+    return table
+
+
+def class_table(result: IngestResult, classes: tuple[str, ...]) -> Table:
+    """Accepted samples per class (rows) and source (columns)."""
+    table = Table(title="ingest: accepted samples per class")
+    table.add_column("class")
+    for name in (*result.accounts, "total"):
+        table.add_column(name, justify="right")
+    for c in classes:
+        counts = [acc.classes.get(c, 0) for acc in result.accounts.values()]
+        table.add_row(c, *map(str, counts), str(sum(counts)))
     return table
 
 

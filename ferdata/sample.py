@@ -1,0 +1,422 @@
+"""Generated data in the FER2013, CK+ and JAFFE raw layouts, for tests and the demo.
+
+The real datasets are licensed and cannot ship with the project, so :func:`write_sample`
+draws faces (:mod:`ferdata.faces`) and writes them exactly as each dataset is
+distributed (see FORMATS.md), with a few planted defects for later stages to find.
+``sample_truth.json`` records what only the generator knows: every face's true eye and
+mouth centres (keyed by the sample id the readers give), the planted defects, and the
+expressions of the unlabelled CK+ sequences.
+
+Every file is a pure function of the arguments: the same seed writes identical bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from rich.table import Table
+
+from ferdata.faces import PEAKS, Expression, FaceTruth, Pose, Subject, render_faces
+from ferdata.progress import progress_bar
+from ferdata.taxonomy import CLASSES_7, SOURCE_LABELS
+
+USAGES = ("Training", "PublicTest", "PrivateTest")
+#: Real FER2013 class counts per Usage, in class index order.
+FER2013_COUNTS: dict[str, tuple[int, ...]] = {
+    "Training": (3995, 436, 4097, 7215, 4830, 3171, 4965),
+    "PublicTest": (467, 56, 496, 895, 653, 415, 607),
+    "PrivateTest": (491, 55, 528, 879, 594, 416, 626),
+}
+FER2013_FULL_ROWS = 35887
+#: CK+ emotion codes a sequence can end in (0, neutral, only labels first frames).
+CKPLUS_CODES = (1, 2, 3, 4, 5, 6, 7)
+JAFFE_SUBJECTS = ("KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM")
+JAFFE_CODES = ("AN", "DI", "FE", "HA", "NE", "SA", "SU")
+JAFFE_LAST_NUMBER = 219
+SOURCES = ("fer2013", "ckplus", "jaffe")
+_CHUNK = 64  # faces rendered per batch: small arrays stay in cache
+
+
+@dataclass
+class SampleInfo:
+    """What :func:`write_sample` wrote: counts per source and class, defects, paths."""
+
+    root: Path
+    counts: dict[str, dict[str, int]]  # source -> class -> FER rows / CK+ labelled sequences / JAFFE images
+    fer2013_usage: dict[str, int]
+    ckplus_sequences: int
+    ckplus_unlabelled: int
+    ckplus_frames: int
+    defects: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        return {
+            "fer2013": self.root / "fer2013" / "fer2013.csv",
+            "ckplus": self.root / "ckplus",
+            "jaffe": self.root / "jaffe",
+            "truth": self.root / "sample_truth.json",
+        }
+
+    def summary(self) -> Table:
+        """A one-screen table: samples per class and source, then the planted defects."""
+        table = Table(title=f"generated sample in {self.root}")
+        table.add_column("class")
+        for source, unit in (("fer2013", "rows"), ("ckplus", "labelled seqs"), ("jaffe", "images")):
+            table.add_column(f"{source}\n{unit}", justify="right")
+        for name in CLASSES_7 + ("contempt",):
+            table.add_row(name, *(str(self.counts[s].get(name, 0)) for s in SOURCES))
+        table.add_row("total", *(str(sum(self.counts[s].values())) for s in SOURCES))
+        usage = ", ".join(f"{u} {n}" for u, n in self.fer2013_usage.items())
+        planted = "; ".join(f"{k} {len(v)}" for k, v in self.defects.items())
+        table.caption = (f"FER2013 Usage: {usage}.\nCK+: {self.ckplus_sequences} sequences "
+                         f"({self.ckplus_unlabelled} unlabelled), {self.ckplus_frames} frames.\n"
+                         f"Planted defects (see sample_truth.json): {planted}.")
+        return table
+
+
+def write_sample(
+    out: Path, *, fer2013_rows: int = 700, ckplus_subjects: int = 12, jaffe_subjects: int = 4,
+    seed: int = 0, full_fer2013: bool = False,
+) -> SampleInfo:
+    """Write ``out/fer2013/``, ``out/ckplus/``, ``out/jaffe/`` and ``out/sample_truth.json``.
+
+    ``full_fer2013`` writes all 35,887 rows (FER2013's exact per-Usage class counts)
+    instead of ``fer2013_rows``; any row count keeps FER2013's proportions. Existing
+    outputs are never overwritten: choose an empty folder.
+    Everything is written to a temporary folder inside ``out`` and renamed into place.
+    """
+    out = Path(out)
+    if not full_fer2013 and fer2013_rows < 30:
+        raise ValueError(f"fer2013_rows must be at least 30 (three per split), not {fer2013_rows}")
+    if not 1 <= ckplus_subjects <= 150:
+        raise ValueError(f"ckplus_subjects must be 1..150, not {ckplus_subjects}")
+    if not 1 <= jaffe_subjects <= len(JAFFE_SUBJECTS):
+        raise ValueError(f"jaffe_subjects must be 1..{len(JAFFE_SUBJECTS)}, not {jaffe_subjects}")
+    targets = [out / name for name in (*SOURCES, "sample_truth.json")]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing:
+        raise FileExistsError(f"{', '.join(existing)}: already exist; write the sample to an empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    fer_rng, ck_rng, jaffe_rng = (np.random.default_rng([seed, k]) for k in range(3))
+    tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=out))
+    try:
+        faces: dict[str, FaceTruth | None] = {}
+        fer = _write_fer2013(tmp / "fer2013", fer_rng, FER2013_FULL_ROWS if full_fer2013 else fer2013_rows,
+                             faces)
+        ck = _write_ckplus(tmp / "ckplus", ck_rng, ckplus_subjects, faces)
+        jaffe_counts = _write_jaffe(tmp / "jaffe", jaffe_rng, jaffe_subjects, faces)
+        info = SampleInfo(
+            root=out,
+            counts={"fer2013": fer.counts, "ckplus": ck.counts, "jaffe": jaffe_counts},
+            fer2013_usage=fer.usage, ckplus_sequences=ck.sequences,
+            ckplus_unlabelled=len(ck.unlabelled), ckplus_frames=ck.frames,
+            defects={**fer.defects, "stray_files": ck.stray_files})
+        header = {"seed": seed, "counts": info.counts, "defects": info.defects,
+                  "ckplus_unlabelled": ck.unlabelled}
+        _write_truth(tmp / "sample_truth.json", header, faces)
+        for target in targets:
+            (tmp / target.name).rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info
+
+
+def _truth_entry(truth: FaceTruth | None) -> dict | None:
+    if truth is None:
+        return None
+    return {"left_eye": [round(v, 2) for v in truth.left_eye],
+            "right_eye": [round(v, 2) for v in truth.right_eye],
+            "mouth": [round(v, 2) for v in truth.mouth]}
+
+
+def _write_truth(path: Path, header: dict, faces: dict[str, FaceTruth | None]) -> None:
+    """JSON with one line per header entry and per face: readable, and quick to write."""
+    entries = [f"{json.dumps(key)}: {json.dumps(value)}" for key, value in header.items()]
+    rows = ",\n".join(f"{json.dumps(sid)}: {json.dumps(_truth_entry(t))}" for sid, t in faces.items())
+    entries.append('"faces": {\n' + rows + "\n}")
+    path.write_text("{\n" + ",\n".join(entries) + "\n}\n")
+
+
+# ---------------------------------------------------------------- faces
+
+def _vary(peak: Expression, rng: np.random.Generator, intensity: float) -> Expression:
+    """A person's rendition of an expression: scaled, with small jitter, either side."""
+    values = vars(peak.scaled(intensity)).copy()
+    curve, raise_, inner, eye, width = rng.normal(0, 1, 5).tolist()
+    values.update(
+        side=1.0 if rng.random() < 0.5 else -1.0, mouth_curve=values["mouth_curve"] + 0.015 * curve,
+        brow_raise=values["brow_raise"] + 0.012 * raise_, brow_inner=values["brow_inner"] + 0.012 * inner,
+        eye_open=values["eye_open"] * (1 + 0.05 * eye),
+        mouth_width=values["mouth_width"] * (1 + 0.03 * width))
+    return Expression(**values)
+
+
+def _apportion(total: int, weights: tuple[int, ...] | list[float]) -> list[int]:
+    """Split ``total`` in proportion to ``weights`` (largest remainder), summing exactly."""
+    w = np.asarray(weights, dtype=np.float64)
+    exact = total * w / w.sum()
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts), kind="stable")[: total - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+# ---------------------------------------------------------------- FER2013
+
+@dataclass
+class _FerResult:
+    counts: dict[str, int]
+    usage: dict[str, int]
+    defects: dict[str, list]
+
+
+def fer2013_plan(rows: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+    """Usage and label of every row, in FER2013's proportions (35,887 rows: its exact counts).
+
+    Training rows come first, then PublicTest, then PrivateTest, as in fer2013.csv.
+    """
+    usage_rows = _apportion(rows, [sum(FER2013_COUNTS[u]) for u in USAGES])
+    usages, labels = [], []
+    for usage, n in zip(USAGES, usage_rows):
+        block = np.repeat(np.arange(len(CLASSES_7)), _apportion(n, FER2013_COUNTS[usage]))
+        labels.append(rng.permutation(block))
+        usages += [usage] * n
+    return usages, np.concatenate(labels)
+
+
+def _fer_face(rng: np.random.Generator, label: int) -> tuple[Subject, Expression, Pose]:
+    """A FER2013-style crop: the face fills the 48x48 frame, pose and lighting vary."""
+    expression = _vary(PEAKS[CLASSES_7[label]], rng, rng.uniform(0.55, 1.1))
+    pose = Pose(center=(24 + rng.normal(0, 1.2), 23.5 + rng.normal(0, 1.2)), scale=rng.uniform(15.5, 19.5),
+                angle_deg=float(np.clip(rng.normal(0, 5), -12, 12)), brightness=rng.uniform(-30, 30),
+                contrast=rng.uniform(0.75, 1.2), noise=rng.uniform(1, 4),
+                blur=round(rng.uniform(0.4, 0.9), 1))
+    return Subject.random(rng), expression, pose
+
+
+def _plant_fer_defects(images: np.ndarray, labels: np.ndarray, usages: list[str],
+                       truths: list[FaceTruth | None], rng: np.random.Generator) -> dict[str, list]:
+    """Copy Training faces into the test splits (exact and near), blank one Training row.
+
+    A copy takes a row of the same class, so the per-Usage class counts stay as planned.
+    """
+    usage = np.array(usages)
+    is_train = usage == "Training"
+    free = np.ones(len(labels), bool)
+
+    def pick(candidates: np.ndarray) -> int:
+        candidates = np.flatnonzero(candidates & free)
+        row = int(candidates[rng.integers(len(candidates))])
+        free[row] = False
+        return row
+
+    def copy_into(split: str) -> tuple[int, int]:
+        sourced = np.isin(labels, labels[is_train & free])
+        target = pick((usage == split) & sourced)
+        source = pick(is_train & (labels == labels[target]))
+        truths[target] = truths[source]
+        return source, target
+
+    defects: dict[str, list] = {"exact_duplicates": [], "near_duplicates": [], "blank": []}
+    for split in ("PublicTest", "PrivateTest"):
+        source, target = copy_into(split)
+        images[target] = images[source]
+        defects["exact_duplicates"].append([_fer_id(source), _fer_id(target)])
+    source, target = copy_into("PublicTest")
+    near = images[source].astype(np.int16) + 1
+    near += (rng.random(near.shape) < 0.05) * rng.choice([-1, 1], size=near.shape)
+    images[target] = np.clip(near, 0, 255).astype(np.uint8)
+    defects["near_duplicates"].append([_fer_id(source), _fer_id(target)])
+    blank = pick(is_train)
+    images[blank] = int(rng.integers(0, 256))
+    truths[blank] = None
+    defects["blank"].append(_fer_id(blank))
+    return defects
+
+
+def _fer_id(row: int) -> str:
+    return f"fer2013-{row:06d}"
+
+
+def _write_fer2013(folder: Path, rng: np.random.Generator, rows: int,
+                   faces: dict[str, FaceTruth | None]) -> _FerResult:
+    """fer2013.csv: header ``emotion,pixels,Usage``, one 48x48 face per row."""
+    usages, labels = fer2013_plan(rows, rng)
+    n = len(labels)
+    images = np.empty((n, 48, 48), np.uint8)
+    truths: list[FaceTruth | None] = []
+    with progress_bar("sample fer2013", n) as advance:
+        for start in range(0, n, _CHUNK):
+            batch = [_fer_face(rng, int(k)) for k in labels[start:start + _CHUNK]]
+            imgs, points = render_faces(*map(list, zip(*batch)), (48, 48), rng)
+            images[start:start + len(batch)] = imgs
+            truths += [FaceTruth.from_landmarks(p) for p in points]
+            advance(len(batch))
+    defects = _plant_fer_defects(images, labels, usages, truths, rng)
+    folder.mkdir(parents=True)
+    words = np.array([str(i) for i in range(256)], dtype=object)
+    with open(folder / "fer2013.csv", "w", newline="\n") as fh:
+        fh.write("emotion,pixels,Usage\n")
+        for label, image, usage in zip(labels, images, usages):
+            fh.write(f"{label},{' '.join(words[image.ravel()])},{usage}\n")
+    for row, truth in enumerate(truths):
+        faces[_fer_id(row)] = truth
+    return _FerResult(
+        counts={c: int((labels == k).sum()) for k, c in enumerate(CLASSES_7)},
+        usage={u: usages.count(u) for u in USAGES}, defects=defects)
+
+
+# ---------------------------------------------------------------- CK+
+
+@dataclass
+class _CkResult:
+    counts: dict[str, int]
+    sequences: int
+    frames: int
+    unlabelled: dict[str, str]  # "S005_002" -> the expression drawn
+    stray_files: list[str]
+
+
+def _save_png(path: Path, image: np.ndarray, rgb: bool) -> None:
+    """A grayscale PNG, or for an RGB subject a faintly warm colour one."""
+    if rgb:
+        g = image.astype(np.float32)
+        image = np.clip(np.rint(np.stack([g * 1.04, g, g * 0.93], -1)), 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(path, format="PNG", compress_level=1)
+
+
+@dataclass
+class _CkSubject:
+    sid: str
+    person: Subject
+    size: tuple[int, int]
+    rgb: bool
+    noise: float
+    sequences: list[tuple[str, int]]  # (sequence number, CK+ emotion code)
+
+
+def _ckplus_plan(rng: np.random.Generator, subjects: int) -> list[_CkSubject]:
+    """Subjects with sparse ids (S005, S010, ...), each with 2-3 sequences of distinct emotions."""
+    rgb = set(rng.choice(subjects, size=max(1, subjects // 6), replace=False).tolist())
+    small = set(rng.choice(subjects, size=subjects // 6, replace=False).tolist())
+    plan, number = [], 5
+    for index in range(subjects):
+        chosen = rng.choice(CKPLUS_CODES, size=int(rng.integers(2, 4)), replace=False)
+        seqs = np.cumsum(rng.integers(1, 3, size=len(chosen)))
+        plan.append(_CkSubject(
+            sid=f"S{number:03d}", person=Subject.random(rng),
+            size=(640, 480) if index in small else (640, 490), rgb=index in rgb,
+            noise=rng.uniform(0.2, 0.8), sequences=[(f"{q:03d}", int(c)) for q, c in zip(seqs, chosen)]))
+        number += int(rng.integers(1, 7))
+    return plan
+
+
+def _render_sequence(subject: _CkSubject, code: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """6-9 frames morphing from the neutral face to the peak; the head holds still."""
+    n = int(rng.integers(6, 10))
+    peak = _vary(PEAKS[SOURCE_LABELS["ckplus"][str(code)]], rng, rng.uniform(0.85, 1.1))
+    t = np.linspace(0.0, 1.0, n)
+    intensity = t * t * (3 - 2 * t)
+    pose = Pose(center=(320 + rng.normal(0, 15), subject.size[1] / 2 + rng.normal(0, 12)),
+                scale=rng.uniform(72, 95), angle_deg=rng.normal(0, 3), brightness=rng.uniform(-20, 20),
+                noise=subject.noise, blur=0.8)
+    expressions = [peak.scaled(float(i)) for i in intensity]
+    return render_faces([subject.person] * n, expressions, [pose] * n, subject.size, rng)
+
+
+def _write_ckplus(folder: Path, rng: np.random.Generator, subjects: int,
+                  faces: dict[str, FaceTruth | None]) -> _CkResult:
+    """cohn-kanade-images/, Emotion/ and Landmarks/ trees: sequences from neutral to peak.
+
+    About a fifth of the sequences (at least one) have an empty Emotion folder.
+    """
+    names = SOURCE_LABELS["ckplus"]
+    plan = _ckplus_plan(rng, subjects)
+    all_seqs = [(s.sid, q) for s in plan for q, _ in s.sequences]
+    picks = rng.choice(len(all_seqs), size=max(1, round(0.2 * len(all_seqs))), replace=False)
+    unlabelled_keys = {all_seqs[i] for i in picks.tolist()}
+    counts = {names[str(c)]: 0 for c in CKPLUS_CODES}
+    unlabelled: dict[str, str] = {}
+    frames = 0
+    images_dir = folder / "cohn-kanade-images"
+    with progress_bar("sample ckplus", subjects) as advance:
+        for subject in plan:
+            for seq, code in subject.sequences:
+                imgs, points = _render_sequence(subject, code, rng)
+                dirs = [folder / tree / subject.sid / seq
+                        for tree in ("cohn-kanade-images", "Landmarks", "Emotion")]
+                for d in dirs:
+                    d.mkdir(parents=True)
+                stems = [f"{subject.sid}_{seq}_{k + 1:08d}" for k in range(len(imgs))]
+                for stem, img, pts in zip(stems, imgs, points):
+                    _save_png(dirs[0] / f"{stem}.png", img, subject.rgb)
+                    (dirs[1] / f"{stem}_landmarks.txt").write_text(
+                        "".join(f"   {x:.7e}   {y:.7e}\n" for x, y in pts))
+                    faces[f"ckplus-{stem}"] = FaceTruth.from_landmarks(pts)
+                if (subject.sid, seq) in unlabelled_keys:
+                    unlabelled[f"{subject.sid}_{seq}"] = names[str(code)]
+                else:
+                    (dirs[2] / f"{stems[-1]}_emotion.txt").write_text(f"   {float(code):.7e}\n")
+                    counts[names[str(code)]] += 1
+                frames += len(imgs)
+            advance(1)
+    stray = images_dir / plan[0].sid / ".DS_Store"
+    stray.write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(58))
+    return _CkResult(counts, len(all_seqs), frames, unlabelled, [str(stray.relative_to(folder.parent))])
+
+
+# ---------------------------------------------------------------- JAFFE
+
+_JAFFE_README = """\
+Generated stand-in for the JAFFE distribution (ferdata sample): 256x256 grayscale TIFF
+images named SUBJECT.EXPRESSIONpose.number.tiff, expressions AN DI FE HA NE SA SU.
+These drawn faces are not the JAFFE images, which are available from their authors.
+"""
+
+
+def _save_tiff(path: Path, image: np.ndarray, palette: bool) -> None:
+    """An uncompressed 8-bit TIFF; ``palette`` stores it in P mode with a grey palette."""
+    if palette:
+        img = Image.frombytes("P", (image.shape[1], image.shape[0]), image.tobytes())
+        img.putpalette([v for i in range(256) for v in (i, i, i)])
+    else:
+        img = Image.fromarray(image)
+    img.save(path, format="TIFF")
+
+
+def _write_jaffe(folder: Path, rng: np.random.Generator, subjects: int,
+                 faces: dict[str, FaceTruth | None]) -> dict[str, int]:
+    """One flat folder of ``KA.AN1.39.tiff`` images, three per expression, and a README."""
+    folder.mkdir(parents=True)
+    (folder / "README").write_text(_JAFFE_README)
+    names = SOURCE_LABELS["jaffe"]
+    counts = {names[c]: 0 for c in JAFFE_CODES}
+    plan = [(expr, pose) for expr in JAFFE_CODES for pose in (1, 2, 3)]
+    total = subjects * len(plan)
+    palette = set(rng.choice(total, size=max(1, total // 25), replace=False).tolist())
+    number = done = 0
+    for code in JAFFE_SUBJECTS[:subjects]:
+        person = Subject.random(rng)
+        expressions = [_vary(PEAKS[names[e]], rng, rng.uniform(0.8, 1.1)) for e, _ in plan]
+        poses = [Pose(center=(128 + rng.normal(0, 4), 134 + rng.normal(0, 4)), scale=rng.uniform(52, 64),
+                      angle_deg=rng.normal(0, 3), brightness=rng.uniform(-15, 15), noise=rng.uniform(1, 2.5))
+                 for _ in plan]
+        imgs, points = render_faces([person] * len(plan), expressions, poses, (256, 256), rng)
+        for (expr, pose), img, pts in zip(plan, imgs, points):
+            # image numbers run up to 219 with gaps, as in JAFFE
+            gap = rng.random() < 0.03 and number + 2 + (total - done - 1) <= JAFFE_LAST_NUMBER
+            number += 1 + int(gap)
+            stem = f"{code}.{expr}{pose}.{number}"
+            _save_tiff(folder / f"{stem}.tiff", img, palette=done in palette)
+            faces[f"jaffe-{stem}"] = FaceTruth.from_landmarks(pts)
+            counts[names[expr]] += 1
+            done += 1
+    return counts

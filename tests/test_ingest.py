@@ -1,0 +1,97 @@
+"""The ingest stage end to end on generated raw data: accounting, ids, strict mode, errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from ferdata.cli import app
+from ferdata.ingest import IngestParams, run_ingest
+from ferdata.sample import write_sample
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample") / "raw"
+    write_sample(out, fer2013_rows=120, ckplus_subjects=12, jaffe_subjects=1, seed=0)
+    return out
+
+
+@pytest.fixture
+def raw_copy(raw, tmp_path) -> Path:
+    shutil.copytree(raw, tmp_path / "raw")
+    return tmp_path / "raw"
+
+
+def test_every_raw_item_is_accounted_for(raw, tmp_path):
+    result = run_ingest(IngestParams(), raw, tmp_path / "interim")
+    manifest = pq.read_table(tmp_path / "interim" / "manifest.parquet").to_pandas()
+    rejects = pq.read_table(tmp_path / "interim" / "rejects.parquet").to_pandas()
+    for name, acc in result.accounts.items():
+        accepted = (manifest.source == name).sum()
+        refused = (rejects.source == name).sum()
+        assert acc.accepted == accepted and acc.seen == accepted + refused
+    assert result.accounts["fer2013"].seen == 120
+    # the generator's contempt sequences have no place in 7 classes: dropped, with a reason
+    assert result.accounts["ckplus"].dropped.get("not_in_taxonomy", 0) > 0
+    assert manifest.sample_id.is_unique
+
+
+def test_manifest_ids_labels_and_pixels(raw, tmp_path):
+    run_ingest(IngestParams(), raw, tmp_path / "interim")
+    m = pq.read_table(tmp_path / "interim" / "manifest.parquet").to_pandas()
+    fer = m[m.source == "fer2013"]
+    assert fer.sample_id.iloc[0] == "fer2013-000000" and set(fer.split) == {"train", "val", "test"}
+    assert m[m.source == "ckplus"].sample_id.str.fullmatch(r"ckplus-S\d{3}_\d{3}_\d{8}").all()
+    assert m[m.source == "jaffe"].sample_id.str.fullmatch(r"jaffe-[A-Z]{2}\.[A-Z]{2}\d\.\d+").all()
+    assert (m.label_index == m.label.map(["angry", "disgust", "fear", "happy", "sad",
+                                          "surprise", "neutral"].index)).all()
+    pixels = np.load(tmp_path / "interim" / "pixels" / "fer2013.npy")
+    assert pixels.shape == (120, 48, 48) and pixels.dtype == np.uint8
+    assert fer.pixels_row.tolist() == list(range(120))
+
+
+def test_two_ingests_write_identical_manifests(raw, tmp_path):
+    for name in ("a", "b"):
+        run_ingest(IngestParams(), raw, tmp_path / name)
+    a, b = (pq.read_table(tmp_path / n / "manifest.parquet") for n in ("a", "b"))
+    assert a.equals(b)
+
+
+def test_eight_class_taxonomy_keeps_contempt(raw, tmp_path):
+    result = run_ingest(IngestParams(taxonomy=8), raw, tmp_path / "interim")
+    assert result.accounts["ckplus"].classes.get("contempt", 0) > 0
+    assert "not_in_taxonomy" not in result.accounts["ckplus"].dropped
+
+
+def test_bad_row_is_reported_with_file_and_line_and_strict_fails(raw_copy, tmp_path):
+    csv = raw_copy / "fer2013" / "fer2013.csv"
+    lines = csv.read_text().splitlines()
+    lines[5] = "3," + " ".join(["7"] * 2303) + ",Training"  # one pixel short, line 6
+    csv.write_text("\n".join(lines) + "\n")
+    args = ["ingest", "--raw-dir", str(raw_copy), "--out", str(tmp_path / "out"),
+            "--params", str(Path(__file__).parent.parent / "params.yaml")]
+    lenient = runner.invoke(app, args)
+    assert lenient.exit_code == 0, lenient.output
+    assert "fer2013.csv:6" in lenient.output and "bad_pixel_count" in lenient.output
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 1 and "strict mode: 1 rejected" in strict.output
+
+
+def test_missing_source_names_the_expected_path(tmp_path):
+    (tmp_path / "raw").mkdir()
+    result = runner.invoke(app, ["ingest", "--raw-dir", str(tmp_path / "raw"), "--sources", "jaffe",
+                                 "--params", str(Path(__file__).parent.parent / "params.yaml")])
+    assert result.exit_code == 2 and str(tmp_path / "raw" / "jaffe") in result.output
+
+
+def test_unknown_source_is_refused(raw, tmp_path):
+    with pytest.raises(ValueError, match="unknown sources.*affectnet"):
+        run_ingest(IngestParams(sources=["affectnet"]), raw, tmp_path / "interim")

@@ -1,0 +1,52 @@
+"""params.yaml sections: defaults, the shared seed, and typos that must not pass silently."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from ferdata.params import ParamsError, load_params, section
+
+
+@dataclass
+class Example:
+    method: str = "smote"
+    k_neighbors: int = 5
+    ratio: float = 1.0
+    seed: int = 0
+    classes: list = field(default_factory=list)
+
+
+def test_missing_keys_take_defaults_and_seed_is_shared():
+    cfg = section({"seed": 7, "example": {"k_neighbors": 3}}, "example", Example)
+    assert (cfg.method, cfg.k_neighbors, cfg.seed) == ("smote", 3, 7)
+
+
+def test_a_section_seed_overrides_the_shared_one():
+    assert section({"seed": 7, "example": {"seed": 1}}, "example", Example).seed == 1
+
+
+def test_integer_given_for_a_float_is_accepted():
+    assert section({"example": {"ratio": 1}}, "example", Example).ratio == 1.0
+
+
+def test_unknown_key_is_an_error_naming_it():
+    with pytest.raises(ParamsError, match=r"\[example\].*k_neighbours"):
+        section({"example": {"k_neighbours": 3}}, "example", Example)
+
+
+def test_wrong_type_is_an_error_naming_the_key():
+    with pytest.raises(ParamsError, match=r"example\]\.k_neighbors"):
+        section({"example": {"k_neighbors": "five"}}, "example", Example)
+
+
+def test_missing_params_file_is_named(tmp_path):
+    with pytest.raises(ParamsError, match="nope.yaml"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_project_params_files_parse():
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    for path in (root / "params.yaml", root / "pipelines" / "demo" / "params.yaml"):
+        assert isinstance(load_params(path)["seed"], int)

@@ -1,0 +1,241 @@
+"""The generated sample: exact raw layouts, determinism, planted defects, and faces that
+dlib's real detector and landmark model find where the generator drew them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import dlib
+import face_recognition_models
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from ferdata.faces import EXPRESSIONS, draw_face
+from ferdata.images import decode_gray
+from ferdata.sample import FER2013_COUNTS, JAFFE_SUBJECTS, fer2013_plan, write_sample
+
+FLOAT = r"-?\d\.\d{7}e[+-]\d{2}"  # CK+ writes floats as 2.4045593e+02
+SMALL = dict(fer2013_rows=700, ckplus_subjects=3, jaffe_subjects=2, seed=7)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("sample")
+    return out, write_sample(out, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def truth(sample) -> dict:
+    return json.loads((sample[0] / "sample_truth.json").read_text())
+
+
+def read_fer(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lines = (root / "fer2013" / "fer2013.csv").read_text().splitlines()
+    assert lines[0] == "emotion,pixels,Usage"
+    rows = [line.split(",") for line in lines[1:]]
+    assert all(len(r) == 3 for r in rows)
+    labels = np.array([int(r[0]) for r in rows])
+    pixels = np.array([[int(v) for v in r[1].split(" ")] for r in rows])
+    return labels, pixels, np.array([r[2] for r in rows])
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_writes_identical_bytes(sample, tmp_path):
+    root, _ = sample
+    write_sample(tmp_path / "again", **SMALL)
+    first, second = files(root), files(tmp_path / "again")
+    assert first.keys() == second.keys()
+    assert [k for k in first if first[k] != second[k]] == []
+    tiny = dict(fer2013_rows=30, ckplus_subjects=1, jaffe_subjects=1)
+    write_sample(tmp_path / "seed1", seed=1, **tiny)
+    write_sample(tmp_path / "seed2", seed=2, **tiny)
+    csv = "fer2013/fer2013.csv"
+    assert (tmp_path / "seed1" / csv).read_bytes() != (tmp_path / "seed2" / csv).read_bytes()
+
+
+def test_fer2013_csv_is_in_the_real_format(sample):
+    root, info = sample
+    labels, pixels, usage = read_fer(root)
+    assert pixels.shape == (700, 48 * 48) and pixels.min() >= 0 and pixels.max() <= 255
+    # Training rows first, then PublicTest, then PrivateTest, about 80/10/10
+    assert list(dict.fromkeys(usage)) == ["Training", "PublicTest", "PrivateTest"]
+    assert [int((usage == u).sum()) for u in ("Training", "PublicTest", "PrivateTest")] == [560, 70, 70]
+    counts = np.bincount(labels, minlength=7)
+    assert counts.argmin() == 1 and counts.argmax() == 3  # disgust rare, happy common, as in FER2013
+    assert info.counts["fer2013"] == dict(zip(("angry", "disgust", "fear", "happy", "sad", "surprise",
+                                               "neutral"), counts.tolist()))
+
+
+def test_full_fer2013_plan_has_the_real_counts_per_usage():
+    usage, labels = fer2013_plan(35887, np.random.default_rng(0))
+    assert len(labels) == 35887
+    for name, expected in FER2013_COUNTS.items():
+        assert tuple(np.bincount(labels[np.array(usage) == name], minlength=7)) == expected
+
+
+def test_ckplus_layout_names_and_text_formats(sample):
+    root, info = sample
+    ck = root / "ckplus"
+    frames = sorted((ck / "cohn-kanade-images").glob("*/*/*.png"))
+    assert len(frames) == info.ckplus_frames > 0
+    modes = set()
+    for seq_dir in sorted({f.parent for f in frames}):
+        subject, seq = seq_dir.parent.name, seq_dir.name
+        assert re.fullmatch(r"S\d{3}", subject) and re.fullmatch(r"\d{3}", seq)
+        names = sorted(p.name for p in seq_dir.glob("*.png"))
+        assert names == [f"{subject}_{seq}_{k:08d}.png" for k in range(1, len(names) + 1)]
+        assert 6 <= len(names) <= 12
+        for name in names:
+            marks = (ck / "Landmarks" / subject / seq / name.replace(".png", "_landmarks.txt")).read_text()
+            lines = marks.split("\n")
+            assert len(lines) == 69 and lines[-1] == ""
+            assert all(re.fullmatch(rf"   {FLOAT}   {FLOAT}", line) for line in lines[:68])
+        emotion = list((ck / "Emotion" / subject / seq).iterdir())
+        if emotion:
+            assert [p.name for p in emotion] == [names[-1].replace(".png", "_emotion.txt")]
+            assert re.fullmatch(r"   [1-7]\.0000000e\+00\n", emotion[0].read_text())
+        with Image.open(seq_dir / names[0]) as img:
+            assert img.size in ((640, 490), (640, 480))
+            modes.add(img.mode)
+    assert modes == {"L", "RGB"}
+    sequences = list((ck / "Emotion").glob("*/*"))
+    labelled = [d for d in sequences if any(d.iterdir())]
+    assert len(labelled) == sum(info.counts["ckplus"].values())
+    assert len(sequences) - len(labelled) == info.ckplus_unlabelled >= 1
+    assert info.defects["stray_files"] and (root / info.defects["stray_files"][0]).name == ".DS_Store"
+
+
+def test_jaffe_names_images_and_readme(sample):
+    root, info = sample
+    jaffe = root / "jaffe"
+    names = sorted(p.name for p in jaffe.iterdir())
+    assert "README" in names
+    tiffs = [n for n in names if n != "README"]
+    pattern = re.compile(r"(%s)\.(AN|DI|FE|HA|NE|SA|SU)[1-3]\.(\d+)\.tiff" % "|".join(JAFFE_SUBJECTS))
+    numbers = [int(pattern.fullmatch(n).group(3)) for n in tiffs]
+    assert len(set(numbers)) == len(numbers) and max(numbers) <= 219
+    assert {n.split(".")[0] for n in tiffs} == {"KA", "KL"}
+    assert len(tiffs) == 2 * 7 * 3 == sum(info.counts["jaffe"].values())
+    modes = set()
+    for name in tiffs:
+        with Image.open(jaffe / name) as img:
+            assert img.size == (256, 256)
+            modes.add(img.mode)
+            if img.mode == "P":  # a grey palette: converting to L keeps the grey levels
+                assert np.array_equal(decode_gray(jaffe / name), np.asarray(img))
+    assert modes == {"L", "P"}
+
+
+def test_planted_fer2013_defects_are_where_the_truth_says(sample, truth):
+    root, _ = sample
+    labels, pixels, usage = read_fer(root)
+    defects = truth["defects"]
+
+    def row(sample_id: str) -> int:
+        return int(sample_id.split("-")[1])
+
+    exact = [(row(a), row(b)) for a, b in defects["exact_duplicates"]]
+    assert sorted(usage[b] for _, b in exact) == ["PrivateTest", "PublicTest"]
+    for a, b in exact:
+        assert usage[a] == "Training" and np.array_equal(pixels[a], pixels[b]) and labels[a] == labels[b]
+    (a, b), = [(row(a), row(b)) for a, b in defects["near_duplicates"]]
+    assert usage[a] == "Training" and usage[b] != "Training"
+    diff = np.abs(pixels[a] - pixels[b])
+    assert 0 < diff.mean() <= 2 and diff.max() <= 2
+    (blank,) = [row(s) for s in defects["blank"]]
+    assert len(set(pixels[blank])) == 1 and truth["faces"][defects["blank"][0]] is None
+    # no other row is a copy of another
+    assert len({p.tobytes() for p in pixels}) == len(pixels) - 2
+
+
+def test_truth_covers_every_sample_with_reader_ids(sample, truth):
+    root, info = sample
+    ids = set(truth["faces"])
+    frames = {"ckplus-" + p.stem for p in (root / "ckplus" / "cohn-kanade-images").glob("*/*/*.png")}
+    jaffe = {"jaffe-" + p.name.removesuffix(".tiff") for p in (root / "jaffe").glob("*.tiff")}
+    fer = {f"fer2013-{i:06d}" for i in range(700)}
+    assert ids == fer | frames | jaffe
+    # the eye centres are the means of the landmark file's eye points
+    some = sorted(frames)[5]
+    subject, seq, _ = some.removeprefix("ckplus-").split("_")
+    marks = np.loadtxt(root / "ckplus" / "Landmarks" / subject / seq / f"{some[7:]}_landmarks.txt")
+    assert marks.shape == (68, 2)
+    np.testing.assert_allclose(truth["faces"][some]["left_eye"], marks[36:42].mean(0), atol=0.01)
+    np.testing.assert_allclose(truth["faces"][some]["right_eye"], marks[42:48].mean(0), atol=0.01)
+
+
+def test_dlib_finds_the_drawn_faces_and_their_eyes(sample, truth):
+    root, _ = sample
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    frames = sorted((root / "ckplus" / "cohn-kanade-images").glob("*/*/*.png"))[::4][:12]
+    images = frames + sorted((root / "jaffe").glob("*.tiff"))[::5][:8]
+    found, errors = 0, []
+    for path in images:
+        img = decode_gray(path)
+        boxes = detector(img, 0)
+        if len(boxes) != 1:
+            continue
+        found += 1
+        shape = predictor(img, boxes[0])
+        pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=float)
+        sid = ("ckplus-" + path.stem) if path.suffix == ".png" else "jaffe-" + path.stem
+        t = truth["faces"][sid]
+        left, right = np.array(t["left_eye"]), np.array(t["right_eye"])
+        iod = np.linalg.norm(right - left)
+        errors.append((np.linalg.norm(pts[36:42].mean(0) - left) + np.linalg.norm(pts[42:48].mean(0) - right))
+                      / 2 / iod)
+    assert found >= 0.9 * len(images)
+    assert np.mean(errors) < 0.1
+
+
+def test_fer2013_classes_are_learnable(sample):
+    labels, pixels, usage = read_fer(sample[0])
+    x = pixels.reshape(-1, 16, 3, 16, 3).mean((2, 4)).reshape(len(pixels), -1)
+    train = usage == "Training"
+    scaler = StandardScaler().fit(x[train])
+    with threadpool_limits(1):  # BLAS threads only contend on a small problem
+        model = LogisticRegression(C=0.1, max_iter=300).fit(scaler.transform(x[train]), labels[train])
+    accuracy = (model.predict(scaler.transform(x[~train])) == labels[~train]).mean()
+    assert accuracy > 0.5  # seven classes: chance is about 0.25 (the majority class)
+
+
+@pytest.mark.parametrize("expression", EXPRESSIONS)
+def test_draw_face_truth_follows_pose(expression):
+    rng = np.random.default_rng(3)
+    img, truth = draw_face(expression, rng, size=(256, 256), center=(120, 140), scale=60,
+                           angle_deg=10, noise=0)
+    left, right = np.array(truth.left_eye), np.array(truth.right_eye)
+    assert truth.interocular == pytest.approx(60, rel=0.01)
+    assert np.degrees(np.arctan2(*(right - left)[::-1])) == pytest.approx(10, abs=0.5)
+    # the eyes are drawn where the truth says: each centre is darker than the face below it
+    mouth = np.array(truth.mouth)
+    cheek = (left + mouth) / 2
+
+    def grey(point: np.ndarray) -> int:
+        return int(img[int(round(point[1])), int(round(point[0]))])
+
+    for eye in (left, right):
+        assert grey(eye) < grey(cheek) - 40
+
+
+def test_refuses_to_overwrite_and_checks_arguments(tmp_path):
+    (tmp_path / "fer2013").mkdir()
+    (tmp_path / "fer2013" / "fer2013.csv").write_text("precious")
+    with pytest.raises(FileExistsError, match="fer2013"):
+        write_sample(tmp_path, **SMALL)
+    assert (tmp_path / "fer2013" / "fer2013.csv").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fer2013"]
+    with pytest.raises(ValueError, match="jaffe_subjects"):
+        write_sample(tmp_path / "x", jaffe_subjects=11)
+    with pytest.raises(ValueError, match="fer2013_rows"):
+        write_sample(tmp_path / "x", fer2013_rows=10)
