@@ -1,0 +1,288 @@
+"""Duplicates and leakage: blank images, exact and perceptual hashes, duplicate groups,
+and which copies a group keeps.
+
+Near-duplicates are found without comparing every pair: with a Hamming threshold ``t``
+the 64 hash bits are cut into ``t + 1`` bands, and two hashes within distance ``t`` agree
+exactly on at least one band (pigeonhole), so only hashes sharing a band value are
+compared. Exact duplicates (equal aligned pixels or equal raw ``content_hash``) and near
+pairs are edges of one graph; its connected components of two or more samples are the
+duplicate groups.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy.fft import dct
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ferdata.manifest import IMAGE_SIZE
+
+SPLIT_ORDER = ("train", "val", "test")
+#: leak_policy -> the split whose copies a cross-split group keeps, by preference; drop_all keeps none.
+LEAK_POLICIES: dict[str, tuple[str, ...]] = {
+    "keep_eval": ("test", "val", "train"),
+    "keep_train": ("train", "val", "test"),
+    "drop_all": (),
+}
+WITHIN_SPLIT_POLICIES = ("keep_one", "keep_all")
+#: Above this threshold the bands get so narrow that bucket sizes approach all-pairs work.
+MAX_PHASH_THRESHOLD = 15
+
+_HASH_SIZE = 8
+_DCT_SIZE = 32
+_CHUNK = 4096  # images converted to float at a time
+
+
+def pixel_hashes(images: np.ndarray) -> list[str]:
+    """The sha1 of each image's pixels: equal hashes, identical aligned images."""
+    return [hashlib.sha1(img.tobytes()).hexdigest() for img in np.ascontiguousarray(images)]
+
+
+def _area_resize_matrix(src: int, dst: int) -> np.ndarray:
+    """A (dst, src) matrix that averages the source pixels each destination pixel covers."""
+    matrix = np.zeros((dst, src))
+    scale = src / dst
+    for i in range(dst):
+        lo, hi = i * scale, (i + 1) * scale
+        for j in range(int(np.floor(lo)), int(np.ceil(hi))):
+            matrix[i, j] = min(hi, j + 1) - max(lo, j)
+    return matrix / scale
+
+
+def _phash_projection(size: int = IMAGE_SIZE) -> np.ndarray:
+    """(8, size): area-resize to 32 pixels, then the 8 lowest DCT-II frequencies."""
+    dct_rows = dct(np.eye(_DCT_SIZE), type=2, norm="ortho", axis=0)[:_HASH_SIZE]
+    return dct_rows @ _area_resize_matrix(size, _DCT_SIZE)
+
+
+def phash(images: np.ndarray) -> np.ndarray:
+    """64-bit DCT perceptual hashes (as uint64) of (N, H, W) grayscale images.
+
+    The classic pHash: shrink to 32x32, 2-D DCT, keep the 8x8 lowest frequencies, one bit
+    per coefficient: above the block's median or not. Brightness shifts and mild noise
+    leave it (nearly) unchanged.
+    """
+    n, h, w = images.shape
+    rows, cols = _phash_projection(h), _phash_projection(w).T
+    out = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, _CHUNK):
+        coeffs = rows @ images[start:start + _CHUNK].astype(np.float64) @ cols
+        flat = coeffs.reshape(len(coeffs), _HASH_SIZE * _HASH_SIZE)
+        bits = flat > np.median(flat, axis=1, keepdims=True)
+        out[start:start + _CHUNK] = np.packbits(bits, axis=1).view(">u8").ravel()
+    return out
+
+
+def pixel_std(images: np.ndarray) -> np.ndarray:
+    """Each image's pixel standard deviation."""
+    out = np.empty(len(images), dtype=np.float64)
+    for start in range(0, len(images), _CHUNK):
+        chunk = images[start:start + _CHUNK]
+        out[start:start + len(chunk)] = chunk.reshape(len(chunk), -1).std(axis=1)
+    return out
+
+
+def hash_hex(hashes: np.ndarray) -> list[str]:
+    """Hashes as 16-digit hex strings (the manifest's ``phash`` column)."""
+    return [f"{int(h):016x}" for h in hashes]
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bitwise Hamming distance of two uint64 arrays."""
+    return np.bitwise_count(np.bitwise_xor(a, b)).astype(np.int64)
+
+
+def near_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
+    """Index pairs (P, 2), i < j, of distinct positions whose hashes differ in <= threshold bits.
+
+    Each of the ``threshold + 1`` bands is sorted once; equal band values sit next to each
+    other, so comparing each hash with its neighbour ``d`` places on (d = 1, 2, ... up to
+    the largest bucket) visits exactly the candidates. Every step is vectorised.
+    """
+    if not 0 <= threshold <= MAX_PHASH_THRESHOLD:
+        raise ValueError(f"phash threshold must be within 0..{MAX_PHASH_THRESHOLD}, not {threshold}")
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    found: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
+    edges = np.linspace(0, 64, threshold + 2).astype(int)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        key = (hashes >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        for d in range(1, len(key)):
+            same = key[d:] == key[:-d]
+            if not same.any():
+                break
+            i, j = order[:-d][same], order[d:][same]
+            close = hamming(hashes[i], hashes[j]) <= threshold
+            found.append(np.stack([np.minimum(i, j)[close], np.maximum(i, j)[close]], axis=1))
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def _codes(values: list[str]) -> np.ndarray:
+    """Each value's index among the distinct values."""
+    return np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)[1].ravel()
+
+
+def duplicate_groups(phashes: np.ndarray, exact_keys: list[list[str]], threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group ids (-1 when unique) numbered by first member, and whether each group is exact.
+
+    ``exact_keys`` are per-sample key lists (e.g. pixel sha1, raw content hash): equal
+    keys join samples; hashes within ``threshold`` bits join them too. A group is exact
+    when one key value is shared by all its members.
+    """
+    n = len(phashes)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    rows, cols, offset = [], [], n
+    unique_hashes, hash_code = np.unique(phashes, return_inverse=True)
+    key_codes = [hash_code.ravel()] + [_codes(keys) for keys in exact_keys]
+    for codes in key_codes:
+        rows.append(np.arange(n))
+        cols.append(offset + codes)
+        offset += int(codes.max()) + 1
+    pairs = near_pairs(unique_hashes, threshold)
+    rows.append(n + pairs[:, 0])
+    cols.append(n + pairs[:, 1])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(offset, offset))
+    _, component = connected_components(graph, directed=False)
+    component = component[:n]
+    grouped = np.flatnonzero(np.bincount(component)[component] > 1)
+    comps, first = np.unique(component[grouped], return_index=True)
+    rank = np.empty(len(comps), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(comps))
+    groups = np.full(n, -1, dtype=np.int64)
+    groups[grouped] = rank[np.searchsorted(comps, component[grouped])]
+    exact = np.zeros(len(comps), dtype=bool)
+    for codes in key_codes[1:]:
+        shared = np.unique(np.stack([groups[grouped], codes[grouped]], axis=1), axis=0)
+        exact |= np.bincount(shared[:, 0], minlength=len(comps)) == 1
+    return groups, exact
+
+
+@dataclass
+class Resolution:
+    """What dedup decided: the reason each dropped sample goes, and the groups that leaked."""
+
+    drop_reason: dict[int, str] = field(default_factory=dict)  # row -> leak | duplicate
+    kept_for: dict[int, int] = field(default_factory=dict)  # dropped row -> the row it duplicates
+    leaking_groups: list[int] = field(default_factory=list)
+
+
+def resolve_groups(groups: np.ndarray, splits: list[str], units: list[str],
+                   leak_policy: str, within_split: str) -> Resolution:
+    """Decide which members of each duplicate group stay.
+
+    A group spanning several splits keeps only the copies in the split ``leak_policy``
+    prefers (``keep_eval``: test, else val; ``keep_train``: train first; ``drop_all``:
+    none). Within the surviving split, ``keep_one`` keeps the first unit (in row order)
+    and ``keep_all`` keeps every copy. A unit is a set of rows never deduplicated against
+    each other (the frames of one CK+ sequence share one unit).
+    """
+    if leak_policy not in LEAK_POLICIES:
+        raise ValueError(f"leak_policy must be one of {sorted(LEAK_POLICIES)}, not {leak_policy!r}")
+    if within_split not in WITHIN_SPLIT_POLICIES:
+        raise ValueError(f"within_split_duplicates must be one of {WITHIN_SPLIT_POLICIES}, not {within_split!r}")
+    result = Resolution()
+    members_of: dict[int, list[int]] = {}
+    for i in np.flatnonzero(groups >= 0):
+        members_of.setdefault(int(groups[i]), []).append(int(i))
+    for g, members in members_of.items():
+        present = {splits[i] for i in members}
+        kept_split = next((s for s in LEAK_POLICIES[leak_policy] if s in present), None)
+        if len(present) > 1:
+            result.leaking_groups.append(g)
+            survivors = [i for i in members if splits[i] == kept_split]
+            for i in members:
+                if splits[i] != kept_split:
+                    result.drop_reason[i] = "leak"
+                    if survivors:
+                        result.kept_for[i] = survivors[0]
+        else:
+            survivors = members
+        if within_split == "keep_one" and survivors:
+            first_unit = units[survivors[0]]
+            for i in survivors:
+                if units[i] != first_unit:
+                    result.drop_reason[i] = "duplicate"
+                    result.kept_for[i] = survivors[0]
+    return result
+
+
+@dataclass
+class Dedup:
+    """Per-row hashes and groups, and the rows dedup drops with (reason, message)."""
+
+    hashes: np.ndarray  # uint64 pHash per row
+    groups: np.ndarray  # duplicate group per row, -1 when unique
+    exact: np.ndarray  # per group: one pixel or content hash shared by all members
+    leaking_groups: list[int]
+    drops: dict[int, tuple[str, str]]
+
+
+def deduplicate(images: np.ndarray, ids: Sequence[str], splits: Sequence[str | None],
+                units: Sequence[str], content_hashes: Sequence[str], skip: set[int], *,
+                phash_threshold: int, blank_std: float, leak_policy: str, within_split: str) -> Dedup:
+    """Drop blank images, group duplicates among the rest, resolve each group by policy.
+
+    Rows in ``skip`` (already dropped for another reason) take no part.
+    """
+    drops: dict[int, tuple[str, str]] = {}
+    stds = pixel_std(images)
+    for i in np.flatnonzero(stds < blank_std):
+        if int(i) not in skip:
+            drops[int(i)] = ("blank", f"near-constant image (pixel std {stds[i]:.2f} < blank_std {blank_std})")
+    rows = np.asarray([i for i in range(len(images)) if i not in skip and i not in drops], dtype=np.int64)
+    hashes = phash(images)
+    sub_groups, exact = duplicate_groups(
+        hashes[rows], [pixel_hashes(images[rows]), [content_hashes[i] for i in rows]], phash_threshold)
+    groups = np.full(len(images), -1, dtype=np.int64)
+    groups[rows] = sub_groups
+    resolution = resolve_groups(sub_groups, [splits[i] for i in rows], [units[i] for i in rows],
+                                leak_policy, within_split)
+    for k, reason in resolution.drop_reason.items():
+        i = int(rows[k])
+        if reason == "leak":
+            message = (f"duplicate group {groups[i]} spans several splits; leak_policy {leak_policy} "
+                       f"drops its {splits[i]} copies")
+        else:
+            message = f"duplicate group {groups[i]} has several copies in {splits[i]}; {within_split} keeps one"
+        if k in resolution.kept_for:
+            other = int(rows[resolution.kept_for[k]])
+            message += f"; kept {ids[other]} ({splits[other]})"
+        drops[i] = (reason, message)
+    return Dedup(hashes, groups, exact, resolution.leaking_groups, drops)
+
+
+def dedup_report(result: Dedup, ids: Sequence[str], splits: Sequence[str | None],
+                 labels: Sequence[str], params: dict) -> dict:
+    """dedup.json: counts, the dropped ids by reason, and every group with its members."""
+    dropped: dict[str, list[str]] = {}
+    for i, (reason, _) in sorted(result.drops.items()):
+        dropped.setdefault(reason, []).append(ids[i])
+    members: dict[int, list[int]] = {}
+    for i in np.flatnonzero(result.groups >= 0):
+        members.setdefault(int(result.groups[i]), []).append(int(i))
+    leaking = set(result.leaking_groups)
+    return {
+        "params": params,
+        "groups_found": len(members),
+        "exact_groups": int(result.exact.sum()),
+        "near_groups": int(len(result.exact) - result.exact.sum()),
+        "leaks_resolved": len(leaking),
+        "label_conflicts": sum(1 for m in members.values() if len({labels[i] for i in m}) > 1),
+        "images_dropped": {reason: len(v) for reason, v in sorted(dropped.items())},
+        "dropped": dict(sorted(dropped.items())),
+        "groups": [
+            {"dup_group": g, "kind": "exact" if result.exact[g] else "near", "leak": g in leaking,
+             "labels": sorted({labels[i] for i in m}),
+             "members": [{"sample_id": ids[i], "split": splits[i], "label": labels[i],
+                          "dropped": result.drops[i][0] if i in result.drops else None} for i in m]}
+            for g, m in sorted(members.items())
+        ],
+    }

@@ -1,0 +1,75 @@
+"""Writing the dataset folder: class-directory PNGs, the manifest, the dropped table and the
+JSON reports, assembled in a temporary folder and renamed into place.
+
+The tree is what ``keras.utils.image_dataset_from_directory``, torchvision's
+``ImageFolder`` and FiftyOne's ``ImageClassificationDirectoryTree`` read::
+
+    <out>/{train,val,test}/<class>/<sample_id>.png
+
+Every class has a folder in every split, even an empty one, so the folders always name
+the whole taxonomy. PNG bytes depend only on the pixels, so rebuilding gives identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from ferdata.manifest import Reject, rejects_table, write_table
+from ferdata.progress import progress_bar
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    """An 8-bit grayscale PNG with no metadata: the same pixels, the same bytes."""
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), mode="L").save(path, format="PNG")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Indented JSON in the order the report was built (deterministic for the same data)."""
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished folder ``src`` to ``dst``, removing what was there only afterwards."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        dst.rename(old)
+    src.rename(dst)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def write_dataset(out_dir: Path, manifest: pa.Table, images: np.ndarray, dropped: list[Reject],
+                  classes: Sequence[str], splits: Sequence[str], reports: dict[str, dict]) -> None:
+    """Write the whole dataset folder; ``images[k]`` is the picture of ``manifest`` row k,
+    stored at its ``path`` column. ``reports`` maps JSON file names to their contents."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        tmp.chmod(0o755)
+        for split in splits:
+            for name in classes:
+                (tmp / split / name).mkdir(parents=True)
+        paths = manifest["path"].to_pylist()
+        with progress_bar("split: write PNGs", total=len(paths)) as advance:
+            for rel, pixels in zip(paths, images):
+                write_png(tmp / rel, pixels)
+                advance(1)
+        write_table(manifest, tmp / "manifest.parquet")
+        write_table(rejects_table(dropped), tmp / "dropped.parquet")
+        for name, report in reports.items():
+            write_json(tmp / name, report)
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,338 @@
+"""The split stage: final train / val / test, subject-disjoint folds, dedup and leakage,
+then the class-directory dataset.
+
+FER2013 (any row with an official ``split``) keeps its split. Rows without one (CK+,
+JAFFE) are split by subject: whole subjects go to one side, the number of subjects per
+side follows ``subject_fractions``, and subjects are placed (largest first, then improved
+by swaps) so that each side's per-class counts come close to its share. The same
+assignment with equal shares gives the subject-disjoint ``fold`` column. Dedup only ever
+drops rows, so no subject changes side.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+from rich.console import Group
+from rich.table import Table
+
+from ferdata import dedup
+from ferdata.export import write_dataset
+from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, pixels_to_array, read_table
+from ferdata.params import ParamsError
+from ferdata.taxonomy import CLASSES_7
+
+SPLITS = dedup.SPLIT_ORDER
+AUXILIARY_MODES = ("split", "train")
+
+
+@dataclass
+class SplitParams:
+    """The ``split:`` section of params.yaml."""
+
+    seed: int = 42
+    subject_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, val, test
+    auxiliary_mode: dict[str, str] = field(default_factory=lambda: {"ckplus": "split", "jaffe": "split"})
+    folds: int = 10
+    phash_threshold: int = 4  # Hamming distance (of 64 bits) for near-duplicates
+    blank_std: float = 2.0  # images whose pixel std is below this are dropped as blank
+    leak_policy: str = "keep_eval"  # keep_eval | keep_train | drop_all
+    within_split_duplicates: str = "keep_one"  # keep_one | keep_all
+
+    def __post_init__(self) -> None:
+        where = "params.yaml [split]"
+        fractions = self.subject_fractions
+        if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+            raise ParamsError(f"{where}.subject_fractions: three shares (train, val, test) >= 0 "
+                              f"summing to 1, not {fractions}")
+        bad_modes = {s: m for s, m in self.auxiliary_mode.items() if m not in AUXILIARY_MODES}
+        if bad_modes:
+            raise ParamsError(f"{where}.auxiliary_mode: each mode is one of {AUXILIARY_MODES}, not {bad_modes}")
+        if self.folds < 2:
+            raise ParamsError(f"{where}.folds: at least 2, not {self.folds}")
+        if not 0 <= self.phash_threshold <= dedup.MAX_PHASH_THRESHOLD:
+            raise ParamsError(f"{where}.phash_threshold: within 0..{dedup.MAX_PHASH_THRESHOLD}, "
+                              f"not {self.phash_threshold}")
+        if self.blank_std < 0:
+            raise ParamsError(f"{where}.blank_std: >= 0, not {self.blank_std}")
+        if self.leak_policy not in dedup.LEAK_POLICIES:
+            raise ParamsError(f"{where}.leak_policy: one of {sorted(dedup.LEAK_POLICIES)}, "
+                              f"not {self.leak_policy!r}")
+        if self.within_split_duplicates not in dedup.WITHIN_SPLIT_POLICIES:
+            raise ParamsError(f"{where}.within_split_duplicates: one of {dedup.WITHIN_SPLIT_POLICIES}, "
+                              f"not {self.within_split_duplicates!r}")
+
+
+@dataclass
+class SplitResult:
+    """The stage's outcome, for the summary the CLI prints."""
+
+    classes: tuple[str, ...]
+    counts: dict[str, dict[str, int]]  # split -> class -> kept samples
+    subjects: dict[str, dict[str, int]]  # source -> split -> subjects
+    groups: int
+    leaks_resolved: int
+    dropped: dict[str, list[str]]  # reason -> sample ids
+    out_dir: Path
+
+    @property
+    def kept(self) -> int:
+        return sum(sum(c.values()) for c in self.counts.values())
+
+    def summary(self) -> Group:
+        """One screen: kept samples per split x class, subjects per side, what dedup dropped."""
+        table = Table(title=f"split: {self.kept} samples in {self.out_dir}")
+        for col in ("split", "total", *self.classes):
+            table.add_column(col, justify="left" if col == "split" else "right")
+        for split in SPLITS:
+            row = self.counts[split]
+            table.add_row(split, str(sum(row.values())), *(str(row[c]) for c in self.classes))
+        lines = [table]
+        for source, per_split in self.subjects.items():
+            lines.append(f"{source} subjects: " + ", ".join(f"{s} {per_split[s]}" for s in SPLITS))
+        dropped = ", ".join(f"{reason} {len(ids)}" for reason, ids in sorted(self.dropped.items())) or "none"
+        lines.append(f"duplicate groups {self.groups}, leaks resolved {self.leaks_resolved}, "
+                     f"dropped: {dropped} (ids in dedup.json, dropped.parquet)")
+        return Group(*lines)
+
+
+def group_quotas(n: int, fractions: Sequence[float]) -> np.ndarray:
+    """How many of ``n`` groups each bin gets: largest remainders, and at least one in every
+    bin with a positive share while another bin can spare one."""
+    raw = np.asarray(fractions, dtype=np.float64) * n
+    quotas = np.floor(raw).astype(np.int64)
+    by_remainder = np.argsort(-(raw - quotas), kind="stable")
+    quotas[by_remainder[: n - quotas.sum()]] += 1
+    for b in np.flatnonzero(np.asarray(fractions) > 0):
+        if quotas[b] == 0 and quotas.max() > 1:
+            quotas[np.argmax(quotas)] -= 1
+            quotas[b] += 1
+    return quotas
+
+
+def stratified_assignment(class_counts: np.ndarray, fractions: Sequence[float],
+                          rng: np.random.Generator, max_passes: int = 20) -> np.ndarray:
+    """A bin per group (a row of per-class sample counts), each bin holding its quota of groups.
+
+    The aim: each bin's per-class counts close to its share of each class's total (squared
+    gaps, classes weighted equally). Largest groups first (ties in a seeded random order),
+    each goes to the bin with room where it most reduces the gaps; then swaps of two groups
+    between bins that reduce them further, until none does.
+    """
+    n_groups = len(class_counts)
+    counts = class_counts.astype(np.float64)
+    room = group_quotas(n_groups, fractions)
+    totals = counts.sum(axis=0)
+    weight = np.divide(1.0, totals ** 2, out=np.zeros_like(totals), where=totals > 0)
+    gap = np.outer(np.asarray(fractions, dtype=np.float64), totals)  # target minus assigned
+    order = rng.permutation(n_groups)
+    order = order[np.argsort(-counts.sum(axis=1)[order], kind="stable")]
+    bins = np.empty(n_groups, dtype=np.int64)
+    for g in order:
+        gain = (counts[g] * (2 * gap - counts[g]) * weight).sum(axis=1)
+        gain[room == 0] = -np.inf
+        b = int(np.argmax(gain))
+        bins[g], room[b] = b, room[b] - 1
+        gap[b] -= counts[g]
+    for _ in range(max_passes):
+        swapped = False
+        # groups with the same bin and counts are interchangeable: one stands for all
+        kinds = np.unique(np.column_stack([bins, class_counts]), axis=0, return_index=True)[1]
+        for a in kinds:
+            # swapping a with partner b moves d = counts[a] - counts[b] from a's bin to b's
+            d = counts[a] - counts[kinds]
+            change = (2 * d * (d + gap[bins[a]] - gap[bins[kinds]]) * weight).sum(axis=1)
+            change[bins[kinds] == bins[a]] = 0.0
+            k = int(np.argmin(change))
+            if change[k] < -1e-12:
+                b = kinds[k]
+                gap[bins[a]] += d[k]
+                gap[bins[b]] -= d[k]
+                bins[a], bins[b] = bins[b], bins[a]
+                swapped = True
+        if not swapped:
+            break
+    return bins
+
+
+def _rng(seed: int, source: str, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(source.encode()), stream])
+
+
+@dataclass
+class Assignment:
+    """Final split and fold per row, and how each source was split."""
+
+    split: list[str]
+    fold: list[int | None]
+    modes: dict[str, str]  # source -> official | split | train
+    subjects: dict[str, dict[str, list[str]]]  # source -> split -> subjects
+    folds: dict[str, dict[str, list[str]]]  # source -> fold -> subjects
+
+
+def _subject_key(row: dict) -> str:
+    """The group a row is split with: its subject, else the sample itself."""
+    return row["subject"] if row["subject"] is not None else row["sample_id"]
+
+
+def assign_splits(rows: list[dict], params: SplitParams, n_classes: int) -> Assignment:
+    """Keep official splits; split the other rows by subject, per source; fold them too.
+
+    Rows with neither a split nor a subject are each their own group.
+    """
+    split: list[str] = [r["split"] for r in rows]
+    fold: list[int | None] = [None] * len(rows)
+    result = Assignment(split, fold, {}, {}, {})
+    for source in sorted({r["source"] for r in rows}):
+        members = [i for i, r in enumerate(rows) if r["source"] == source and r["split"] is None]
+        if not members:
+            result.modes[source] = "official"
+            continue
+        mode = params.auxiliary_mode.get(source, "split")
+        result.modes[source] = mode
+        names, group = np.unique(np.asarray([_subject_key(rows[i]) for i in members], dtype=str),
+                                 return_inverse=True)
+        counts = np.zeros((len(names), n_classes), dtype=np.int64)
+        np.add.at(counts, (group, [rows[i]["label_index"] for i in members]), 1)
+        if mode == "train":
+            side = np.zeros(len(names), dtype=np.int64)
+        else:
+            side = stratified_assignment(counts, params.subject_fractions, _rng(params.seed, source, 0))
+        folds = stratified_assignment(counts, [1 / params.folds] * params.folds, _rng(params.seed, source, 1))
+        for i, g in zip(members, group):
+            split[i] = SPLITS[side[g]]
+            fold[i] = int(folds[g])
+        result.subjects[source] = {s: [str(n) for n, b in zip(names, side) if SPLITS[b] == s] for s in SPLITS}
+        result.folds[source] = {str(k): [str(n) for n, f in zip(names, folds) if f == k]
+                                for k in range(params.folds)}
+    return result
+
+
+def _location(row: dict) -> str:
+    line = row.get("source_line")
+    return f"{row['source_file']}:{line}" if line is not None else row["source_file"]
+
+
+def _check_input(table: pa.Table, path: Path, classes: Sequence[str]) -> None:
+    """Refuse input that would make the dataset wrong rather than incomplete."""
+    missing = [name for name in ALIGNED_SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected the aligned manifest")
+    ids = table["sample_id"].to_pylist()
+    repeated = sorted(k for k, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise ValueError(f"{path}: sample ids occur more than once: {repeated[:10]}")
+    unusable = [i for i in ids if not i or "/" in i or "\\" in i or i.startswith(".")]
+    if unusable:
+        raise ValueError(f"{path}: sample ids unusable as file names: {unusable[:10]}")
+    bad = sorted({(lab, int(k)) for lab, k in zip(table["label"].to_pylist(), table["label_index"].to_pylist())
+                  if lab not in classes or classes.index(lab) != k})
+    if bad:
+        raise ValueError(f"{path}: labels not in the {len(classes)}-class taxonomy {list(classes)} "
+                         f"(or a wrong label_index): {bad[:10]}; run ingest with the same taxonomy")
+
+
+def _units(rows: list[dict]) -> list[str]:
+    """Dedup units: the frames of one sequence are never deduplicated against each other."""
+    return [f"{r['source']}/{r['subject']}/{r['sequence']}" if r["sequence"] is not None else r["sample_id"]
+            for r in rows]
+
+
+def _dataset_table(table: pa.Table, kept: list[int], splits: list, folds: list, groups: np.ndarray,
+                   phashes: list[str], paths: list[str]) -> pa.Table:
+    """The kept rows with their final split and the DATASET_SCHEMA columns."""
+    out = table.take(pa.array(kept, pa.int64()))
+    out = out.set_column(out.schema.get_field_index("split"), ALIGNED_SCHEMA.field("split"),
+                         pa.array([splits[i] for i in kept], pa.string()))
+    extra = {
+        "fold": pa.array([folds[i] for i in kept], pa.int16()),
+        "dup_group": pa.array([int(groups[i]) if groups[i] >= 0 else None for i in kept], pa.int64()),
+        "phash": pa.array([phashes[i] for i in kept], pa.string()),
+        "path": pa.array(paths, pa.string()),
+        "origin": pa.array(["real"] * len(kept), pa.string()),
+    }
+    for name, column in extra.items():
+        out = out.append_column(DATASET_SCHEMA.field(name), column)
+    return out.cast(DATASET_SCHEMA)
+
+
+def _split_report(rows: list[dict], kept: list[int], splits: list, assignment: Assignment,
+                  dropped: dict[str, list[str]], classes: Sequence[str], params: SplitParams) -> dict:
+    """split.json: kept counts per split x class (x source), subjects per split, folds, drops."""
+    counts = {s: {c: 0 for c in classes} for s in SPLITS}
+    by_source: dict[str, dict[str, dict[str, int]]] = {s: {} for s in SPLITS}
+    for i in kept:
+        counts[splits[i]][rows[i]["label"]] += 1
+        per_class = by_source[splits[i]].setdefault(rows[i]["source"], {c: 0 for c in classes})
+        per_class[rows[i]["label"]] += 1
+    kept_groups = {(rows[i]["source"], _subject_key(rows[i])) for i in kept}
+    subjects = {src: {s: [n for n in names if (src, n) in kept_groups] for s, names in per_split.items()}
+                for src, per_split in assignment.subjects.items()}
+    return {
+        "classes": list(classes),
+        "params": asdict(params),
+        "modes": assignment.modes,
+        "counts": counts,
+        "counts_by_source": {s: dict(sorted(v.items())) for s, v in by_source.items()},
+        "subjects_per_split": {src: {s: len(v) for s, v in per.items()} for src, per in subjects.items()},
+        "subjects": subjects,
+        "folds": assignment.folds,
+        "dropped": {reason: len(ids) for reason, ids in dropped.items()},
+    }
+
+
+def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
+              taxonomy_classes: Sequence[str] = CLASSES_7) -> SplitResult:
+    """Read ``aligned_dir/aligned.parquet``; write the dataset folder ``out_dir``.
+
+    ``out_dir`` receives manifest.parquet (kept samples, DATASET_SCHEMA),
+    ``{train,val,test}/<class>/<sample_id>.png`` (every class folder, even empty),
+    dropped.parquet, split.json and dedup.json; it is replaced as a whole.
+    """
+    classes = tuple(taxonomy_classes)
+    path = Path(aligned_dir) / "aligned.parquet"
+    table = read_table(path)
+    _check_input(table, path, classes)
+    table = table.select(ALIGNED_SCHEMA.names).cast(ALIGNED_SCHEMA).sort_by("sample_id")
+    rows = table.drop_columns(["pixels"]).to_pylist()
+    ids = [r["sample_id"] for r in rows]
+    bad_split = {i: ("unknown_split", f"split {r['split']!r} is not one of {list(SPLITS)}")
+                 for i, r in enumerate(rows) if r["split"] is not None and r["split"] not in SPLITS}
+    valid = [i for i in range(len(rows)) if i not in bad_split]
+    assignment = assign_splits([rows[i] for i in valid], params, len(classes))
+    splits: list[str | None] = [None] * len(rows)
+    folds: list[int | None] = [None] * len(rows)
+    for k, i in enumerate(valid):
+        splits[i], folds[i] = assignment.split[k], assignment.fold[k]
+
+    images = pixels_to_array(table["pixels"])
+    found = dedup.deduplicate(
+        images, ids, splits, _units(rows), [r["content_hash"] for r in rows], set(bad_split),
+        phash_threshold=params.phash_threshold, blank_std=params.blank_std,
+        leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
+    drops = {**bad_split, **found.drops}
+    kept = [i for i in range(len(rows)) if i not in drops]
+    paths = [f"{splits[i]}/{rows[i]['label']}/{ids[i]}.png" for i in kept]
+    manifest = _dataset_table(table, kept, splits, folds, found.groups, dedup.hash_hex(found.hashes), paths)
+    rejects = [Reject(rows[i]["source"], _location(rows[i]), reason, message, kind="dropped",
+                      sample_id=ids[i]) for i, (reason, message) in sorted(drops.items())]
+    dropped: dict[str, list[str]] = {}
+    for r in sorted(rejects, key=lambda r: r.reason):
+        dropped.setdefault(r.reason, []).append(r.sample_id)
+    split_report = _split_report(rows, kept, splits, assignment, dropped, classes, params)
+    dedup_params = {k: getattr(params, k) for k in
+                    ("phash_threshold", "blank_std", "leak_policy", "within_split_duplicates")}
+    dedup_json = dedup.dedup_report(found, ids, splits, [r["label"] for r in rows], dedup_params)
+    write_dataset(Path(out_dir), manifest, images[kept], rejects, classes, SPLITS,
+                  {"split.json": split_report, "dedup.json": dedup_json})
+    return SplitResult(
+        classes=classes, counts=split_report["counts"], subjects=split_report["subjects_per_split"],
+        groups=dedup_json["groups_found"], leaks_resolved=dedup_json["leaks_resolved"],
+        dropped=dropped, out_dir=Path(out_dir),
+    )
