@@ -48,6 +48,7 @@ def sample(
 
 
 def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool) -> None:
+    from ferdata.corrections import CorrectionsError
     from ferdata.ingest import IngestParams, run_ingest
     from ferdata.sources.base import MissingSourceError
     from ferdata.summaries import class_table, ingest_table, reject_lines
@@ -57,10 +58,11 @@ def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool) 
     if sources:
         cfg.sources = [s.strip() for s in sources.split(",") if s.strip()]
     try:
-        result = run_ingest(cfg, layout.raw, layout.interim)
-    except (MissingSourceError, ValueError) as exc:
+        result = run_ingest(cfg, layout.raw, layout.interim, layout.corrections)
+    except (MissingSourceError, CorrectionsError, ValueError) as exc:
         _fail(str(exc))
     console.print(ingest_table(result))
+    console.print(result.corrections.summary())
     console.print(class_table(result, Taxonomy.of_size(cfg.taxonomy).classes))
     for line in reject_lines(result.rejected, layout.raw):
         console.print(f"rejected {line}", markup=False, highlight=False, soft_wrap=True)
@@ -106,3 +108,86 @@ def split(
 ) -> None:
     """Final splits, dedup and leakage: processed/aligned -> processed/dataset (class folders)."""
     _split(load_params(params), Layout(root, None, out))
+
+
+review_app = typer.Typer(invoke_without_command=True,
+                         help="Review the dataset in the FiftyOne App; `review export` saves the tags.")
+app.add_typer(review_app, name="review")
+NAME = typer.Option("ferdata", "--name", help="FiftyOne dataset name.")
+DATABASE_DIR = typer.Option(None, "--database-dir",
+                            help="FiftyOne database folder (default $FIFTYONE_DATABASE_DIR or ~/.ferdata/fiftyone).")
+
+
+def _model_embeddings(layout: Layout, include_synthetic: bool):
+    """The trained model's penultimate features for the review rows, or None without a model."""
+    if not (layout.models / "model.keras").exists():
+        return None
+    from ferdata.manifest import pixels_to_array
+    from ferdata.model import embed
+    from ferdata.review import review_table
+    from ferdata.train import load_model
+
+    model, _ = load_model(layout.models)
+    rows = review_table(layout.dataset, layout.balanced if layout.balanced.exists() else None,
+                        include_synthetic)
+    return embed(model, pixels_to_array(rows["pixels"]))
+
+
+@review_app.callback()
+def review(
+    ctx: typer.Context, params: Path = PARAMS, root: Path = ROOT, name: str = NAME,
+    host: str = typer.Option("127.0.0.1", help="Address the App listens on."),
+    port: int = typer.Option(5151, help="Port the App listens on."),
+    no_launch: bool = typer.Option(False, "--no-launch", help="Build the dataset only."),
+    database_dir: Optional[Path] = DATABASE_DIR,
+    include_synthetic: bool = typer.Option(False, help="Also show SMOTE / augmented faces."),
+) -> None:
+    """Build the FiftyOne review dataset (predictions, mistakenness, saved views) and serve the App."""
+    if ctx.invoked_subcommand:
+        return
+    from ferdata.review import build_review_dataset, launch, review_summary
+
+    p, layout = load_params(params), Layout(root)
+    ds = build_review_dataset(
+        name, layout.dataset, layout.predictions if layout.predictions.exists() else None,
+        _model_embeddings(layout, include_synthetic),
+        layout.balanced if layout.balanced.exists() else None, include_synthetic,
+        classes=_taxonomy_classes(p), database_dir=database_dir, seed=p.get("seed", 0))
+    console.print(review_summary(ds))
+    if not no_launch:
+        launch(ds, host=host, port=port, wait=True)
+
+
+@review_app.command("export")
+def review_export(
+    params: Path = PARAMS, root: Path = ROOT, name: str = NAME, database_dir: Optional[Path] = DATABASE_DIR,
+    out: Optional[Path] = typer.Option(None, help="Corrections file (default ROOT/corrections.csv)."),
+) -> None:
+    """Write the App's relabel:<class> and exclude tags to corrections.csv (read by the next ingest)."""
+    from ferdata.corrections import CorrectionsError, export_corrections
+    from ferdata.fiftyone_env import fiftyone
+    from ferdata.manifest import read_table
+
+    fo, layout = fiftyone(database_dir), Layout(root)
+    if not fo.dataset_exists(name):
+        _fail(f"no review dataset {name!r}; run `ferdata review` first")
+    known = set(read_table(layout.dataset / "manifest.parquet")["sample_id"].to_pylist())
+    try:
+        result = export_corrections(fo.load_dataset(name), out or layout.corrections, known,
+                                    _taxonomy_classes(load_params(params)))
+    except CorrectionsError as exc:
+        _fail(str(exc))
+    console.print(result.summary())
+
+
+@app.command()
+def report(params: Path = PARAMS, root: Path = ROOT) -> None:
+    """Write processed/reports/bias.md: class x source composition, quality and recall by source."""
+    from ferdata.bias import BiasParams, write_bias_report
+
+    layout = Layout(root)
+    eval_json = layout.metrics / "eval.json"
+    result = write_bias_report(layout.dataset, layout.predictions if layout.predictions.exists() else None,
+                               eval_json if eval_json.exists() else None, layout.reports,
+                               section(load_params(params), "report", BiasParams))
+    console.print(result.summary())

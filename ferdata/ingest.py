@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ferdata.corrections import CorrectionsReport, apply_corrections
 from ferdata.manifest import INGEST_SCHEMA, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
 from ferdata.sources.base import SourceBatch
@@ -51,6 +52,7 @@ class IngestResult:
     accounts: dict[str, SourceAccount]
     rejects: list[Reject]
     manifest_rows: int
+    corrections: CorrectionsReport
 
     @property
     def rejected(self) -> list[Reject]:
@@ -104,14 +106,30 @@ def to_manifest(
             rows.append(row)
         rejects.extend(dropped[len(batch_dropped):])
         account.dropped = dict(Counter(r.reason for r in dropped))
-        account.accepted = sum(1 for r in rows if r["source"] == name)
-        account.classes = {c: n for c in taxonomy.classes
-                           if (n := sum(1 for r in rows if r["source"] == name and r["label"] == c))}
-        if not account.balanced:
-            raise RuntimeError(f"{name}: accounting does not add up: {account}")
         accounts[name] = account
     table = pa.Table.from_pylist(rows, schema=INGEST_SCHEMA)
     return table, rejects, accounts
+
+
+def count_accepted(table: pa.Table, accounts: dict[str, SourceAccount], taxonomy: Taxonomy) -> None:
+    """Fill each account's accepted and per-class counts from the final manifest, and check them."""
+    pairs = Counter(zip(table["source"].to_pylist(), table["label"].to_pylist()))
+    for name, account in accounts.items():
+        account.classes = {c: pairs[(name, c)] for c in taxonomy.classes if pairs[(name, c)]}
+        account.accepted = sum(account.classes.values())
+        if not account.balanced:
+            raise RuntimeError(f"{name}: accounting does not add up: {account}")
+
+
+def apply_review(table: pa.Table, rejects: list[Reject], accounts: dict[str, SourceAccount],
+                 corrections: Path, taxonomy: Taxonomy) -> tuple[pa.Table, CorrectionsReport]:
+    """Apply annotators' corrections.csv: relabels change labels, excludes become drops."""
+    table, report = apply_corrections(table, corrections, taxonomy.classes)
+    rejects.extend(report.rejects)
+    for r in report.rejects:
+        dropped = accounts[r.source].dropped
+        dropped[r.reason] = dropped.get(r.reason, 0) + 1
+    return table, report
 
 
 def write_pixels(batches: dict[str, SourceBatch], out_dir: Path) -> dict[str, str]:
@@ -126,19 +144,27 @@ def write_pixels(batches: dict[str, SourceBatch], out_dir: Path) -> dict[str, st
     return files
 
 
-def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path) -> IngestResult:
-    """Read the sources, write manifest.parquet, rejects.parquet, pixels/ and ingest.json."""
+def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path,
+               corrections: Path | None = None) -> IngestResult:
+    """Read the sources, apply corrections.csv (if given and present), and write
+    manifest.parquet, rejects.parquet, pixels/ and ingest.json."""
     taxonomy = Taxonomy.of_size(params.taxonomy)
     batches = read_sources(params, raw_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pixel_files = write_pixels(batches, out_dir)
     table, rejects, accounts = to_manifest(batches, taxonomy)
+    review = CorrectionsReport()
+    if corrections is not None:
+        table, review = apply_review(table, rejects, accounts, corrections, taxonomy)
+    count_accepted(table, accounts, taxonomy)
     write_table(table, out_dir / "manifest.parquet")
     write_table(rejects_table(rejects), out_dir / "rejects.parquet")
     report = {
         "taxonomy": list(taxonomy.classes),
         "sources": {name: asdict(acc) for name, acc in accounts.items()},
         "pixel_files": pixel_files,
+        "corrections": {"relabelled": review.relabelled, "excluded": review.excluded,
+                        "already_right": review.unchanged, "other_sources": review.other_sources},
     }
     (out_dir / "ingest.json").write_text(json.dumps(report, indent=2) + "\n")
-    return IngestResult(accounts, rejects, table.num_rows)
+    return IngestResult(accounts, rejects, table.num_rows, review)
