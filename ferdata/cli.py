@@ -191,3 +191,23 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
                                eval_json if eval_json.exists() else None, layout.reports,
                                section(load_params(params), "report", BiasParams))
     console.print(result.summary())
+
+
+@app.command("label-issues")
+def label_issues(
+    params: Path = PARAMS, root: Path = ROOT,
+    ferplus_csv: Optional[Path] = typer.Option(
+        None, help="FER+ votes to measure the flags against (default ROOT/raw/ferplus/fer2013new.csv if present)."),
+) -> None:
+    """Flag likely label errors in train: out-of-fold predictions ranked by cleanlab."""
+    from ferdata.label_issues import LabelIssuesParams, label_issues_table, run_label_issues
+
+    layout = Layout(root)
+    default_votes = layout.raw / "ferplus" / "fer2013new.csv"
+    votes = ferplus_csv or (default_votes if default_votes.exists() else None)
+    try:
+        result = run_label_issues(section(load_params(params), "label_issues", LabelIssuesParams),
+                                  layout.dataset, layout.label_issues, votes)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(label_issues_table(result))

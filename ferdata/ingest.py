@@ -11,9 +11,12 @@ import numpy as np
 import pyarrow as pa
 
 from ferdata.corrections import CorrectionsReport, apply_corrections
+from ferdata.ferplus import FILE_NAME as FERPLUS_FILE
+from ferdata.ferplus import LABEL_MODES, apply_ferplus, write_agreement
+from ferdata.ferplus import SOURCE as FERPLUS_SOURCE
 from ferdata.manifest import INGEST_SCHEMA, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
-from ferdata.sources.base import SourceBatch
+from ferdata.sources.base import MissingSourceError, SourceBatch
 from ferdata.sources.registry import SOURCES
 from ferdata.taxonomy import Taxonomy
 
@@ -25,6 +28,7 @@ class IngestParams:
     sources: list[str] = field(default_factory=lambda: ["fer2013", "ckplus", "jaffe"])
     taxonomy: int = 7
     strict: bool = False
+    labels: str = "fer2013"  # or a FER+ mode: ferplus-majority, -plurality, -probability
     fer2013: dict = field(default_factory=dict)
     ckplus: dict = field(default_factory=lambda: {"peak_frames": 3, "neutral_frames": 1})
     jaffe: dict = field(default_factory=dict)
@@ -62,6 +66,17 @@ class IngestResult:
 def unknown_sources(names: list[str]) -> list[str]:
     """Names that no registered source answers to."""
     return [n for n in names if n not in SOURCES]
+
+
+def check_params(params: IngestParams, raw_dir: Path) -> None:
+    """Refuse unknown taxonomies and label modes, and a FER+ mode without its file, before any work."""
+    Taxonomy.of_size(params.taxonomy)
+    if params.labels not in LABEL_MODES:
+        raise ValueError(f"ingest.labels {params.labels!r} is unknown; known: {', '.join(LABEL_MODES)}")
+    ferplus = raw_dir / FERPLUS_SOURCE / FERPLUS_FILE
+    if params.labels != "fer2013" and not ferplus.exists():
+        raise MissingSourceError(f"{ferplus}: not found; ingest.labels={params.labels} needs the FER+ "
+                                 "votes (fer2013new.csv from the FER+ repository, MIT licence)")
 
 
 def read_sources(params: IngestParams, raw_dir: Path) -> dict[str, SourceBatch]:
@@ -121,15 +136,28 @@ def count_accepted(table: pa.Table, accounts: dict[str, SourceAccount], taxonomy
             raise RuntimeError(f"{name}: accounting does not add up: {account}")
 
 
-def apply_review(table: pa.Table, rejects: list[Reject], accounts: dict[str, SourceAccount],
-                 corrections: Path, taxonomy: Taxonomy) -> tuple[pa.Table, CorrectionsReport]:
-    """Apply annotators' corrections.csv: relabels change labels, excludes become drops."""
-    table, report = apply_corrections(table, corrections, taxonomy.classes)
-    rejects.extend(report.rejects)
-    for r in report.rejects:
-        dropped = accounts[r.source].dropped
-        dropped[r.reason] = dropped.get(r.reason, 0) + 1
-    return table, report
+def record_removals(removed: list[Reject], rejects: list[Reject],
+                    accounts: dict[str, SourceAccount]) -> None:
+    """Count samples removed after reading (FER+, review) against the source they came from."""
+    rejects.extend(removed)
+    for r in removed:
+        account = accounts[r.sample_id.split("-", 1)[0]]
+        counts = account.dropped if r.kind == "dropped" else account.rejected
+        counts[r.reason] = counts.get(r.reason, 0) + 1
+
+
+def relabel_with_ferplus(params: IngestParams, table: pa.Table, raw_dir: Path, out_dir: Path,
+                         rejects: list[Reject], accounts: dict[str, SourceAccount],
+                         taxonomy: Taxonomy) -> pa.Table:
+    """Replace FER2013 labels with FER+ votes as ``ingest.labels`` asks; write the agreement."""
+    if params.labels == "fer2013" or "fer2013" not in accounts:
+        return table
+    csv = raw_dir / FERPLUS_SOURCE / FERPLUS_FILE
+    table, removed, report = apply_ferplus(table, csv, params.labels, taxonomy,
+                                           fer2013_rows=accounts["fer2013"].seen)
+    record_removals(removed, rejects, accounts)
+    write_agreement(report, out_dir)
+    return table
 
 
 def write_pixels(batches: dict[str, SourceBatch], out_dir: Path) -> dict[str, str]:
@@ -148,14 +176,17 @@ def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path,
                corrections: Path | None = None) -> IngestResult:
     """Read the sources, apply corrections.csv (if given and present), and write
     manifest.parquet, rejects.parquet, pixels/ and ingest.json."""
+    check_params(params, raw_dir)
     taxonomy = Taxonomy.of_size(params.taxonomy)
     batches = read_sources(params, raw_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pixel_files = write_pixels(batches, out_dir)
     table, rejects, accounts = to_manifest(batches, taxonomy)
+    table = relabel_with_ferplus(params, table, raw_dir, out_dir, rejects, accounts, taxonomy)
     review = CorrectionsReport()
     if corrections is not None:
-        table, review = apply_review(table, rejects, accounts, corrections, taxonomy)
+        table, review = apply_corrections(table, corrections, taxonomy.classes)
+        record_removals(review.rejects, rejects, accounts)
     count_accepted(table, accounts, taxonomy)
     write_table(table, out_dir / "manifest.parquet")
     write_table(rejects_table(rejects), out_dir / "rejects.parquet")

@@ -42,6 +42,10 @@ class Layout:
         return self.processed / "balanced"
 
     @property
+    def label_issues(self) -> Path:
+        return self.processed / "label_issues"
+
+    @property
     def reports(self) -> Path:
         return self.processed / "reports"
 

@@ -36,7 +36,10 @@ INGEST_SCHEMA = pa.schema([
     pa.field("width", pa.int32(), nullable=False),
     pa.field("height", pa.int32(), nullable=False),
     pa.field("content_hash", pa.string(), nullable=False),  # sha1 of the decoded 8-bit pixels
+    pa.field("soft_label", pa.list_(pa.float32())),  # FER+ vote shares per class, when chosen
 ])
+#: The FER+ soft label: vote shares over the taxonomy's classes (null where absent).
+SOFT_LABEL_FIELD = INGEST_SCHEMA.field("soft_label")
 
 ALIGN_FIELDS = [
     pa.field("align_status", pa.string(), nullable=False),  # aligned, no_face, multiple_faces, landmark_outlier, passthrough
@@ -134,3 +137,16 @@ def _extend(schema: pa.Schema, fields: list[pa.Field]) -> pa.Schema:
 ALIGNED_SCHEMA = _extend(INGEST_SCHEMA, ALIGN_FIELDS)
 #: processed/dataset/manifest.parquet: the kept samples, ``split`` final, ``path`` set.
 DATASET_SCHEMA = _extend(ALIGNED_SCHEMA, SPLIT_FIELDS)
+
+BALANCE_FIELDS = [
+    pa.field("method", pa.string(), nullable=False),  # the balance run's method (the same on every row)
+    pa.field("seed", pa.int64(), nullable=False),  # the balance run's seed
+    pa.field("parent_id", pa.string()),  # the real face a copy was made from (augment, random_over)
+    pa.field("transform", pa.string()),  # JSON of the flip / rotation / zoom / shift applied, if any
+]
+
+#: processed/balanced/manifest.parquet: the train rows after balancing, real and generated.
+BALANCED_SCHEMA = _extend(DATASET_SCHEMA, BALANCE_FIELDS)
+
+#: FER+ vote shares over the taxonomy's classes (in class index order, summing to 1);
+#: set by ``ingest.labels: ferplus-probability`` for FER2013 rows, null everywhere else.

@@ -95,3 +95,26 @@ def test_missing_source_names_the_expected_path(tmp_path):
 def test_unknown_source_is_refused(raw, tmp_path):
     with pytest.raises(ValueError, match="unknown sources.*affectnet"):
         run_ingest(IngestParams(sources=["affectnet"]), raw, tmp_path / "interim")
+
+
+def test_ferplus_majority_relabels_fer2013_and_keeps_the_account(raw_copy, tmp_path):
+    usages = [line.rsplit(",", 1)[1] for line in
+              (raw_copy / "fer2013" / "fer2013.csv").read_text().splitlines()[1:]]
+    rows = ["Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"]
+    for i, usage in enumerate(usages):
+        votes = "0,0,0,0,0,0,0,0,0,10" if i == 0 else "0,8,2,0,0,0,0,0,0,0"  # row 0: not a face
+        rows.append(f"{usage},fer{i:07d}.png,{votes}")
+    (raw_copy / "ferplus").mkdir()
+    (raw_copy / "ferplus" / "fer2013new.csv").write_text("\n".join(rows) + "\n")
+    result = run_ingest(IngestParams(labels="ferplus-majority"), raw_copy, tmp_path / "interim")
+    fer = result.accounts["fer2013"]
+    assert fer.dropped == {"ferplus_not_a_face": 1} and fer.balanced
+    assert fer.classes == {"happy": 119}
+    m = pq.read_table(tmp_path / "interim" / "manifest.parquet").to_pandas()
+    assert "fer2013-000000" not in set(m.sample_id)
+    assert (tmp_path / "interim" / "ferplus_agreement.png").exists()
+
+
+def test_ferplus_mode_without_its_file_stops_before_reading(raw, tmp_path):
+    with pytest.raises(FileNotFoundError, match="ferplus/fer2013new.csv"):
+        run_ingest(IngestParams(labels="ferplus-majority"), raw, tmp_path / "interim")
