@@ -4,8 +4,10 @@ and which copies a group keeps.
 Near-duplicates are found without comparing every pair: with a Hamming threshold ``t``
 the 64 hash bits are cut into ``t + 1`` bands, and two hashes within distance ``t`` agree
 exactly on at least one band (pigeonhole), so only hashes sharing a band value are
-compared. Exact duplicates (equal aligned pixels or equal raw ``content_hash``) and near
-pairs are edges of one graph; its connected components of two or more samples are the
+compared. Aligned faces share their coarse layout, so a pHash match only proposes a pair;
+the pair holds when the two images also agree pixel by pixel (``near_max_diff``). Exact
+duplicates (equal aligned pixels or equal raw ``content_hash``) and confirmed near pairs
+are edges of one graph; its connected components of two or more samples are the
 duplicate groups.
 """
 
@@ -128,26 +130,58 @@ def _codes(values: list[str]) -> np.ndarray:
     return np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)[1].ravel()
 
 
-def duplicate_groups(phashes: np.ndarray, exact_keys: list[list[str]], threshold: int) -> tuple[np.ndarray, np.ndarray]:
-    """Group ids (-1 when unique) numbered by first member, and whether each group is exact.
+def candidate_pairs(phashes: np.ndarray, threshold: int) -> np.ndarray:
+    """Sample index pairs (P, 2) whose pHashes are equal or within ``threshold`` bits.
+
+    Samples sharing one hash are paired with that hash's first sample; near hashes pair
+    their first samples. Pairs are candidates only: :func:`similar_pairs` confirms them.
+    """
+    unique_hashes, first, code = np.unique(phashes, return_index=True, return_inverse=True)
+    code = code.ravel()
+    others = np.flatnonzero(first[code] != np.arange(len(phashes)))
+    same = np.stack([first[code[others]], others], axis=1)
+    near = first[near_pairs(unique_hashes, threshold)]
+    return np.concatenate([same, near.reshape(-1, 2)]).astype(np.int64)
+
+
+def similar_pairs(images: np.ndarray, pairs: np.ndarray, max_diff: float) -> np.ndarray:
+    """The pairs whose images differ by at most ``max_diff`` grey levels on average, after
+    removing each image's mean brightness: a pixel-level check that a pHash match is a copy."""
+    keep = np.zeros(len(pairs), dtype=bool)
+    for start in range(0, len(pairs), _CHUNK):
+        chunk = pairs[start:start + _CHUNK]
+        a = images[chunk[:, 0]].astype(np.float32)
+        b = images[chunk[:, 1]].astype(np.float32)
+        a -= a.mean(axis=(1, 2), keepdims=True)
+        b -= b.mean(axis=(1, 2), keepdims=True)
+        keep[start:start + len(chunk)] = np.abs(a - b).mean(axis=(1, 2)) <= max_diff
+    return pairs[keep]
+
+
+def duplicate_groups(images: np.ndarray, exact_keys: list[list[str]], threshold: int,
+                     max_diff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group ids (-1 when unique) numbered by first member, whether each group is exact,
+    and each image's pHash.
 
     ``exact_keys`` are per-sample key lists (e.g. pixel sha1, raw content hash): equal
-    keys join samples; hashes within ``threshold`` bits join them too. A group is exact
-    when one key value is shared by all its members.
+    keys join samples. Near copies join them too: pHashes within ``threshold`` bits
+    propose a pair, and the pair holds if the images differ by at most ``max_diff`` grey
+    levels (:func:`similar_pairs`). A group is exact when one key value is shared by all
+    its members.
     """
-    n = len(phashes)
+    n = len(images)
+    hashes = phash(images)
     if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), hashes
     rows, cols, offset = [], [], n
-    unique_hashes, hash_code = np.unique(phashes, return_inverse=True)
-    key_codes = [hash_code.ravel()] + [_codes(keys) for keys in exact_keys]
+    key_codes = [_codes(keys) for keys in exact_keys]
     for codes in key_codes:
         rows.append(np.arange(n))
         cols.append(offset + codes)
         offset += int(codes.max()) + 1
-    pairs = near_pairs(unique_hashes, threshold)
-    rows.append(n + pairs[:, 0])
-    cols.append(n + pairs[:, 1])
+    pairs = similar_pairs(images, candidate_pairs(hashes, threshold), max_diff)
+    rows.append(pairs[:, 0])
+    cols.append(pairs[:, 1])
     r, c = np.concatenate(rows), np.concatenate(cols)
     graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(offset, offset))
     _, component = connected_components(graph, directed=False)
@@ -159,10 +193,10 @@ def duplicate_groups(phashes: np.ndarray, exact_keys: list[list[str]], threshold
     groups = np.full(n, -1, dtype=np.int64)
     groups[grouped] = rank[np.searchsorted(comps, component[grouped])]
     exact = np.zeros(len(comps), dtype=bool)
-    for codes in key_codes[1:]:
+    for codes in key_codes:
         shared = np.unique(np.stack([groups[grouped], codes[grouped]], axis=1), axis=0)
         exact |= np.bincount(shared[:, 0], minlength=len(comps)) == 1
-    return groups, exact
+    return groups, exact, hashes
 
 
 @dataclass
@@ -227,7 +261,8 @@ class Dedup:
 
 def deduplicate(images: np.ndarray, ids: Sequence[str], splits: Sequence[str | None],
                 units: Sequence[str], content_hashes: Sequence[str], skip: set[int], *,
-                phash_threshold: int, blank_std: float, leak_policy: str, within_split: str) -> Dedup:
+                phash_threshold: int, near_max_diff: float, blank_std: float, leak_policy: str,
+                within_split: str) -> Dedup:
     """Drop blank images, group duplicates among the rest, resolve each group by policy.
 
     Rows in ``skip`` (already dropped for another reason) take no part.
@@ -239,8 +274,9 @@ def deduplicate(images: np.ndarray, ids: Sequence[str], splits: Sequence[str | N
             drops[int(i)] = ("blank", f"near-constant image (pixel std {stds[i]:.2f} < blank_std {blank_std})")
     rows = np.asarray([i for i in range(len(images)) if i not in skip and i not in drops], dtype=np.int64)
     hashes = phash(images)
-    sub_groups, exact = duplicate_groups(
-        hashes[rows], [pixel_hashes(images[rows]), [content_hashes[i] for i in rows]], phash_threshold)
+    sub_groups, exact, _ = duplicate_groups(
+        images[rows], [pixel_hashes(images[rows]), [content_hashes[i] for i in rows]], phash_threshold,
+        near_max_diff)
     groups = np.full(len(images), -1, dtype=np.int64)
     groups[rows] = sub_groups
     resolution = resolve_groups(sub_groups, [splits[i] for i in rows], [units[i] for i in rows],

@@ -41,6 +41,7 @@ class SplitParams:
     auxiliary_mode: dict[str, str] = field(default_factory=lambda: {"ckplus": "split", "jaffe": "split"})
     folds: int = 10
     phash_threshold: int = 4  # Hamming distance (of 64 bits) for near-duplicates
+    near_max_diff: float = 2.0  # a pHash pair is a copy if mean |pixel difference| is at most this
     blank_std: float = 2.0  # images whose pixel std is below this are dropped as blank
     leak_policy: str = "keep_eval"  # keep_eval | keep_train | drop_all
     within_split_duplicates: str = "keep_one"  # keep_one | keep_all
@@ -59,6 +60,8 @@ class SplitParams:
         if not 0 <= self.phash_threshold <= dedup.MAX_PHASH_THRESHOLD:
             raise ParamsError(f"{where}.phash_threshold: within 0..{dedup.MAX_PHASH_THRESHOLD}, "
                               f"not {self.phash_threshold}")
+        if self.near_max_diff < 0:
+            raise ParamsError(f"{where}.near_max_diff: >= 0, not {self.near_max_diff}")
         if self.blank_std < 0:
             raise ParamsError(f"{where}.blank_std: >= 0, not {self.blank_std}")
         if self.leak_policy not in dedup.LEAK_POLICIES:
@@ -314,7 +317,8 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     images = pixels_to_array(table["pixels"])
     found = dedup.deduplicate(
         images, ids, splits, _units(rows), [r["content_hash"] for r in rows], set(bad_split),
-        phash_threshold=params.phash_threshold, blank_std=params.blank_std,
+        phash_threshold=params.phash_threshold, near_max_diff=params.near_max_diff,
+        blank_std=params.blank_std,
         leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
     drops = {**bad_split, **found.drops}
     kept = [i for i in range(len(rows)) if i not in drops]
@@ -327,7 +331,7 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
         dropped.setdefault(r.reason, []).append(r.sample_id)
     split_report = _split_report(rows, kept, splits, assignment, dropped, classes, params)
     dedup_params = {k: getattr(params, k) for k in
-                    ("phash_threshold", "blank_std", "leak_policy", "within_split_duplicates")}
+                    ("phash_threshold", "near_max_diff", "blank_std", "leak_policy", "within_split_duplicates")}
     dedup_json = dedup.dedup_report(found, ids, splits, [r["label"] for r in rows], dedup_params)
     write_dataset(Path(out_dir), manifest, images[kept], rejects, classes, SPLITS,
                   {"split.json": split_report, "dedup.json": dedup_json})

@@ -42,7 +42,7 @@ def test_banded_search_finds_exactly_the_brute_force_pairs(threshold):
 
 def test_unrelated_pictures_are_not_grouped():
     images = distinct_images(400, seed=9)
-    groups, exact = dedup.duplicate_groups(dedup.phash(images), [dedup.pixel_hashes(images)], threshold=4)
+    groups, exact, _ = dedup.duplicate_groups(images, [dedup.pixel_hashes(images)], threshold=4, max_diff=2.0)
     assert (groups == -1).all() and len(exact) == 0
 
 
@@ -50,7 +50,7 @@ def test_groups_join_exact_and_near_copies_and_number_them_by_first_member():
     images = distinct_images(10, seed=2)
     images[7] = images[2]  # exact
     images[9] = _near_copy(images[4], 0)  # near
-    groups, exact = dedup.duplicate_groups(dedup.phash(images), [dedup.pixel_hashes(images)], threshold=4)
+    groups, exact, _ = dedup.duplicate_groups(images, [dedup.pixel_hashes(images)], threshold=4, max_diff=2.0)
     assert groups.tolist() == [-1, -1, 0, -1, 1, -1, -1, 0, -1, 1]
     assert exact.tolist() == [True, False]
 
