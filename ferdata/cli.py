@@ -211,3 +211,92 @@ def label_issues(
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     console.print(label_issues_table(result))
+
+
+def _align(params: dict, layout: Layout) -> None:
+    from ferdata.align import AlignParams, run_align, summary_table
+
+    try:
+        result = run_align(section(params, "align", AlignParams), layout.interim, layout.raw, layout.aligned)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(summary_table(result))
+
+
+@app.command()
+def align(
+    params: Path = PARAMS, root: Path = ROOT,
+    raw_dir: Optional[Path] = typer.Option(None, help="Raw data folder (default ROOT/raw)."),
+    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
+) -> None:
+    """Align every face with dlib's 68 landmarks and normalise it to 48x48 grayscale."""
+    _align(load_params(params), Layout(root, raw_dir, out))
+
+
+def _balance(params: dict, layout: Layout) -> None:
+    from ferdata.balance import BalanceParams, run_balance
+    from ferdata.label_issues import LabelIssuesParams, excluded_ids
+
+    exclude: set[str] = set()
+    if section(params, "label_issues", LabelIssuesParams).exclude_from_train:
+        exclude = excluded_ids(layout.label_issues)
+    try:
+        result = run_balance(section(params, "balance", BalanceParams), layout.dataset, layout.balanced,
+                             _taxonomy_classes(params), exclude=exclude)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.summary())
+
+
+@app.command()
+def balance(
+    params: Path = PARAMS, root: Path = ROOT,
+    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
+) -> None:
+    """Balance the train split (SMOTE, ADASYN, augmentation...): processed/balanced."""
+    _balance(load_params(params), Layout(root, None, out))
+
+
+@app.command()
+def build(
+    sources: Optional[str] = typer.Option(None, help="Comma-separated sources, e.g. fer2013,ckplus,jaffe."),
+    params: Path = PARAMS, root: Path = ROOT,
+    raw_dir: Optional[Path] = typer.Option(None, help="Raw data folder (default ROOT/raw)."),
+    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
+    strict: bool = typer.Option(False, help="Stop with exit code 1 if any input was rejected."),
+) -> None:
+    """Build the dataset without DVC: ingest, align, split and balance, in order."""
+    p, layout = load_params(params), Layout(root, raw_dir, out)
+    _ingest(p, layout, sources, strict)
+    _align(p, layout)
+    _split(p, layout)
+    _balance(p, layout)
+
+
+@app.command()
+def train(params: Path = PARAMS, root: Path = ROOT) -> None:
+    """Train the compact CNN on processed/balanced; write models/ and metrics/train.json."""
+    from ferdata.train import TrainParams, run_train
+
+    layout = Layout(root)
+    try:
+        result = run_train(section(load_params(params), "train", TrainParams), layout.balanced,
+                           layout.dataset, layout.models, layout.metrics,
+                           _taxonomy_classes(load_params(params)))
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.summary())
+
+
+@app.command()
+def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
+    """Per-class recall, confusion and per-source scores on val and test; predictions for review."""
+    from ferdata.evaluate import EvaluateParams, run_evaluate
+
+    layout = Layout(root)
+    try:
+        result = run_evaluate(section(load_params(params), "evaluate", EvaluateParams), layout.models,
+                              layout.dataset, layout.metrics, layout.plots, layout.predictions)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.summary())

@@ -1,0 +1,554 @@
+"""The align stage: dlib landmarks -> a similarity warp to a canonical 48x48 face, with quality fields.
+
+Per image (:class:`Aligner`):
+
+* frames larger than ``detect_above`` px (CK+, JAFFE) go through the HOG face detector;
+  the largest face scoring at least ``detect_threshold`` is fitted (dlib's own cut is 0;
+  weak false detections can be larger than the real face) and ``faces_detected`` counts
+  those faces. Smaller frames (FER2013's pre-cropped 48x48 faces, on which
+  the detector misses about 30%) are fitted inside the whole frame, enlarged ``upscale``
+  times, starting from the box the canonical layout implies (pre-cropped faces are framed
+  about as that layout is); their ``faces_detected`` is null;
+* a similarity transform (rotation, uniform scale, translation), fitted by weighted least
+  squares, maps the two eye centres and the mouth centre to their canonical positions;
+  the output is sampled bilinearly, borders replicate the edge pixels;
+* quality: eye-line angle (degrees, positive when the image-right eye is lower) and
+  inter-ocular distance (source pixels) before alignment, and the fit residual: the RMS
+  distance of the 68 points from the mean shape after the best similarity fit, in units
+  of the mean shape's inter-ocular distance (good fits: about 0.05-0.10).
+
+The canonical layout is dlib's own mean shape (read from the predictor file), scaled so
+its jaw spans the output width less ``margin`` on each side, eye line at ``eye_line``.
+The defaults approximate FER2013's framing, so CK+ and JAFFE faces come out like it.
+
+Statuses: ``aligned``; ``multiple_faces`` (only with ``flag_multiple_faces``: the largest
+face is still aligned); ``no_face`` (no detection, or a frame with almost no contrast);
+``landmark_outlier`` (residual above ``residual_threshold``); ``passthrough`` (a source
+listed in ``passthrough``, not aligned at all: centred crop). The last three failures
+are handled per source by ``on_failure``: ``drop`` removes the row (recorded as dropped,
+with its reason and id) and ``keep`` keeps it with its failure status and, for
+``no_face`` and ``landmark_outlier``, the centred square crop resized to 48x48 (for a
+48x48 frame, the frame itself).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+from rich.table import Table
+
+from ferdata.images import ImageDecodeError, decode_gray
+from ferdata.landmarks import Box, LandmarkModel, eye_centres, mouth_centre
+from ferdata.manifest import (ALIGN_FIELDS, ALIGNED_SCHEMA, IMAGE_SIZE, INGEST_SCHEMA, Reject,
+                              array_to_pixels, read_table, rejects_table, write_table)
+from ferdata.params import ParamsError
+from ferdata.progress import progress_bar
+from ferdata.sources import ckplus
+
+ALIGNED, NO_FACE, MULTIPLE_FACES, LANDMARK_OUTLIER, PASSTHROUGH = (
+    "aligned", "no_face", "multiple_faces", "landmark_outlier", "passthrough")
+FAILURES = (NO_FACE, MULTIPLE_FACES, LANDMARK_OUTLIER)
+UNREADABLE = "unreadable_image"
+
+
+@dataclass
+class AlignParams:
+    """The ``align:`` section of params.yaml."""
+
+    upsample: int = 0  # HOG detector: times the frame is doubled before detection
+    detect_threshold: float = 0.3  # HOG detector: lowest score counted as a face
+    detect_above: int = 100  # frames whose longer side exceeds this (px) use the detector
+    upscale: int = 4  # smaller frames are fitted enlarged this many times
+    margin: float = 0.08  # gap between the mean face's jaw and each side, fraction of width
+    eye_line: float = 0.38  # height of the canonical eye line, fraction of the output
+    mouth_weight: float = 0.5  # weight of the mouth centre against each eye centre (1)
+    equalize: bool = False  # histogram-equalise the 48x48 output
+    min_contrast: float = 2.0  # frames whose pixel std is below this are no_face
+    residual_threshold: float = 0.15  # fit residual (inter-ocular units) above: landmark_outlier
+    flag_multiple_faces: bool = False  # status multiple_faces when the detector finds several
+    on_failure: dict = field(default_factory=lambda: {"fer2013": "keep", "ckplus": "drop", "jaffe": "drop"})
+    passthrough: list = field(default_factory=list)  # sources not aligned at all
+    workers: int = 0  # processes; 0 = every core
+    chunk_size: int = 256  # rows per task
+
+    def __post_init__(self) -> None:
+        bad = {s: p for s, p in self.on_failure.items() if p not in ("keep", "drop")}
+        if bad:
+            raise ParamsError(f"params.yaml [align].on_failure: expected keep or drop, got {bad}")
+        checks = [("upsample", self.upsample >= 0), ("upscale", self.upscale >= 1),
+                  ("margin", 0 <= self.margin < 0.5), ("eye_line", 0 < self.eye_line < 1),
+                  ("mouth_weight", self.mouth_weight >= 0),
+                  ("residual_threshold", self.residual_threshold > 0),
+                  ("workers", self.workers >= 0), ("chunk_size", self.chunk_size >= 1)]
+        for name, ok in checks:
+            if not ok:
+                raise ParamsError(f"params.yaml [align].{name}: out of range ({getattr(self, name)!r})")
+
+    def policy(self, source: str) -> str:
+        """What a failure of ``source`` gets: keep (the default) or drop."""
+        return self.on_failure.get(source, "keep")
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """The 2x3 similarity matrix minimising the weighted squared distance from src to dst."""
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
+    z = src[:, 0] + 1j * src[:, 1]
+    t = dst[:, 0] + 1j * dst[:, 1]
+    zc, tc = np.sum(w * z) / w.sum(), np.sum(w * t) / w.sum()
+    c = np.sum(w * (t - tc) * np.conj(z - zc)) / np.sum(w * np.abs(z - zc) ** 2)
+    shift = tc - c * zc
+    return np.array([[c.real, -c.imag, shift.real], [c.imag, c.real, shift.imag]])
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (N, 2) through a 2x3 affine matrix."""
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    """The inverse of a 2x3 affine matrix."""
+    linear = np.linalg.inv(matrix[:, :2])
+    return np.hstack([linear, -linear @ matrix[:, 2:]])
+
+
+@lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Output pixel coordinates (x, y), each (size, size)."""
+    v, u = np.mgrid[0:size, 0:size].astype(np.float64)
+    return u, v
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Resample ``image`` into a size x size frame; ``matrix`` maps source to output pixels.
+
+    Bilinear, with edge replication outside the image. When the output shrinks the face
+    by two or more, the needed region is first box-averaged by that whole factor.
+    """
+    inverse = invert(matrix)
+    source = image
+    factor = int(math.sqrt(abs(np.linalg.det(inverse[:, :2]))))
+    if factor >= 2:
+        h, w = image.shape
+        corners = apply(inverse, np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float))
+        x0 = min(max(int(corners[:, 0].min()) - factor, 0), w - 1)
+        y0 = min(max(int(corners[:, 1].min()) - factor, 0), h - 1)
+        x1 = max(min(int(corners[:, 0].max()) + 2 * factor, w), x0 + 1)
+        y1 = max(min(int(corners[:, 1].max()) + 2 * factor, h), y0 + 1)
+        source = np.asarray(Image.fromarray(image[y0:y1, x0:x1]).reduce(factor))
+        # a source pixel x lands at (x - x0 - (factor - 1) / 2) / factor in the reduced image
+        to_reduced = np.array([[1 / factor, 0, -(x0 + (factor - 1) / 2) / factor],
+                               [0, 1 / factor, -(y0 + (factor - 1) / 2) / factor]])
+        inverse = to_reduced[:, :2] @ inverse
+        inverse[:, 2] += to_reduced[:, 2]
+    h, w = source.shape
+    u, v = _grid(size)
+    xs = np.clip(inverse[0, 0] * u + inverse[0, 1] * v + inverse[0, 2], 0, w - 1)
+    ys = np.clip(inverse[1, 0] * u + inverse[1, 1] * v + inverse[1, 2], 0, h - 1)
+    x0, y0 = np.floor(xs).astype(np.intp), np.floor(ys).astype(np.intp)
+    fx, fy = xs - x0, ys - y0
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    flat, row0, row1 = source.ravel(), y0 * w, y1 * w
+    top = flat[row0 + x0] * (1 - fx) + flat[row0 + x1] * fx
+    bottom = flat[row1 + x0] * (1 - fx) + flat[row1 + x1] * fx
+    return np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
+
+
+def centre_crop(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The centred square of the image's shorter side, resized (antialiased) to size x size."""
+    h, w = image.shape
+    side = min(h, w)
+    left, top = (w - side) // 2, (h - side) // 2
+    if side == size:
+        return np.ascontiguousarray(image[top:top + side, left:left + side])
+    box = (left, top, left + side, top + side)
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR, box=box))
+
+
+def equalize(image: np.ndarray) -> np.ndarray:
+    """Histogram equalisation of an 8-bit image (a constant image is returned unchanged)."""
+    hist = np.bincount(image.ravel(), minlength=256)
+    cdf = hist.cumsum()
+    lowest = cdf[np.flatnonzero(hist)[0]]
+    if cdf[-1] == lowest:
+        return image.copy()
+    lut = np.clip(np.rint((cdf - lowest) * 255.0 / (cdf[-1] - lowest)), 0, 255).astype(np.uint8)
+    return lut[image]
+
+
+@dataclass(frozen=True)
+class Template:
+    """The canonical face in output pixels: dlib's mean shape placed by margin and eye line."""
+
+    points: np.ndarray  # (68, 2)
+    box: Box  # where the detector's box falls in the output frame
+    size: int = IMAGE_SIZE
+
+    @classmethod
+    def from_mean_shape(cls, mean: np.ndarray, margin: float, eye_line: float,
+                        size: int = IMAGE_SIZE) -> "Template":
+        """Scale the jaw to span the width less the margins, centre it, put the eyes at eye_line."""
+        scale = (1 - 2 * margin) * size / np.ptp(mean[:, 0])
+        dx = (size - 1) / 2 - scale * (mean[:, 0].min() + mean[:, 0].max()) / 2
+        dy = eye_line * size - 0.5 - scale * np.mean(eye_centres(mean), axis=0)[1]
+        return cls(mean * scale + [dx, dy], Box(dx, dy, dx + scale, dy + scale), size)
+
+    @property
+    def anchors(self) -> np.ndarray:
+        """The canonical left eye, right eye and mouth centres, (3, 2)."""
+        return np.array([*eye_centres(self.points), mouth_centre(self.points)])
+
+    @property
+    def interocular(self) -> float:
+        left, right = eye_centres(self.points)
+        return float(np.linalg.norm(right - left))
+
+
+def fit_residual(points: np.ndarray, reference: np.ndarray) -> float:
+    """RMS distance of the 68 points from ``reference`` after the best similarity fit,
+    in units of the reference's inter-ocular distance (scale-free)."""
+    mapped = apply(similarity(points, reference), points)
+    rms = math.sqrt(np.mean(np.sum((mapped - reference) ** 2, axis=1)))
+    left, right = eye_centres(reference)
+    return rms / float(np.linalg.norm(right - left))
+
+
+# ---------------------------------------------------------------- one image
+
+
+@dataclass
+class Alignment:
+    """One image's aligned face and quality fields; ``matrix`` maps source to output pixels."""
+
+    status: str
+    pixels: np.ndarray
+    faces_detected: int | None = None
+    eye_angle: float | None = None
+    interocular: float | None = None
+    fit_residual: float | None = None
+    landmarks: np.ndarray | None = None
+    matrix: np.ndarray | None = None
+
+
+@lru_cache(maxsize=1)
+def load_model() -> LandmarkModel:
+    """The dlib models, loaded once per process."""
+    return LandmarkModel()
+
+
+class Aligner:
+    """Aligns single grayscale images with the params' settings."""
+
+    def __init__(self, params: AlignParams, model: LandmarkModel | None = None) -> None:
+        self.params = params
+        self.model = model or load_model()
+        self.template = Template.from_mean_shape(self.model.mean_shape, params.margin, params.eye_line)
+        self.weights = np.array([1.0, 1.0, params.mouth_weight])
+
+    def landmarks(self, image: np.ndarray) -> tuple[np.ndarray | None, int | None]:
+        """The 68 points (None: no face) and the number of faces detected (None: no detector)."""
+        h, w = image.shape
+        if max(h, w) > self.params.detect_above:
+            boxes = self.model.detect(image, self.params.upsample, self.params.detect_threshold)
+            return (self.model.fit(image, boxes[0]) if boxes else None), len(boxes)
+        sx, sy = w / self.template.size, h / self.template.size
+        b = self.template.box
+        box = Box(b.left * sx, b.top * sy, b.right * sx, b.bottom * sy)
+        return self.model.fit_magnified(image, box, self.params.upscale), None
+
+    def align(self, image: np.ndarray) -> Alignment:
+        """Detect or fit, judge the fit, warp to the canonical layout (or crop on failure)."""
+        if float(image.std()) < self.params.min_contrast:
+            return self._finish(Alignment(NO_FACE, centre_crop(image), faces_detected=None))
+        points, faces = self.landmarks(image)
+        if points is None:
+            return self._finish(Alignment(NO_FACE, centre_crop(image), faces_detected=faces))
+        left, right = eye_centres(points)
+        dx, dy = right - left
+        residual = fit_residual(points, self.template.points)
+        quality = dict(faces_detected=faces, eye_angle=math.degrees(math.atan2(dy, dx)),
+                       interocular=math.hypot(dx, dy), fit_residual=residual, landmarks=points)
+        if residual > self.params.residual_threshold:
+            return self._finish(Alignment(LANDMARK_OUTLIER, centre_crop(image), **quality))
+        anchors = np.array([left, right, mouth_centre(points)])
+        matrix = similarity(anchors, self.template.anchors, self.weights)
+        flagged = faces is not None and faces > 1 and self.params.flag_multiple_faces
+        return self._finish(Alignment(MULTIPLE_FACES if flagged else ALIGNED,
+                                      warp(image, matrix, self.template.size), matrix=matrix, **quality))
+
+    def _finish(self, result: Alignment) -> Alignment:
+        if self.params.equalize:
+            result.pixels = equalize(result.pixels)
+        return result
+
+
+def passthrough(image: np.ndarray, equalized: bool) -> Alignment:
+    """A source that is not aligned: the centred crop, status passthrough."""
+    pixels = centre_crop(image)
+    return Alignment(PASSTHROUGH, equalize(pixels) if equalized else pixels)
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def landmark_error(points: np.ndarray, truth: np.ndarray) -> float:
+    """Mean point distance between two 68-point sets over the truth's inter-ocular distance."""
+    left, right = eye_centres(truth)
+    return float(np.mean(np.linalg.norm(points - truth, axis=1)) / np.linalg.norm(right - left))
+
+
+@dataclass
+class RowOutcome:
+    """What a worker returns for one manifest row (pixels travel separately)."""
+
+    status: str
+    faces_detected: int | None = None
+    eye_angle: float | None = None
+    interocular: float | None = None
+    fit_residual: float | None = None
+    landmark_error: float | None = None  # against CK+'s own landmark file, when present
+    message: str | None = None  # why the row could not be read, or a landmark-file problem
+
+
+#: A manifest row as a worker needs it: (sample_id, source, pixels_row, source_file).
+Row = tuple[str, str, int | None, str]
+
+
+class ChunkWorker:
+    """Aligns chunks of manifest rows ``(sample_id, source, pixels_row, source_file)`` in one process."""
+
+    def __init__(self, params: AlignParams, interim_dir: Path, raw_dir: Path) -> None:
+        self.aligner = Aligner(params)
+        self.params = params
+        self.interim_dir, self.raw_dir = Path(interim_dir), Path(raw_dir)
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def pixels_of(self, source: str) -> np.ndarray:
+        if source not in self.arrays:
+            self.arrays[source] = np.load(self.interim_dir / "pixels" / f"{source}.npy", mmap_mode="r")
+        return self.arrays[source]
+
+    def image(self, source: str, pixels_row: int | None, source_file: str) -> np.ndarray:
+        """The row's image; an unreadable one raises ValueError naming the file (and row)."""
+        if pixels_row is None:
+            path = self.raw_dir / source / source_file
+            try:
+                return decode_gray(path)
+            except (ImageDecodeError, OSError) as exc:
+                raise ValueError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from exc
+        array = self.pixels_of(source)
+        if not 0 <= pixels_row < len(array):
+            raise ValueError(f"{self.interim_dir / 'pixels' / f'{source}.npy'}: no row {pixels_row} "
+                             f"(it holds {len(array)})")
+        return np.ascontiguousarray(array[pixels_row])
+
+    def row(self, sample_id: str, source: str, pixels_row: int | None,
+            source_file: str) -> tuple[RowOutcome, np.ndarray]:
+        try:
+            image = self.image(source, pixels_row, source_file)
+        except ValueError as exc:
+            return RowOutcome(UNREADABLE, message=str(exc)), np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        if source in self.params.passthrough:
+            result = passthrough(image, self.params.equalize)
+        else:
+            result = self.aligner.align(image)
+        outcome = RowOutcome(result.status, result.faces_detected, result.eye_angle, result.interocular,
+                             result.fit_residual)
+        if source == "ckplus" and result.landmarks is not None:
+            try:
+                path = ckplus.landmarks_path(self.raw_dir / source, sample_id)
+                if path is not None:
+                    outcome.landmark_error = landmark_error(result.landmarks, ckplus.read_landmarks(path))
+            except (ValueError, OSError) as exc:
+                outcome.message = str(exc)
+        return outcome, result.pixels
+
+    def __call__(self, chunk: list[Row]) -> tuple[list[RowOutcome], np.ndarray]:
+        outcomes, pixels = [], np.empty((len(chunk), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        for i, row in enumerate(chunk):
+            outcome, pixels[i] = self.row(*row)
+            outcomes.append(outcome)
+        return outcomes, pixels
+
+
+_WORKER: ChunkWorker | None = None
+
+
+def _init_worker(params: AlignParams, interim_dir: Path, raw_dir: Path) -> None:
+    global _WORKER
+    _WORKER = ChunkWorker(params, interim_dir, raw_dir)
+
+
+def _run_chunk(chunk: list[Row]) -> tuple[list[RowOutcome], np.ndarray]:
+    assert _WORKER is not None
+    return _WORKER(chunk)
+
+
+def align_rows(params: AlignParams, rows: list[Row], interim_dir: Path,
+               raw_dir: Path) -> tuple[list[RowOutcome], np.ndarray]:
+    """Align every row, over a process pool unless one worker (or one chunk) suffices; in order."""
+    chunks = [rows[i:i + params.chunk_size] for i in range(0, len(rows), params.chunk_size)]
+    workers = min(params.workers or os.cpu_count() or 1, len(chunks))
+    outcomes: list[RowOutcome] = []
+    pixels = np.empty((len(rows), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    with progress_bar("align", total=len(rows)) as advance:
+        if workers <= 1:
+            worker = ChunkWorker(params, interim_dir, raw_dir)
+            results = map(worker, chunks)
+            pool = None
+        else:
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("forkserver"),
+                                       initializer=_init_worker, initargs=(params, interim_dir, raw_dir))
+            results = pool.map(_run_chunk, chunks)
+        try:
+            for chunk_outcomes, chunk_pixels in results:
+                pixels[len(outcomes):len(outcomes) + len(chunk_outcomes)] = chunk_pixels
+                outcomes.extend(chunk_outcomes)
+                advance(len(chunk_outcomes))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    return outcomes, pixels
+
+
+@dataclass
+class AlignResult:
+    """The stage's outcome: statuses per source, what was dropped or rejected, CK+ landmark error."""
+
+    statuses: dict[str, dict[str, int]]
+    dropped: list[Reject]
+    rejected: list[Reject]
+    rows: int
+    landmark_error: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _location(source_file: str, line: int | None) -> str:
+    return f"{source_file}:{line}" if line is not None else source_file
+
+
+def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Path) -> AlignResult:
+    """Align every ingested sample; write aligned.parquet, rejects.parquet and align.json into out_dir."""
+    interim_dir, raw_dir, out_dir = Path(interim_dir), Path(raw_dir), Path(out_dir)
+    manifest_path = interim_dir / "manifest.parquet"
+    table = read_table(manifest_path)
+    missing = [name for name in INGEST_SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{manifest_path}: missing columns {missing}")
+    table = table.select(INGEST_SCHEMA.names).cast(INGEST_SCHEMA)
+    cols = {name: table.column(name).to_pylist()
+            for name in ("sample_id", "source", "pixels_row", "source_file", "source_line")}
+    rows = list(zip(cols["sample_id"], cols["source"], cols["pixels_row"], cols["source_file"]))
+    outcomes, pixels = align_rows(params, rows, interim_dir, raw_dir)
+
+    keep = np.ones(len(rows), dtype=bool)
+    dropped, rejected, warnings = [], [], []
+    statuses: dict[str, Counter] = {}
+    for i, (outcome, source) in enumerate(zip(outcomes, cols["source"])):
+        location = _location(cols["source_file"][i], cols["source_line"][i])
+        if outcome.status == UNREADABLE:
+            keep[i] = False
+            rejected.append(Reject(source, location, UNREADABLE, outcome.message or "", "rejected",
+                                   cols["sample_id"][i]))
+            continue
+        statuses.setdefault(source, Counter())[outcome.status] += 1
+        if outcome.message:
+            warnings.append(outcome.message)
+        if outcome.status in FAILURES and params.policy(source) == "drop":
+            keep[i] = False
+            dropped.append(Reject(source, location, outcome.status,
+                                  f"{outcome.status.replace('_', ' ')}; align.on_failure.{source} is drop",
+                                  "dropped", cols["sample_id"][i]))
+
+    kept = [o for o, k in zip(outcomes, keep) if k]
+    out = table.filter(pa.array(keep))
+    columns = {
+        "align_status": [o.status for o in kept],
+        "faces_detected": [o.faces_detected for o in kept],
+        "eye_angle": [o.eye_angle for o in kept],
+        "interocular": [o.interocular for o in kept],
+        "fit_residual": [o.fit_residual for o in kept],
+    }
+    for f in ALIGN_FIELDS:
+        values = array_to_pixels(pixels[keep]) if f.name == "pixels" else pa.array(columns[f.name], f.type)
+        out = out.append_column(f, values)
+    out = out.cast(ALIGNED_SCHEMA)
+
+    errors = [o.landmark_error for o in outcomes if o.landmark_error is not None]
+    lm_error = ({"frames": len(errors), "mean": float(np.mean(errors)), "median": float(np.median(errors)),
+                 "max": float(np.max(errors)), "unit": "mean point distance / inter-ocular distance"}
+                if errors else None)
+    result = AlignResult({s: dict(sorted(c.items())) for s, c in statuses.items()}, dropped, rejected,
+                         out.num_rows, lm_error, warnings)
+    _write_outputs(out_dir, out, result, params)
+    return result
+
+
+def summary_table(result: AlignResult) -> Table:
+    """Per source: rows by status, then dropped and rejected by reason; CK+ landmark error below."""
+    caption = None
+    if result.landmark_error:
+        e = result.landmark_error
+        caption = f"CK+ landmarks vs dlib: mean error {e['mean']:.3f} inter-ocular ({e['frames']} frames)"
+    table = Table(title=f"align: {result.rows} rows written", caption=caption)
+    statuses = (ALIGNED, *FAILURES, PASSTHROUGH)
+    for col in ("source", *statuses, "dropped", "rejected"):
+        table.add_column(col, justify="left" if col in ("source", "dropped", "rejected") else "right")
+    for source in sorted(set(result.statuses) | {r.source for r in result.rejected}):
+        counts = result.statuses.get(source, {})
+        by_reason = [Counter(r.reason for r in group if r.source == source)
+                     for group in (result.dropped, result.rejected)]
+        table.add_row(source, *(str(counts.get(s, 0)) for s in statuses),
+                      *(", ".join(f"{k} {n}" for k, n in sorted(c.items())) or "0" for c in by_reason))
+    return table
+
+
+def _report(result: AlignResult, params: AlignParams) -> dict:
+    """align.json: per source, statuses seen, the policy, rows kept, dropped and rejected (with ids)."""
+    sources = {}
+    for source in sorted(set(result.statuses) | {r.source for r in result.rejected}):
+        counts = result.statuses.get(source, {})
+        drops = [r for r in result.dropped if r.source == source]
+        rejects = [r for r in result.rejected if r.source == source]
+        sources[source] = {
+            "statuses": counts,
+            "policy": params.policy(source),
+            "kept": sum(counts.values()) - len(drops),
+            "dropped": dict(Counter(r.reason for r in drops)),
+            "dropped_ids": [r.sample_id for r in drops],
+            "rejected": dict(Counter(r.reason for r in rejects)),
+            "rejected_ids": [r.sample_id for r in rejects],
+        }
+    settings = {k: v for k, v in asdict(params).items() if k not in ("workers", "chunk_size")}
+    return {"rows": result.rows, "sources": sources, "ckplus_landmark_error": result.landmark_error,
+            "warnings": result.warnings, "params": settings}
+
+
+def _write_outputs(out_dir: Path, table: pa.Table, result: AlignResult, params: AlignParams) -> None:
+    """Write into a fresh sibling folder, then swap it in place of out_dir."""
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    old = out_dir.with_name(out_dir.name + ".old")
+    for path in (tmp, old):
+        shutil.rmtree(path, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write_table(table, tmp / "aligned.parquet")
+    write_table(rejects_table(result.dropped + result.rejected), tmp / "rejects.parquet")
+    (tmp / "align.json").write_text(json.dumps(_report(result, params), indent=2) + "\n")
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
