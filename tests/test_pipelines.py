@@ -1,0 +1,37 @@
+"""The demo pipeline runs the main pipeline's stages on generated data: keep them in step."""
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).parent.parent
+DEMO = ROOT / "pipelines" / "demo"
+
+
+def _load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def test_demo_runs_the_main_stages_after_generating_its_data():
+    main = _load(ROOT / "dvc.yaml")["stages"]
+    demo = _load(DEMO / "dvc.yaml")["stages"]
+    assert list(demo) == ["sample", *main]
+    for name, stage in main.items():
+        mirrored = yaml.safe_load(yaml.safe_dump(stage).replace("- ferdata/", "- ../../ferdata/"))
+        assert demo[name] == mirrored, f"demo stage {name!r} differs from the main pipeline's"
+
+
+def test_every_dependency_the_stages_name_exists():
+    for folder in (ROOT, DEMO):
+        for stage in _load(folder / "dvc.yaml")["stages"].values():
+            for dep in stage.get("deps", []):
+                generated = dep == "raw" or dep.startswith("processed/")
+                assert generated or (folder / dep).exists(), f"{folder / 'dvc.yaml'}: missing dep {dep}"
+
+
+def test_demo_params_have_the_main_sections():
+    main, demo = _load(ROOT / "params.yaml"), _load(DEMO / "params.yaml")
+    assert set(demo) == set(main) | {"sample"}
+    for name, section in main.items():
+        if isinstance(section, dict):
+            assert set(demo[name]) == set(section), f"params section {name!r} differs in keys"
