@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ MAX_SECONDS, MAX_PEAK_MB, MIN_SPEEDUP = 5.0, 1536, 5.0
 METHODS = {
     "baseline": "pandas read_csv + str.split per row -> uint8",
     "ferdata": "FER2013(root).read()",
+    "stage": "the whole ingest stage: read, manifest.parquet, rejects, pixels/fer2013.npy",
 }
 
 
@@ -73,13 +75,24 @@ def read_ferdata(csv_path: Path) -> np.ndarray:
     return FER2013(csv_path.parent).read().pixels
 
 
+def run_stage(csv_path: Path) -> np.ndarray:
+    from ferdata.ingest import IngestParams, run_ingest
+
+    out = Path(tempfile.mkdtemp(prefix="bench_ingest_"))
+    try:
+        run_ingest(IngestParams(sources=["fer2013"]), csv_path.parent.parent, out)
+        return np.load(out / "pixels" / "fer2013.npy")
+    finally:
+        shutil.rmtree(out)
+
+
 def run_one(method: str, csv_path: Path) -> dict:
     """Time one method in this process; peak RSS is this process's, imports included."""
-    reader = {"baseline": read_baseline, "ferdata": read_ferdata}[method]
+    reader = {"baseline": read_baseline, "ferdata": read_ferdata, "stage": run_stage}[method]
     if method == "baseline":
         import pandas  # noqa: F401  (imports are not part of the timed read)
     else:
-        import ferdata.sources.fer2013  # noqa: F401
+        import ferdata.ingest  # noqa: F401
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start, cpu_start = time.perf_counter(), time.process_time()
     pixels = reader(csv_path)
@@ -121,21 +134,21 @@ def main() -> None:
     results = {m: min((measure(m, csv_path) for _ in range(args.repeat)), key=lambda r: r["seconds"])
                for m in METHODS}
     print(f"1-min load average after: {os.getloadavg()[0]:.1f}")
-    base, ours = results["baseline"], results["ferdata"]
+    base, ours = results["baseline"], results["stage"]
     speedup = base["seconds"] / ours["seconds"]
     print(f"\n{'method':<10} {'wall s':>7} {'CPU s':>6} {'peak RSS MB':>12} {'RSS growth MB':>14} {'rows':>7} "
           f"{'pixels sha1':>13}  what")
     for method, r in results.items():
         print(f"{method:<10} {r['seconds']:>7.2f} {r['cpu']:>6.2f} {r['peak_mb']:>12.0f} {r['growth_mb']:>14.0f} "
               f"{r['rows']:>7} {r['sha1']:>13}  {METHODS[method]}")
-    print(f"\nspeed-up (wall): {speedup:.1f}x, (CPU): {base['cpu'] / ours['cpu']:.1f}x\n"
+    print(f"\nspeed-up of the whole stage over the baseline read (wall): {speedup:.1f}x, (CPU): {base['cpu'] / ours['cpu']:.1f}x\n"
           f"best of {args.repeat} per method, each run in a fresh process; wall and CPU "
           f"(process_time) around the read only; peak RSS = ru_maxrss of that process, "
           f"interpreter and imports included; growth = peak minus ru_maxrss after imports")
     checks = {
-        f"ferdata wall <= {MAX_SECONDS:.0f} s": ours["seconds"] <= MAX_SECONDS,
-        f"ferdata peak RSS <= {MAX_PEAK_MB} MB": ours["peak_mb"] <= MAX_PEAK_MB,
-        f"speed-up >= {MIN_SPEEDUP:.0f}x": speedup >= MIN_SPEEDUP,
+        f"ingest stage wall <= {MAX_SECONDS:.0f} s": ours["seconds"] <= MAX_SECONDS,
+        f"ingest stage peak RSS <= {MAX_PEAK_MB} MB": ours["peak_mb"] <= MAX_PEAK_MB,
+        f"stage speed-up over the baseline's read >= {MIN_SPEEDUP:.0f}x": speedup >= MIN_SPEEDUP,
         "same pixels as the baseline": ours["sha1"] == base["sha1"] and ours["rows"] == base["rows"],
     }
     for name, passed in checks.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from ferdata.ferplus import LABEL_MODES, apply_ferplus, write_agreement
 from ferdata.ferplus import SOURCE as FERPLUS_SOURCE
 from ferdata.manifest import INGEST_SCHEMA, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
-from ferdata.sources.base import MissingSourceError, SourceBatch
+from ferdata.sources.base import MissingSourceError, RawRecord, SourceBatch
 from ferdata.sources.registry import SOURCES
 from ferdata.taxonomy import Taxonomy
 
@@ -94,36 +94,40 @@ def read_sources(params: IngestParams, raw_dir: Path) -> dict[str, SourceBatch]:
     return batches
 
 
+def _not_in_taxonomy(source: str, record: RawRecord, taxonomy: Taxonomy) -> Reject:
+    line = f":{record.source_line}" if record.source_line else ""
+    return Reject(source, record.source_file + line, "not_in_taxonomy",
+                  f"label {record.native_label!r} has no class in the {len(taxonomy)}-class taxonomy",
+                  kind="dropped", sample_id=record.sample_id)
+
+
+def _source_table(source: str, records: list[RawRecord], labels: list[str], taxonomy: Taxonomy) -> pa.Table:
+    """One source's accepted records as manifest columns (built column by column: fast)."""
+    columns = {f.name: [getattr(r, f.name) for r in records] for f in fields(RawRecord)}
+    columns.update(source=[source] * len(records), label=labels,
+                   label_index=[taxonomy.index(label) for label in labels],
+                   soft_label=[None] * len(records))
+    return pa.table({name: columns[name] for name in INGEST_SCHEMA.names}, schema=INGEST_SCHEMA)
+
+
 def to_manifest(
     batches: dict[str, SourceBatch], taxonomy: Taxonomy
 ) -> tuple[pa.Table, list[Reject], dict[str, SourceAccount]]:
     """Map native labels to the taxonomy, dropping (and counting) those with no place in it."""
-    rows: list[dict] = []
+    tables = [INGEST_SCHEMA.empty_table()]
     rejects: list[Reject] = []
     accounts: dict[str, SourceAccount] = {}
     for name, batch in batches.items():
-        account = SourceAccount(seen=batch.seen)
-        rejects.extend(batch.rejects)
-        account.rejected = dict(Counter(r.reason for r in batch.rejects if r.kind == "rejected"))
-        batch_dropped = [r for r in batch.rejects if r.kind == "dropped"]
-        dropped = list(batch_dropped)
-        for record in batch.records:
-            label = taxonomy.canonical(name, record.native_label)
-            if label is None:
-                dropped.append(Reject(
-                    name, record.source_file + (f":{record.source_line}" if record.source_line else ""),
-                    "not_in_taxonomy",
-                    f"label {record.native_label!r} has no class in the {len(taxonomy)}-class taxonomy",
-                    kind="dropped", sample_id=record.sample_id))
-                continue
-            row = asdict(record)
-            row.update(source=name, label=label, label_index=taxonomy.index(label))
-            rows.append(row)
-        rejects.extend(dropped[len(batch_dropped):])
-        account.dropped = dict(Counter(r.reason for r in dropped))
-        accounts[name] = account
-    table = pa.Table.from_pylist(rows, schema=INGEST_SCHEMA)
-    return table, rejects, accounts
+        classes = {native: taxonomy.canonical(name, native) for native in {r.native_label for r in batch.records}}
+        kept = [r for r in batch.records if classes[r.native_label] is not None]
+        dropped = [_not_in_taxonomy(name, r, taxonomy) for r in batch.records if classes[r.native_label] is None]
+        rejects.extend(batch.rejects + dropped)
+        accounts[name] = SourceAccount(
+            seen=batch.seen,
+            rejected=dict(Counter(r.reason for r in batch.rejects if r.kind == "rejected")),
+            dropped=dict(Counter(r.reason for r in batch.rejects + dropped if r.kind == "dropped")))
+        tables.append(_source_table(name, kept, [classes[r.native_label] for r in kept], taxonomy))
+    return pa.concat_tables(tables), rejects, accounts
 
 
 def count_accepted(table: pa.Table, accounts: dict[str, SourceAccount], taxonomy: Taxonomy) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ferdata.ingest import to_manifest
+from ferdata.ingest import count_accepted, to_manifest
 from ferdata.sources.base import MissingSourceError, content_hash
 from ferdata.sources.ckplus import CKPlus, landmarks_path, read_landmarks
 from ferdata.taxonomy import Taxonomy
@@ -185,7 +185,9 @@ def test_the_ingest_account_adds_up_with_contempt_dropped(tmp_path):
     write_sequence(tmp_path, "S006", "001", 6, None)
     write_emotion(tmp_path, "S007", "001", 3, "abc\n")
     (tmp_path / "cohn-kanade-images" / "S005" / "001" / "Thumbs.db").write_bytes(b"\0")
-    table, _, accounts = to_manifest({"ckplus": CKPlus(tmp_path).read()}, Taxonomy.of_size(7))
+    taxonomy = Taxonomy.of_size(7)
+    table, _, accounts = to_manifest({"ckplus": CKPlus(tmp_path).read()}, taxonomy)
+    count_accepted(table, accounts, taxonomy)
     account = accounts["ckplus"]
     assert (account.seen, account.accepted) == (11, 5)
     assert account.rejected == {"bad_emotion_file": 1}
