@@ -5,6 +5,7 @@ Stage modules are imported inside commands so that ``ferdata --help`` stays fast
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,8 @@ from rich.console import Console
 
 from ferdata.layout import Layout
 from ferdata.params import load_params, section
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info logs drown the summaries
 
 app = typer.Typer(help="Build a clean, aligned, balanced facial-expression dataset.",
                   no_args_is_help=True, add_completion=False)
@@ -23,7 +26,7 @@ ROOT = typer.Option(Path("."), "--root", help="The pipeline folder (holding dvc.
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

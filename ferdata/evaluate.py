@@ -1,0 +1,281 @@
+"""The evaluate stage: per-class recall, precision, F1, confusion matrices and per-source
+scores of the trained model on the dataset's val / test splits, plus every prediction.
+
+Writes ``metrics/eval.json`` (DVC metrics: per split, numbers and per-class dicts; the
+confusion matrices are lists, which ``dvc metrics show`` skips), ``plots/confusion_<split>.png``,
+``plots/recall_<split>.png``, ``plots/confusion_<split>.csv`` (actual, predicted: DVC's
+confusion template) and ``processed/predictions.parquet``. ``logits`` there are the outputs
+of the model's dense ``logits`` layer, before its softmax.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from matplotlib.figure import Figure
+from rich.console import Group
+from rich.table import Table
+
+from ferdata import model as model_lib
+from ferdata.manifest import read_table, write_table
+from ferdata.params import ParamsError
+from ferdata.train import labelled_images, load_model, write_json_atomic
+
+import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
+
+SPLITS = ("train", "val", "test")
+
+PREDICTIONS_SCHEMA = pa.schema([
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("label", pa.string(), nullable=False),
+    pa.field("label_index", pa.int16(), nullable=False),
+    pa.field("predicted", pa.int16(), nullable=False),  # predicted label index
+    pa.field("predicted_label", pa.string(), nullable=False),
+    pa.field("confidence", pa.float32(), nullable=False),  # probability of the predicted class
+    pa.field("correct", pa.bool_(), nullable=False),
+    pa.field("probabilities", pa.list_(pa.float32()), nullable=False),  # softmax, class order
+    pa.field("logits", pa.list_(pa.float32()), nullable=False),  # the dense layer before softmax
+])
+
+
+@dataclass
+class EvaluateParams:
+    """The ``evaluate:`` section of params.yaml."""
+
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    tta_flip: bool = False  # average the logits of each image and its mirror image
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if not self.splits or unknown or len(set(self.splits)) != len(self.splits):
+            raise ParamsError(f"params.yaml [evaluate].splits: distinct names from {list(SPLITS)}, "
+                              f"not {self.splits}")
+        if self.batch_size < 1:
+            raise ParamsError(f"params.yaml [evaluate].batch_size: at least 1, not {self.batch_size}")
+
+
+@dataclass
+class EvalResult:
+    """The stage's outcome, for the summary the CLI prints."""
+
+    classes: tuple[str, ...]
+    metrics: dict[str, dict]  # split -> the split's section of eval.json
+    predictions_path: Path
+    plots: list[Path]
+
+    def summary(self) -> Group:
+        """One per-class table per evaluated split."""
+        return Group(*(per_class_table(self.metrics[s], self.classes, s) for s in self.metrics),
+                     f"predictions: {self.predictions_path}; plots: {', '.join(p.name for p in self.plots)}")
+
+
+def predict(net: keras.Model, images: np.ndarray, tta_flip: bool = False,
+            batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and probabilities (N, C) float32 for (N, 48, 48[, 1]) images in 0..255.
+
+    With ``tta_flip`` the logits are the mean of the image's and its mirror image's, and the
+    probabilities their softmax.
+    """
+    view = model_lib.heads(net)
+    batch = model_lib.as_batch(images)
+    _, logits, probabilities = view.predict(batch, batch_size=batch_size, verbose=0)
+    if tta_flip:
+        _, mirrored, _ = view.predict(batch[:, :, ::-1], batch_size=batch_size, verbose=0)
+        logits = (logits + mirrored) / 2
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    return np.asarray(logits, np.float32), np.asarray(probabilities, np.float32)
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts (C, C): row = actual class, column = predicted class."""
+    flat = np.asarray(y_true, np.int64) * n_classes + np.asarray(y_pred, np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0 (scikit-learn's ``zero_division=0``)."""
+    return np.divide(num, den, out=np.zeros(len(num), dtype=np.float64), where=den > 0)
+
+
+def _per_class(classes: Sequence[str], values: np.ndarray) -> dict[str, float]:
+    return {c: float(v) for c, v in zip(classes, values)}
+
+
+def class_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict:
+    """Accuracy, macro recall (balanced accuracy: over classes present), macro precision and
+    F1 (over all classes), per-class recall / precision / F1 / support, confusion matrices.
+
+    Undefined ratios (no support, no predictions) are 0, as in scikit-learn's
+    ``classification_report(..., zero_division=0)``.
+    """
+    cm = confusion(y_true, y_pred, len(classes))
+    support, predicted, hits = cm.sum(axis=1), cm.sum(axis=0), np.diag(cm)
+    recall, precision = _ratio(hits, support), _ratio(hits, predicted)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    present = support > 0
+    normalized = cm / np.maximum(support, 1)[:, None]
+    return {
+        "count": int(cm.sum()),
+        "accuracy": float(hits.sum() / max(cm.sum(), 1)),
+        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_precision": float(precision.mean()),
+        "macro_f1": float(f1.mean()),
+        "recall": _per_class(classes, recall),
+        "precision": _per_class(classes, precision),
+        "f1": _per_class(classes, f1),
+        "support": {c: int(v) for c, v in zip(classes, support)},
+        "confusion": {"counts": cm.tolist(), "normalized": np.round(normalized, 6).tolist()},
+    }
+
+
+def source_scores(y_true: np.ndarray, y_pred: np.ndarray, sources: Sequence[str],
+                  classes: Sequence[str], order: Sequence[str]) -> dict[str, dict]:
+    """Per source in ``order`` that has rows here: count, accuracy, macro recall, and recall
+    and support of each class the source has samples of."""
+    sources = np.asarray(sources, dtype=object)
+    out = {}
+    for name in order:
+        rows = sources == name
+        if not rows.any():
+            continue
+        scores = class_scores(y_true[rows], y_pred[rows], classes)
+        present = [c for c in classes if scores["support"][c] > 0]
+        out[name] = {
+            "count": scores["count"], "accuracy": scores["accuracy"], "macro_recall": scores["macro_recall"],
+            "recall": {c: scores["recall"][c] for c in present},
+            "support": {c: scores["support"][c] for c in present},
+        }
+    return out
+
+
+def per_class_table(split_metrics: dict, classes: Sequence[str], split: str) -> Table:
+    """Per class: support, recall, precision, F1 and recall per source; then the totals."""
+    by_source = split_metrics["by_source"]
+    table = Table(title=f"evaluate {split}: accuracy {split_metrics['accuracy']:.3f}, "
+                        f"macro recall {split_metrics['macro_recall']:.3f} ({split_metrics['count']} images)")
+    for col in ("class", "support", "recall", "precision", "F1", *(f"recall {s}" for s in by_source)):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c in classes:
+        per_source = [f"{v['recall'][c]:.3f}" if c in v["recall"] else "-" for v in by_source.values()]
+        table.add_row(c, str(split_metrics["support"][c]), f"{split_metrics['recall'][c]:.3f}",
+                      f"{split_metrics['precision'][c]:.3f}", f"{split_metrics['f1'][c]:.3f}", *per_source)
+    table.add_row("all", str(split_metrics["count"]), f"{split_metrics['macro_recall']:.3f}",
+                  f"{split_metrics['macro_precision']:.3f}", f"{split_metrics['macro_f1']:.3f}",
+                  *(f"{v['macro_recall']:.3f}" for v in by_source.values()), end_section=True)
+    return table
+
+
+def _save_figure(fig: Figure, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    tmp.replace(path)
+
+
+def confusion_figure(split_metrics: dict, classes: Sequence[str], split: str) -> Figure:
+    """The row-normalised confusion matrix as a heat map, each cell labelled with its count."""
+    counts = np.asarray(split_metrics["confusion"]["counts"])
+    normalized = np.asarray(split_metrics["confusion"]["normalized"])
+    fig = Figure(figsize=(7, 6))
+    ax = fig.add_subplot()
+    image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the actual class")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
+                    color="white" if normalized[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(f"{split}: confusion (accuracy {split_metrics['accuracy']:.3f})")
+    fig.tight_layout()
+    return fig
+
+
+def recall_figure(split_metrics: dict, classes: Sequence[str], split: str) -> Figure:
+    """Per-class recall bars, each labelled with its support, and the macro recall as a line."""
+    recall = [split_metrics["recall"][c] for c in classes]
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    bars = ax.bar(classes, recall, color="tab:blue")
+    ax.bar_label(bars, labels=[f"n={split_metrics['support'][c]}" for c in classes], fontsize=8)
+    ax.axhline(split_metrics["macro_recall"], color="tab:red", linestyle="--")
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("recall")
+    ax.set_title(f"{split}: per-class recall (dashed: macro recall {split_metrics['macro_recall']:.3f})")
+    fig.tight_layout()
+    return fig
+
+
+def _write_confusion_csv(path: Path, actual: Sequence[str], predicted: Sequence[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in zip(actual, predicted)))
+    tmp.replace(path)
+
+
+def _rows_as_lists(matrix: np.ndarray) -> pa.ListArray:
+    """An (N, C) float array as N lists of C float32 values."""
+    offsets = np.arange(0, matrix.size + 1, matrix.shape[1], dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.ravel(), pa.float32()))
+
+
+def predictions_table(rows: pa.Table, classes: Sequence[str], logits: np.ndarray,
+                      probabilities: np.ndarray) -> pa.Table:
+    """predictions.parquet's rows (:data:`PREDICTIONS_SCHEMA`) for the manifest ``rows``."""
+    predicted = probabilities.argmax(axis=1)
+    truth = rows["label_index"].to_numpy(zero_copy_only=False)
+    return pa.table({
+        "sample_id": rows["sample_id"], "split": rows["split"], "source": rows["source"],
+        "label": rows["label"], "label_index": rows["label_index"],
+        "predicted": pa.array(predicted, pa.int16()),
+        "predicted_label": pa.array([classes[k] for k in predicted], pa.string()),
+        "confidence": pa.array(probabilities.max(axis=1), pa.float32()),
+        "correct": pa.array(predicted == truth),
+        "probabilities": _rows_as_lists(probabilities), "logits": _rows_as_lists(logits),
+    }).cast(PREDICTIONS_SCHEMA)
+
+
+def run_evaluate(params: EvaluateParams, models_dir: Path, dataset_dir: Path, metrics_dir: Path,
+                 plots_dir: Path, predictions_path: Path) -> EvalResult:
+    """Score ``models_dir``'s model on ``params.splits`` of ``dataset_dir/manifest.parquet``;
+    write ``metrics_dir/eval.json``, the plots in ``plots_dir`` and ``predictions_path``."""
+    net, classes = load_model(models_dir)
+    path = Path(dataset_dir) / "manifest.parquet"
+    table = read_table(path)
+    table = table.filter(pc.is_in(table["split"], pa.array(params.splits)))
+    missing = [s for s in params.splits if s not in set(table["split"].to_pylist())]
+    if missing:
+        raise ValueError(f"{path}: no rows in split(s) {missing}; set evaluate.splits to splits the dataset has")
+    images, labels = labelled_images(table, classes, path)
+    logits, probabilities = predict(net, images, params.tta_flip, params.batch_size)
+    predictions = predictions_table(table, classes, logits, probabilities)
+    predicted = probabilities.argmax(axis=1)
+    splits, sources = np.asarray(table["split"].to_pylist()), np.asarray(table["source"].to_pylist())
+    source_order = list(dict.fromkeys(sources.tolist()))
+
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    metrics, plots = {}, []
+    for split in params.splits:
+        rows = splits == split
+        scores = class_scores(labels[rows], predicted[rows], classes)
+        scores["by_source"] = source_scores(labels[rows], predicted[rows], sources[rows], classes, source_order)
+        metrics[split] = scores
+        for name, figure in (("confusion", confusion_figure), ("recall", recall_figure)):
+            plots.append(plots_dir / f"{name}_{split}.png")
+            _save_figure(figure(scores, classes, split), plots[-1])
+        plots.append(plots_dir / f"confusion_{split}.csv")
+        _write_confusion_csv(plots[-1], [classes[k] for k in labels[rows]], [classes[k] for k in predicted[rows]])
+    write_json_atomic(Path(metrics_dir) / "eval.json", metrics)
+    write_table(predictions, Path(predictions_path))
+    return EvalResult(classes=classes, metrics=metrics, predictions_path=Path(predictions_path), plots=plots)

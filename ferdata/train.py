@@ -1,0 +1,313 @@
+"""The train stage: fit a compact CNN on the balanced training set, validate on val.
+
+Reads ``processed/balanced/manifest.parquet`` (the training rows, with the balance
+stage's ``class_weights.json`` and ``augment.json`` beside it) and the val rows of
+``processed/dataset/manifest.parquet``. Images are decoded once from the Parquet pixels
+into memory and fed through a seeded tf.data pipeline; labels are the manifest's
+``label_index``, checked against the taxonomy's class order. Writes ``models/model.keras``,
+``models/classes.json`` and ``metrics/train.json`` (per-epoch history for a DVC plot).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.table import Table
+
+from ferdata import model as model_lib
+from ferdata.export import replace_dir, write_json
+from ferdata.manifest import pixels_to_array, read_table
+from ferdata.params import ParamsError
+from ferdata.progress import progress_bar
+from ferdata.taxonomy import CLASSES_7
+
+import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
+import tensorflow as tf  # noqa: E402
+
+OPTIMIZERS = ("sgd", "adam")
+MODEL_FILE, CLASSES_FILE = "model.keras", "classes.json"
+CLASS_WEIGHTS_FILE, AUGMENT_FILE = "class_weights.json", "augment.json"
+AUGMENT_KEYS = ("flip", "rotation_deg", "zoom", "shift")
+
+
+@dataclass
+class TrainParams:
+    """The ``train:`` section of params.yaml. With early stopping the saved weights are those
+    of the epoch with the best val accuracy; without it, the last epoch's."""
+
+    seed: int = 42
+    model: str = "five_layer"  # five_layer | baseline
+    epochs: int = 40
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd (momentum 0.9) | adam
+    learning_rate: float = 0.01
+    weight_decay: float = 0.0001  # decoupled, applied by the optimizer; 0 = none
+    plateau_patience: int = 3  # epochs without a lower val_loss before the rate is halved; 0 = never
+    early_stopping_patience: int = 8  # epochs without a higher val_accuracy before stopping; 0 = never
+    class_weights: bool = False  # weight the loss by the balance stage's class_weights.json
+    augment: bool = True  # online augmentation with the balance stage's augment.json
+    deterministic: bool = True  # TensorFlow op determinism (no measurable cost on CPU)
+
+    def __post_init__(self) -> None:
+        where = "params.yaml [train]"
+        if self.model not in model_lib.MODELS:
+            raise ParamsError(f"{where}.model: one of {sorted(model_lib.MODELS)}, not {self.model!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ParamsError(f"{where}.optimizer: one of {OPTIMIZERS}, not {self.optimizer!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ParamsError(f"{where}.{name}: at least 1, not {getattr(self, name)}")
+        for name in ("plateau_patience", "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                raise ParamsError(f"{where}.{name}: 0 (off) or more, not {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.weight_decay < 0:
+            raise ParamsError(f"{where}: learning_rate > 0 and weight_decay >= 0, "
+                              f"not {self.learning_rate} and {self.weight_decay}")
+
+
+@dataclass
+class TrainResult:
+    """The stage's outcome, for the summary the CLI prints."""
+
+    model: str
+    parameters: int
+    model_bytes: int
+    train_images: int
+    val_images: int
+    epochs_run: int
+    kept_epoch: int  # whose weights were saved: best val accuracy with early stopping, else the last
+    kept_val_accuracy: float
+    images_per_second: float
+    model_path: Path
+
+    def summary(self) -> Table:
+        """One screen: the model, the data, where training stopped and how fast it ran."""
+        table = Table(title=f"train: {self.model} -> {self.model_path}", show_header=False)
+        table.add_column("", justify="left")
+        table.add_column("", justify="right")
+        for key, value in (
+            ("parameters", f"{self.parameters:,}"), ("model size", f"{self.model_bytes / 1e6:.1f} MB"),
+            ("train / val images", f"{self.train_images:,} / {self.val_images:,}"),
+            ("epochs run", str(self.epochs_run)),
+            ("kept epoch (val accuracy)", f"{self.kept_epoch} ({self.kept_val_accuracy:.3f})"),
+            ("throughput", f"{self.images_per_second:,.0f} images/s"),
+        ):
+            table.add_row(key, value)
+        return table
+
+
+def labelled_images(table: pa.Table, classes: Sequence[str], path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A manifest's images (N, 48, 48, 1) uint8 and label indexes (N,) int32, after checking
+    that every ``label_index`` is the position of its ``label`` in ``classes``."""
+    labels = np.asarray(table["label_index"].to_numpy(zero_copy_only=False), dtype=np.int32)
+    names = table["label"].to_pylist()
+    bad = sorted({(n, int(k)) for n, k in zip(names, labels)
+                  if not 0 <= k < len(classes) or classes[k] != n})
+    if bad:
+        raise ValueError(f"{path}: label / label_index pairs that disagree with the class order "
+                         f"{list(classes)}: {bad[:5]}")
+    return pixels_to_array(table["pixels"])[..., None], labels
+
+
+def split_rows(table: pa.Table, split: str) -> pa.Table:
+    """The rows of one split."""
+    return table.filter(pc.equal(table["split"], split))
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int,
+                 shuffle_seed: int | None = None, augment: keras.Sequential | None = None) -> tf.data.Dataset:
+    """Batches of (float32 images in 0..255, int32 labels) from in-memory arrays.
+
+    With ``shuffle_seed`` the whole set is reshuffled every epoch in a seeded order; the
+    optional ``augment`` layers then transform each batch (in training mode).
+    """
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _read_json(path: Path, needed_for: str) -> dict:
+    """A JSON object from ``path``; a missing or malformed file is an error naming it."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; {needed_for}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_class_weights(path: Path, classes: Sequence[str]) -> dict[int, float]:
+    """The balance stage's class_weights.json (its ``by_index`` table) as ``label index ->
+    weight``; classes it does not name (absent from train) get weight 1."""
+    data = _read_json(path, "train.class_weights needs the balance stage's class weights")
+    if "by_index" not in data:
+        raise ValueError(f"{path}: no by_index table; rerun the balance stage")
+    raw = {int(k): v for k, v in data["by_index"].items()}
+    bad = {k: v for k, v in raw.items()
+           if not 0 <= k < len(classes) or not isinstance(v, (int, float)) or v < 0}
+    if bad:
+        raise ValueError(f"{path}: weights must be numbers >= 0 for label indexes 0..{len(classes) - 1}: {bad}")
+    return {k: float(raw.get(k, 1.0)) for k in range(len(classes))}
+
+
+def read_augment(path: Path, seed: int) -> keras.Sequential:
+    """The augmentation layers described by augment.json ({flip, rotation_deg, zoom, shift})."""
+    data = _read_json(path, "train.augment needs the balance stage's augmentation parameters")
+    missing = [k for k in AUGMENT_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}; expected {list(AUGMENT_KEYS)}")
+    return model_lib.augmentation(bool(data["flip"]), float(data["rotation_deg"]), float(data["zoom"]),
+                                  float(data["shift"]), seed)
+
+
+def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
+    """SGD with momentum 0.9 or Adam; weight decay is Keras's decoupled decay (none at 0)."""
+    decay = params.weight_decay or None
+    if params.optimizer == "sgd":
+        return keras.optimizers.SGD(params.learning_rate, momentum=0.9, weight_decay=decay)
+    return keras.optimizers.Adam(params.learning_rate, weight_decay=decay)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Each epoch's learning rate (the one it trained with) and wall time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[float] = []
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.rates.append(float(self.model.optimizer.learning_rate.numpy()))
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def _callbacks(params: TrainParams) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = []
+    if params.plateau_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                           patience=params.plateau_patience))
+    if params.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                                       patience=params.early_stopping_patience,
+                                                       restore_best_weights=True))
+    return callbacks
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TensorFlow; with ``deterministic``, deterministic kernels too."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: TrainParams,
+        class_weight: dict[int, float] | None = None) -> tuple[list[dict], list[float]]:
+    """Compile and fit ``net``; the per-epoch history rows and each epoch's seconds."""
+    net.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    log = EpochLog()
+    with progress_bar(f"train: {params.model} epochs", total=params.epochs) as advance:
+        shown = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: advance(1))
+        history = net.fit(train, validation_data=val, epochs=params.epochs, class_weight=class_weight,
+                          callbacks=[log, shown, *_callbacks(params)], shuffle=False, verbose=0)
+    rows = []
+    for i, lr in enumerate(log.rates):
+        row = {"epoch": i + 1}
+        row.update({k: float(history.history[k][i]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
+        row["lr"] = float(f"{lr:.6g}")  # the float32 variable, printed as it was set
+        rows.append(row)
+    return rows, log.seconds
+
+
+def throughput(train_images: int, seconds: Sequence[float]) -> float:
+    """Training images per second over the epochs after the first (which traces the graph
+    and fills the pipeline); over the first when it is the only one. Includes validation."""
+    timed = list(seconds[1:]) or list(seconds)
+    return train_images * len(timed) / sum(timed)
+
+
+def run_train(params: TrainParams, balanced_dir: Path, dataset_dir: Path, models_dir: Path,
+              metrics_dir: Path, taxonomy_classes: Sequence[str] = CLASSES_7) -> TrainResult:
+    """Train on ``balanced_dir/manifest.parquet``, validate on the val rows of
+    ``dataset_dir/manifest.parquet``; write ``models_dir`` (model.keras, classes.json; replaced
+    as a whole) and ``metrics_dir/train.json``."""
+    classes = tuple(taxonomy_classes)
+    balanced_dir, dataset_dir = Path(balanced_dir), Path(dataset_dir)
+    train_path, dataset_path = balanced_dir / "manifest.parquet", dataset_dir / "manifest.parquet"
+    train_table = read_table(train_path)
+    leaked = sorted(set(train_table["split"].drop_null().to_pylist()) - {"train"})
+    if leaked:
+        raise ValueError(f"{train_path}: the training set holds rows of split(s) {leaked}")
+    val_table = split_rows(read_table(dataset_path), "val")
+    if train_table.num_rows == 0 or val_table.num_rows == 0:
+        raise ValueError(f"need training rows ({train_path}: {train_table.num_rows}) and "
+                         f"val rows ({dataset_path}: {val_table.num_rows})")
+    x_train, y_train = labelled_images(train_table, classes, train_path)
+    x_val, y_val = labelled_images(val_table, classes, dataset_path)
+
+    seed_everything(params.seed, params.deterministic)
+    augment = read_augment(balanced_dir / AUGMENT_FILE, params.seed) if params.augment else None
+    class_weight = read_class_weights(balanced_dir / CLASS_WEIGHTS_FILE, classes) if params.class_weights else None
+    net = model_lib.build_model(params.model, len(classes))
+    history, seconds = fit(net, make_dataset(x_train, y_train, params.batch_size, params.seed, augment),
+                           make_dataset(x_val, y_val, params.batch_size), params, class_weight)
+
+    models_dir = Path(models_dir)
+    models_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{models_dir.name}-", dir=models_dir.parent))
+    try:
+        tmp.chmod(0o755)
+        model_lib.save_model(net, tmp / MODEL_FILE)
+        write_json(tmp / CLASSES_FILE, {"classes": list(classes), "taxonomy": len(classes)})
+        model_bytes = (tmp / MODEL_FILE).stat().st_size
+        replace_dir(tmp, models_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    kept = max(history, key=lambda row: row["val_accuracy"]) if params.early_stopping_patience else history[-1]
+    result = TrainResult(
+        model=params.model, parameters=int(net.count_params()), model_bytes=model_bytes,
+        train_images=len(y_train), val_images=len(y_val), epochs_run=len(history),
+        kept_epoch=kept["epoch"], kept_val_accuracy=kept["val_accuracy"],
+        images_per_second=throughput(len(y_train), seconds), model_path=models_dir / MODEL_FILE)
+    report = {k: v for k, v in asdict(result).items() if k != "model_path"}
+    report.update(epoch_seconds=[round(t, 3) for t in seconds], history=history)
+    write_json_atomic(Path(metrics_dir) / "train.json", report)
+    return result
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write_json(tmp, data)
+    tmp.replace(path)
+
+
+def load_model(models_dir: Path) -> tuple[keras.Model, tuple[str, ...]]:
+    """The trained model and its class order, from ``models_dir``."""
+    models_dir = Path(models_dir)
+    for name in (MODEL_FILE, CLASSES_FILE):
+        if not (models_dir / name).exists():
+            raise FileNotFoundError(f"{models_dir / name}: not found; run the train stage first")
+    classes = tuple(json.loads((models_dir / CLASSES_FILE).read_text())["classes"])
+    return keras.saving.load_model(models_dir / MODEL_FILE), classes

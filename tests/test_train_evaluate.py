@@ -1,0 +1,234 @@
+"""The train and evaluate stages on small generated datasets (real Keras, baseline model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
+
+from ferdata.evaluate import EvaluateParams, class_scores, run_evaluate
+from ferdata.manifest import pixels_to_array, write_table
+from ferdata.model import build_model, embed
+from ferdata.taxonomy import CLASSES_7
+from ferdata.train import TrainParams, load_model, read_class_weights, run_train
+from helpers import class_pattern, synthetic_dataset
+
+import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
+
+# Unequal classes, so a class-order mix-up anywhere cannot hide behind symmetry.
+TRAIN_COUNTS = [40, 18, 30, 50, 35, 25, 45]
+FAST = dict(model="baseline", epochs=6, batch_size=32, learning_rate=0.01, plateau_patience=2,
+            early_stopping_patience=3)
+MISLABELLED = 14  # test rows (of 84) given another class's label, so the confusion matrix has errors
+
+
+def _balanced_manifest(train: pa.Table) -> pa.Table:
+    """The train rows with the balance stage's extra fields (real rows: no parent, no transform)."""
+    n = train.num_rows
+    return (train.append_column("method", pa.array(["class_weights"] * n))
+            .append_column("seed", pa.array([0] * n, pa.int64()))
+            .append_column("parent_id", pa.nulls(n, pa.string()))
+            .append_column("transform", pa.nulls(n, pa.string())))
+
+
+def _relabel(table: pa.Table, split: str, n: int) -> pa.Table:
+    """Move ``n`` rows of ``split`` (every 6th) to the next class, label and index together."""
+    rows = [i for i, s in enumerate(table["split"].to_pylist()) if s == split][::6][:n]
+    index = table["label_index"].to_pylist()
+    for i in rows:
+        index[i] = (index[i] + 1) % len(CLASSES_7)
+    labels = [CLASSES_7[k] for k in index]
+    table = table.set_column(table.schema.get_field_index("label_index"), "label_index",
+                             pa.array(index, pa.int16()))
+    return table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels))
+
+
+def write_inputs(root: Path, train_counts: list[int], eval_count: int, seed: int = 0,
+                 mislabelled: int = 0) -> tuple[Path, Path]:
+    """processed/dataset and processed/balanced under ``root`` from generated faces."""
+    table = synthetic_dataset({"train": train_counts, "val": [eval_count] * 7, "test": [eval_count] * 7}, seed)
+    table = _relabel(table, "test", mislabelled)
+    dataset, balanced = root / "dataset", root / "balanced"
+    write_table(table, dataset / "manifest.parquet")
+    write_table(_balanced_manifest(table.filter(pc.equal(table["split"], "train"))), balanced / "manifest.parquet")
+    counts = np.asarray(train_counts, dtype=float)
+    weights = counts.sum() / (len(counts) * counts)
+    (balanced / "class_weights.json").write_text(json.dumps(
+        {"by_index": {str(k): w for k, w in enumerate(weights)},
+         "by_name": {c: w for c, w in zip(CLASSES_7, weights)}}))
+    # no flip: the generated classes are bars at angles a mirror image would swap
+    (balanced / "augment.json").write_text(json.dumps(
+        {"flip": False, "rotation_deg": 4.0, "zoom": 0.05, "shift": 0.04}))
+    return dataset, balanced
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short training run and its evaluation, shared by the tests below."""
+    root = tmp_path_factory.mktemp("train")
+    dataset, balanced = write_inputs(root, TRAIN_COUNTS, 12, mislabelled=MISLABELLED)
+    params = TrainParams(**FAST, class_weights=True, augment=True)
+    result = run_train(params, balanced, dataset, root / "models", root / "metrics")
+    evaluation = run_evaluate(EvaluateParams(splits=["val", "test"]), root / "models", dataset,
+                              root / "metrics", root / "plots", root / "predictions.parquet")
+    return root, result, evaluation
+
+
+def test_every_class_is_learned_in_the_canonical_order(trained):
+    root, result, evaluation = trained
+    assert json.loads((root / "models" / "classes.json").read_text())["classes"] == list(CLASSES_7)
+    assert evaluation.classes == CLASSES_7
+    recall = evaluation.metrics["val"]["recall"]
+    assert all(recall[c] > 0.5 for c in CLASSES_7), recall  # chance is 1/7
+    # Fresh faces drawn for canonical class k must come out as model output k.
+    rng = np.random.default_rng(123)
+    images = np.stack([class_pattern(k, rng) for k in range(7) for _ in range(6)])
+    net, _ = load_model(root / "models")
+    predicted = net.predict(images[..., None].astype(np.float32), verbose=0).argmax(axis=1)
+    truth = np.repeat(np.arange(7), 6)
+    per_class = [(predicted[truth == k] == k).mean() for k in range(7)]
+    assert min(per_class) > 0.5, per_class
+
+
+def test_train_outputs_history_and_sizes(trained):
+    root, result, _ = trained
+    report = json.loads((root / "metrics" / "train.json").read_text())
+    history = report["history"]
+    assert len(history) == result.epochs_run >= 1
+    assert [row["epoch"] for row in history] == list(range(1, len(history) + 1))
+    assert set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert history[0]["lr"] == FAST["learning_rate"]
+    assert report["parameters"] == build_model("baseline", 7).count_params()
+    assert report["model_bytes"] == (root / "models" / "model.keras").stat().st_size
+    assert report["train_images"] == sum(TRAIN_COUNTS) and report["images_per_second"] > 0
+    assert result.kept_val_accuracy == max(row["val_accuracy"] for row in history)
+
+
+def test_evaluation_agrees_with_scikit_learn(trained):
+    root, _, evaluation = trained
+    predictions = pq.read_table(root / "predictions.parquet")
+    saved = json.loads((root / "metrics" / "eval.json").read_text())
+    for split in ("val", "test"):
+        rows = predictions.filter(pc.equal(predictions["split"], split))
+        y_true, y_pred = rows["label_index"].to_numpy(), rows["predicted"].to_numpy()
+        report = classification_report(y_true, y_pred, labels=range(7), target_names=CLASSES_7,
+                                       output_dict=True, zero_division=0)
+        ours = saved[split]
+        assert ours == evaluation.metrics[split]
+        assert ours["accuracy"] == pytest.approx(report["accuracy"])
+        assert ours["macro_recall"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+        assert ours["macro_f1"] == pytest.approx(report["macro avg"]["f1-score"])
+        for c in CLASSES_7:
+            assert ours["recall"][c] == pytest.approx(report[c]["recall"])
+            assert ours["precision"][c] == pytest.approx(report[c]["precision"])
+            assert ours["f1"][c] == pytest.approx(report[c]["f1-score"])
+            assert ours["support"][c] == report[c]["support"]
+        assert ours["confusion"]["counts"] == confusion_matrix(y_true, y_pred, labels=range(7)).tolist()
+        np.testing.assert_allclose(ours["confusion"]["normalized"],
+                                   confusion_matrix(y_true, y_pred, labels=range(7), normalize="true"), atol=1e-6)
+        # per source: the counts add back up to the split's
+        by_source = ours["by_source"]
+        assert set(by_source) == {"fer2013", "ckplus", "jaffe"}
+        assert sum(s["count"] for s in by_source.values()) == ours["count"] == rows.num_rows
+        for c in CLASSES_7:
+            assert sum(s["support"].get(c, 0) for s in by_source.values()) == ours["support"][c]
+        correct = sum(s["accuracy"] * s["count"] for s in by_source.values())
+        assert correct == pytest.approx(ours["accuracy"] * ours["count"])
+    # the relabelled test rows show up as errors
+    assert saved["test"]["accuracy"] <= 1 - (MISLABELLED - 2) / (12 * 7)
+    csv_lines = (root / "plots" / "confusion_test.csv").read_text().splitlines()
+    assert csv_lines[0] == "actual,predicted" and len(csv_lines) == 12 * 7 + 1
+    assert (root / "plots" / "confusion_test.png").stat().st_size > 0
+    assert (root / "plots" / "recall_test.png").stat().st_size > 0
+
+
+def test_class_scores_match_scikit_learn_with_absent_classes():
+    rng = np.random.default_rng(5)
+    y_true = rng.choice([0, 1, 2, 3, 5], size=300)  # class 4 and 6 never occur
+    y_pred = np.where(rng.random(300) < 0.6, y_true, rng.choice([0, 1, 2, 4, 5], size=300))  # 3, 6 never predicted
+    ours = class_scores(y_true, y_pred, CLASSES_7)
+    report = classification_report(y_true, y_pred, labels=range(7), target_names=CLASSES_7,
+                                    output_dict=True, zero_division=0)
+    for c in CLASSES_7:
+        for key, theirs in (("recall", "recall"), ("precision", "precision"), ("f1", "f1-score")):
+            assert ours[key][c] == pytest.approx(report[c][theirs])
+    assert ours["macro_precision"] == pytest.approx(report["macro avg"]["precision"])
+    assert ours["macro_recall"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert ours["confusion"]["counts"] == confusion_matrix(y_true, y_pred, labels=range(7)).tolist()
+
+
+def test_saved_model_reloads_with_the_same_predictions(trained):
+    root, _, _ = trained
+    predictions = pq.read_table(root / "predictions.parquet")
+    dataset = pq.read_table(root / "dataset" / "manifest.parquet")
+    order = {sid: i for i, sid in enumerate(dataset["sample_id"].to_pylist())}
+    images = pixels_to_array(dataset["pixels"])[[order[s] for s in predictions["sample_id"].to_pylist()]]
+    net = keras.saving.load_model(root / "models" / "model.keras")
+    probabilities = net.predict(images[..., None].astype(np.float32), verbose=0)
+    saved = np.asarray(predictions["probabilities"].to_pylist(), dtype=np.float32)
+    np.testing.assert_allclose(probabilities, saved, atol=1e-5)
+    assert (probabilities.argmax(axis=1) == predictions["predicted"].to_numpy()).all()
+    # the logits are the pre-softmax layer: their softmax is the output
+    logits = np.asarray(predictions["logits"].to_pylist())
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), saved, atol=1e-5)
+    features = embed(net, images[:10])
+    assert features.shape == (10, 128) and features.dtype == np.float32
+
+
+def test_same_seed_gives_identical_model_file(tmp_path):
+    dataset, balanced = write_inputs(tmp_path, [8] * 7, 3)
+    params = TrainParams(**{**FAST, "epochs": 2}, augment=True)
+    for run in ("a", "b"):
+        run_train(params, balanced, dataset, tmp_path / run / "models", tmp_path / run / "metrics")
+    assert (tmp_path / "a/models/model.keras").read_bytes() == (tmp_path / "b/models/model.keras").read_bytes()
+    history = [json.loads((tmp_path / run / "metrics/train.json").read_text())["history"] for run in "ab"]
+    assert history[0] == history[1]
+
+
+def test_label_index_disagreeing_with_the_class_order_is_refused(tmp_path):
+    dataset, balanced = write_inputs(tmp_path, [4] * 7, 2)
+    table = pq.read_table(balanced / "manifest.parquet")
+    alphabetical = sorted(CLASSES_7)  # the order a directory listing would give
+    table = table.set_column(table.schema.get_field_index("label_index"), "label_index",
+                             pa.array([alphabetical.index(c) for c in table["label"].to_pylist()], pa.int16()))
+    write_table(table, balanced / "manifest.parquet")
+    with pytest.raises(ValueError, match=r"balanced/manifest\.parquet.*disagree"):
+        run_train(TrainParams(**FAST), balanced, dataset, tmp_path / "models", tmp_path / "metrics")
+    assert not (tmp_path / "models").exists()
+
+
+def test_missing_augmentation_parameters_name_the_file(tmp_path):
+    dataset, balanced = write_inputs(tmp_path, [4] * 7, 2)
+    (balanced / "augment.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"balanced/augment\.json"):
+        run_train(TrainParams(**FAST, augment=True), balanced, dataset, tmp_path / "models", tmp_path / "metrics")
+
+
+def test_class_weights_are_read_from_the_balance_stage_file(tmp_path):
+    from ferdata.balance import class_weights
+
+    path = tmp_path / "class_weights.json"
+    counts = {"angry": 10, "disgust": 40, "fear": 20, "happy": 40, "sad": 20, "surprise": 20, "neutral": 0}
+    path.write_text(json.dumps(class_weights(counts, CLASSES_7)))
+    weights = read_class_weights(path, CLASSES_7)
+    assert weights[0] == pytest.approx(4 * weights[1]) and weights[2] == pytest.approx(2 * weights[3])
+    assert weights[6] == 1.0  # a class absent from train weighs 1
+    path.write_text('{"by_index": {"0": 2.0,\n "3": }}')
+    with pytest.raises(ValueError, match=r"class_weights\.json:2: not valid JSON"):
+        read_class_weights(path, CLASSES_7)
+    path.write_text(json.dumps({"by_index": {"9": 1.0}}))
+    with pytest.raises(ValueError, match="label indexes"):
+        read_class_weights(path, CLASSES_7)
+
+
+def test_five_layer_has_about_2_4_million_parameters():
+    count = build_model("five_layer", 7).count_params()
+    print(f"five_layer parameters: {count:,}")
+    assert abs(count - 2_400_000) <= 0.03 * 2_400_000  # within 3% of Kim et al.'s 2.4 M
