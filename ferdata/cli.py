@@ -50,6 +50,13 @@ def sample(
     console.print(info.summary())
 
 
+def _taxonomy_classes(params: dict) -> tuple[str, ...]:
+    from ferdata.ingest import IngestParams
+    from ferdata.taxonomy import Taxonomy
+
+    return Taxonomy.of_size(section(params, "ingest", IngestParams).taxonomy).classes
+
+
 def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool) -> None:
     from ferdata.corrections import CorrectionsError
     from ferdata.ingest import IngestParams, run_ingest
@@ -86,11 +93,24 @@ def ingest(
     _ingest(load_params(params), Layout(root, raw_dir, out), sources, strict)
 
 
-def _taxonomy_classes(params: dict) -> tuple[str, ...]:
-    from ferdata.ingest import IngestParams
-    from ferdata.taxonomy import Taxonomy
+def _align(params: dict, layout: Layout) -> None:
+    from ferdata.align import AlignParams, run_align, summary_table
 
-    return Taxonomy.of_size(section(params, "ingest", IngestParams).taxonomy).classes
+    try:
+        result = run_align(section(params, "align", AlignParams), layout.interim, layout.raw, layout.aligned)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(summary_table(result))
+
+
+@app.command()
+def align(
+    params: Path = PARAMS, root: Path = ROOT,
+    raw_dir: Optional[Path] = typer.Option(None, help="Raw data folder (default ROOT/raw)."),
+    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
+) -> None:
+    """Align every face with dlib's 68 landmarks and normalise it to 48x48 grayscale."""
+    _align(load_params(params), Layout(root, raw_dir, out))
 
 
 def _split(params: dict, layout: Layout) -> None:
@@ -111,6 +131,95 @@ def split(
 ) -> None:
     """Final splits, dedup and leakage: processed/aligned -> processed/dataset (class folders)."""
     _split(load_params(params), Layout(root, None, out))
+
+
+@app.command("label-issues")
+def label_issues(
+    params: Path = PARAMS, root: Path = ROOT,
+    ferplus_csv: Optional[Path] = typer.Option(
+        None, help="FER+ votes to measure the flags against (default ROOT/raw/ferplus/fer2013new.csv if present)."),
+) -> None:
+    """Flag likely label errors in train: out-of-fold predictions ranked by cleanlab."""
+    from ferdata.label_issues import LabelIssuesParams, label_issues_table, run_label_issues
+
+    layout = Layout(root)
+    default_votes = layout.raw / "ferplus" / "fer2013new.csv"
+    votes = ferplus_csv or (default_votes if default_votes.exists() else None)
+    try:
+        result = run_label_issues(section(load_params(params), "label_issues", LabelIssuesParams),
+                                  layout.dataset, layout.label_issues, votes)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(label_issues_table(result))
+
+
+def _balance(params: dict, layout: Layout) -> None:
+    from ferdata.balance import BalanceParams, run_balance
+    from ferdata.label_issues import LabelIssuesParams, excluded_ids
+
+    exclude: set[str] = set()
+    if section(params, "label_issues", LabelIssuesParams).exclude_from_train:
+        exclude = excluded_ids(layout.label_issues)
+    try:
+        result = run_balance(section(params, "balance", BalanceParams), layout.dataset, layout.balanced,
+                             _taxonomy_classes(params), exclude=exclude)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.summary())
+
+
+@app.command()
+def balance(
+    params: Path = PARAMS, root: Path = ROOT,
+    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
+) -> None:
+    """Balance the train split (SMOTE, ADASYN, augmentation...): processed/balanced."""
+    _balance(load_params(params), Layout(root, None, out))
+
+
+@app.command()
+def build(
+    sources: Optional[str] = typer.Option(None, help="Comma-separated sources, e.g. fer2013,ckplus,jaffe."),
+    params: Path = PARAMS, root: Path = ROOT,
+    raw_dir: Optional[Path] = typer.Option(None, help="Raw data folder (default ROOT/raw)."),
+    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
+    strict: bool = typer.Option(False, help="Stop with exit code 1 if any input was rejected."),
+) -> None:
+    """Build the dataset without DVC: ingest, align, split and balance, in order."""
+    p, layout = load_params(params), Layout(root, raw_dir, out)
+    _ingest(p, layout, sources, strict)
+    _align(p, layout)
+    _split(p, layout)
+    _balance(p, layout)
+
+
+@app.command()
+def train(params: Path = PARAMS, root: Path = ROOT) -> None:
+    """Train the compact CNN on processed/balanced; write models/ and metrics/train.json."""
+    from ferdata.train import TrainParams, run_train
+
+    layout = Layout(root)
+    try:
+        result = run_train(section(load_params(params), "train", TrainParams), layout.balanced,
+                           layout.dataset, layout.models, layout.metrics,
+                           _taxonomy_classes(load_params(params)))
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.summary())
+
+
+@app.command()
+def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
+    """Per-class recall, confusion and per-source scores on val and test; predictions for review."""
+    from ferdata.evaluate import EvaluateParams, run_evaluate
+
+    layout = Layout(root)
+    try:
+        result = run_evaluate(section(load_params(params), "evaluate", EvaluateParams), layout.models,
+                              layout.dataset, layout.metrics, layout.plots, layout.predictions)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(result.summary())
 
 
 review_app = typer.Typer(invoke_without_command=True,
@@ -193,113 +302,4 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
     result = write_bias_report(layout.dataset, layout.predictions if layout.predictions.exists() else None,
                                eval_json if eval_json.exists() else None, layout.reports,
                                section(load_params(params), "report", BiasParams))
-    console.print(result.summary())
-
-
-@app.command("label-issues")
-def label_issues(
-    params: Path = PARAMS, root: Path = ROOT,
-    ferplus_csv: Optional[Path] = typer.Option(
-        None, help="FER+ votes to measure the flags against (default ROOT/raw/ferplus/fer2013new.csv if present)."),
-) -> None:
-    """Flag likely label errors in train: out-of-fold predictions ranked by cleanlab."""
-    from ferdata.label_issues import LabelIssuesParams, label_issues_table, run_label_issues
-
-    layout = Layout(root)
-    default_votes = layout.raw / "ferplus" / "fer2013new.csv"
-    votes = ferplus_csv or (default_votes if default_votes.exists() else None)
-    try:
-        result = run_label_issues(section(load_params(params), "label_issues", LabelIssuesParams),
-                                  layout.dataset, layout.label_issues, votes)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    console.print(label_issues_table(result))
-
-
-def _align(params: dict, layout: Layout) -> None:
-    from ferdata.align import AlignParams, run_align, summary_table
-
-    try:
-        result = run_align(section(params, "align", AlignParams), layout.interim, layout.raw, layout.aligned)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    console.print(summary_table(result))
-
-
-@app.command()
-def align(
-    params: Path = PARAMS, root: Path = ROOT,
-    raw_dir: Optional[Path] = typer.Option(None, help="Raw data folder (default ROOT/raw)."),
-    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
-) -> None:
-    """Align every face with dlib's 68 landmarks and normalise it to 48x48 grayscale."""
-    _align(load_params(params), Layout(root, raw_dir, out))
-
-
-def _balance(params: dict, layout: Layout) -> None:
-    from ferdata.balance import BalanceParams, run_balance
-    from ferdata.label_issues import LabelIssuesParams, excluded_ids
-
-    exclude: set[str] = set()
-    if section(params, "label_issues", LabelIssuesParams).exclude_from_train:
-        exclude = excluded_ids(layout.label_issues)
-    try:
-        result = run_balance(section(params, "balance", BalanceParams), layout.dataset, layout.balanced,
-                             _taxonomy_classes(params), exclude=exclude)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    console.print(result.summary())
-
-
-@app.command()
-def balance(
-    params: Path = PARAMS, root: Path = ROOT,
-    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
-) -> None:
-    """Balance the train split (SMOTE, ADASYN, augmentation...): processed/balanced."""
-    _balance(load_params(params), Layout(root, None, out))
-
-
-@app.command()
-def build(
-    sources: Optional[str] = typer.Option(None, help="Comma-separated sources, e.g. fer2013,ckplus,jaffe."),
-    params: Path = PARAMS, root: Path = ROOT,
-    raw_dir: Optional[Path] = typer.Option(None, help="Raw data folder (default ROOT/raw)."),
-    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
-    strict: bool = typer.Option(False, help="Stop with exit code 1 if any input was rejected."),
-) -> None:
-    """Build the dataset without DVC: ingest, align, split and balance, in order."""
-    p, layout = load_params(params), Layout(root, raw_dir, out)
-    _ingest(p, layout, sources, strict)
-    _align(p, layout)
-    _split(p, layout)
-    _balance(p, layout)
-
-
-@app.command()
-def train(params: Path = PARAMS, root: Path = ROOT) -> None:
-    """Train the compact CNN on processed/balanced; write models/ and metrics/train.json."""
-    from ferdata.train import TrainParams, run_train
-
-    layout = Layout(root)
-    try:
-        result = run_train(section(load_params(params), "train", TrainParams), layout.balanced,
-                           layout.dataset, layout.models, layout.metrics,
-                           _taxonomy_classes(load_params(params)))
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    console.print(result.summary())
-
-
-@app.command()
-def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
-    """Per-class recall, confusion and per-source scores on val and test; predictions for review."""
-    from ferdata.evaluate import EvaluateParams, run_evaluate
-
-    layout = Layout(root)
-    try:
-        result = run_evaluate(section(load_params(params), "evaluate", EvaluateParams), layout.models,
-                              layout.dataset, layout.metrics, layout.plots, layout.predictions)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
     console.print(result.summary())
