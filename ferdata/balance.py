@@ -50,13 +50,12 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from ferdata import dedup
 from ferdata.augment import AugmentParams, Transform, augment_images, online_config
-from ferdata.export import replace_dir, write_json, write_png
+from ferdata.export import replace_dir, write_class_pngs, write_json
 from ferdata.manifest import (
     BALANCE_FIELDS, BALANCED_SCHEMA, DATASET_SCHEMA, IMAGE_SIZE, array_to_pixels, pixels_to_array,
     read_table, write_table,
 )
 from ferdata.params import ParamsError
-from ferdata.progress import progress_bar
 from ferdata.taxonomy import CLASSES_7
 
 INTERPOLATING = ("smote", "borderline_smote", "adasyn")
@@ -414,11 +413,7 @@ def _write_output(out_dir: Path, manifest: pa.Table, images: np.ndarray, classes
         tmp.chmod(0o755)
         for name in classes:
             (tmp / "train" / name).mkdir(parents=True)
-        paths = manifest["path"].to_pylist()
-        with progress_bar("balance: write PNGs", total=len(paths)) as advance:
-            for rel, pixels in zip(paths, images):
-                write_png(tmp / rel, pixels)
-                advance(1)
+        write_class_pngs(tmp, manifest["path"].to_pylist(), images, "balance")
         write_table(manifest, tmp / "manifest.parquet")
         for name, report in reports.items():
             write_json(tmp / name, report)

@@ -32,6 +32,14 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
     Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), mode="L").save(path, format="PNG")
 
 
+def write_class_pngs(folder: Path, paths: list[str], images: np.ndarray, what: str) -> None:
+    """Write each image to ``folder / path`` (class folders must exist), with a progress bar."""
+    with progress_bar(f"{what}: write PNGs", total=len(paths)) as advance:
+        for rel, pixels in zip(paths, images):
+            write_png(folder / rel, pixels)
+            advance(1)
+
+
 def write_json(path: Path, data: dict) -> None:
     """Indented JSON in the order the report was built (deterministic for the same data)."""
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -60,11 +68,7 @@ def write_dataset(out_dir: Path, manifest: pa.Table, images: np.ndarray, dropped
         for split in splits:
             for name in classes:
                 (tmp / split / name).mkdir(parents=True)
-        paths = manifest["path"].to_pylist()
-        with progress_bar("split: write PNGs", total=len(paths)) as advance:
-            for rel, pixels in zip(paths, images):
-                write_png(tmp / rel, pixels)
-                advance(1)
+        write_class_pngs(tmp, manifest["path"].to_pylist(), images, "split")
         write_table(manifest, tmp / "manifest.parquet")
         write_table(rejects_table(dropped), tmp / "dropped.parquet")
         for name, report in reports.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pyarrow as pa
 
@@ -48,3 +50,15 @@ def synthetic_dataset(counts: dict[str, list[int]], seed: int = 0) -> pa.Table:
     table = pa.Table.from_pylist(rows, schema=DATASET_SCHEMA.remove(DATASET_SCHEMA.get_field_index("pixels")))
     pixels = array_to_pixels(np.stack(images)) if images else pa.array([], DATASET_SCHEMA.field("pixels").type)
     return table.add_column(DATASET_SCHEMA.get_field_index("pixels"), DATASET_SCHEMA.field("pixels"), pixels)
+
+
+def rejects_at(batch) -> dict[str, tuple[str, str]]:
+    """A source batch's rejects as ``location -> (kind, reason)``."""
+    return {r.location: (r.kind, r.reason) for r in batch.rejects}
+
+
+def assert_balanced(batch) -> None:
+    """Every item a source saw became a record, a reject or a drop."""
+    kinds = Counter(r.kind for r in batch.rejects)
+    assert set(kinds) <= {"rejected", "dropped"}
+    assert batch.seen == len(batch.records) + kinds["rejected"] + kinds["dropped"]

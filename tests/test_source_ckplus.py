@@ -1,10 +1,10 @@
 """The CK+ reader on small generated copies of its layout (FORMATS.md)."""
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_balanced, rejects_at
 from PIL import Image
 
 from ferdata.ingest import count_accepted, to_manifest
@@ -41,16 +41,6 @@ def write_emotion(root: Path, subject: str, seq: str, last: int, text: str) -> P
 
 def by_id(batch) -> dict:
     return {r.sample_id: r for r in batch.records}
-
-
-def rejects_at(batch) -> dict[str, tuple[str, str]]:
-    return {r.location: (r.kind, r.reason) for r in batch.rejects}
-
-
-def assert_balanced(batch) -> None:
-    kinds = Counter(r.kind for r in batch.rejects)
-    assert set(kinds) <= {"rejected", "dropped"}
-    assert batch.seen == len(batch.records) + kinds["rejected"] + kinds["dropped"]
 
 
 def test_last_peak_frames_get_the_label_and_the_first_frame_is_neutral(tmp_path):

@@ -1,10 +1,10 @@
 """The JAFFE reader on small generated copies of its layout (FORMATS.md)."""
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_balanced, rejects_at
 from PIL import Image
 
 from ferdata.sources.base import MissingSourceError, content_hash
@@ -35,16 +35,6 @@ def write_palette_tiff(folder: Path, name: str, indices: np.ndarray) -> Path:
     with Image.open(path) as check:
         assert check.mode == "P"
     return path
-
-
-def rejects_at(batch) -> dict[str, tuple[str, str]]:
-    return {r.location: (r.kind, r.reason) for r in batch.rejects}
-
-
-def assert_balanced(batch) -> None:
-    kinds = Counter(r.kind for r in batch.rejects)
-    assert set(kinds) <= {"rejected", "dropped"}
-    assert batch.seen == len(batch.records) + kinds["rejected"] + kinds["dropped"]
 
 
 def test_names_give_subject_label_and_sample_id(tmp_path):
