@@ -228,8 +228,14 @@ def _interpolate(params: BalanceParams, images: np.ndarray, y: np.ndarray,
         features = projection.fit_transform(features).astype(np.float32, copy=False)
     try:
         resampled, y_resampled = _interpolator(params, targets).fit_resample(features, y)
-    except RuntimeError as exc:  # ADASYN: a class with no face of another class among its neighbours
-        raise ValueError(f"balance method {params.method}: {exc}") from exc
+    except (RuntimeError, ValueError) as exc:
+        if params.method != "adasyn":
+            raise
+        # ADASYN weights each face by the other-class faces among its neighbours: none, nothing made
+        raise ValueError(
+            f"balance method adasyn: {exc} A class to oversample has no face of another class among "
+            f"its faces' {params.k_neighbors} nearest neighbours, so ADASYN has nothing to weight by "
+            "(the classes are separable here). Use smote or borderline_smote, or a larger k_neighbors.") from exc
     del features
     new = resampled[n:]
     del resampled
