@@ -40,6 +40,14 @@ JAFFE_SUBJECTS = ("KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM")
 JAFFE_CODES = ("AN", "DI", "FE", "HA", "NE", "SA", "SU")
 JAFFE_LAST_NUMBER = 219
 SOURCES = ("fer2013", "ckplus", "jaffe")
+#: fer2013new.csv's vote columns, and the canonical class each emotion column stands for.
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                   "contempt", "unknown", "NF")
+FERPLUS_CLASS = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
+                 "sad": "sadness", "surprise": "surprise", "neutral": "neutral"}
+#: Expressions annotators mix up most; a doubtful face's stray votes go to its partner.
+CONFUSABLE = {"sad": "neutral", "neutral": "sad", "fear": "surprise", "surprise": "fear",
+              "angry": "disgust", "disgust": "angry", "happy": "neutral"}
 _CHUNK = 64  # faces rendered per batch: small arrays stay in cache
 
 
@@ -85,7 +93,8 @@ def write_sample(
     out: Path, *, fer2013_rows: int = 700, ckplus_subjects: int = 12, jaffe_subjects: int = 4,
     seed: int = 0, full_fer2013: bool = False,
 ) -> SampleInfo:
-    """Write ``out/fer2013/``, ``out/ckplus/``, ``out/jaffe/`` and ``out/sample_truth.json``.
+    """Write ``out/fer2013/``, ``out/ckplus/``, ``out/jaffe/``, ``out/ferplus/`` (FER+ votes
+    for the FER2013 rows) and ``out/sample_truth.json``.
 
     ``full_fer2013`` writes all 35,887 rows (FER2013's exact per-Usage class counts)
     instead of ``fer2013_rows``; any row count keeps FER2013's proportions. Existing
@@ -99,7 +108,7 @@ def write_sample(
         raise ValueError(f"ckplus_subjects must be 1..150, not {ckplus_subjects}")
     if not 1 <= jaffe_subjects <= len(JAFFE_SUBJECTS):
         raise ValueError(f"jaffe_subjects must be 1..{len(JAFFE_SUBJECTS)}, not {jaffe_subjects}")
-    targets = [out / name for name in (*SOURCES, "sample_truth.json")]
+    targets = [out / name for name in (*SOURCES, "ferplus", "sample_truth.json")]
     existing = [str(t) for t in targets if t.exists()]
     if existing:
         raise FileExistsError(f"{', '.join(existing)}: already exist; write the sample to an empty folder")
@@ -112,6 +121,8 @@ def write_sample(
                              faces)
         ck = _write_ckplus(tmp / "ckplus", ck_rng, ckplus_subjects, faces)
         jaffe_counts = _write_jaffe(tmp / "jaffe", jaffe_rng, jaffe_subjects, faces)
+        _write_ferplus(tmp / "ferplus", np.random.default_rng([seed, 3]), fer.labels, fer.usages,
+                       {int(sid.split("-")[1]) for sid in fer.defects["blank"]})
         info = SampleInfo(
             root=out,
             counts={"fer2013": fer.counts, "ckplus": ck.counts, "jaffe": jaffe_counts},
@@ -175,6 +186,8 @@ class _FerResult:
     counts: dict[str, int]
     usage: dict[str, int]
     defects: dict[str, list]
+    labels: np.ndarray
+    usages: list[str]
 
 
 def fer2013_plan(rows: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
@@ -270,7 +283,31 @@ def _write_fer2013(folder: Path, rng: np.random.Generator, rows: int,
         faces[_fer_id(row)] = truth
     return _FerResult(
         counts={c: int((labels == k).sum()) for k, c in enumerate(CLASSES_7)},
-        usage={u: usages.count(u) for u in USAGES}, defects=defects)
+        usage={u: usages.count(u) for u in USAGES}, defects=defects, labels=labels, usages=usages)
+
+
+def _write_ferplus(folder: Path, rng: np.random.Generator, labels: np.ndarray, usages: list[str],
+                   blank: set[int]) -> None:
+    """fer2013new.csv: ten annotators' votes per fer2013.csv row, as FER+ distributes them.
+
+    Most faces get a clear majority for their drawn class; about one in six is doubtful and
+    splits its votes with a confusable class (sometimes losing the majority); blank rows are
+    voted not-a-face, and about one row in 200 has no image name, as in the real file.
+    """
+    folder.mkdir(parents=True)
+    with open(folder / "fer2013new.csv", "w", newline="\n") as fh:
+        fh.write("Usage,Image name," + ",".join(FERPLUS_COLUMNS) + "\n")
+        for row, (label, usage) in enumerate(zip(labels, usages)):
+            votes = dict.fromkeys(FERPLUS_COLUMNS, 0)
+            name = CLASSES_7[int(label)]
+            if row in blank:
+                votes["NF"] = 10
+            else:
+                other = int(rng.integers(4, 7)) if rng.random() < 1 / 6 else int(rng.integers(0, 3))
+                votes[FERPLUS_CLASS[name]] = 10 - other
+                votes[FERPLUS_CLASS[CONFUSABLE[name]]] += other
+            image = "" if rng.random() < 1 / 200 else f"fer{row:07d}.png"
+            fh.write(f"{usage},{image}," + ",".join(str(votes[c]) for c in FERPLUS_COLUMNS) + "\n")
 
 
 # ---------------------------------------------------------------- CK+

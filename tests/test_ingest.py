@@ -104,7 +104,6 @@ def test_ferplus_majority_relabels_fer2013_and_keeps_the_account(raw_copy, tmp_p
     for i, usage in enumerate(usages):
         votes = "0,0,0,0,0,0,0,0,0,10" if i == 0 else "0,8,2,0,0,0,0,0,0,0"  # row 0: not a face
         rows.append(f"{usage},fer{i:07d}.png,{votes}")
-    (raw_copy / "ferplus").mkdir()
     (raw_copy / "ferplus" / "fer2013new.csv").write_text("\n".join(rows) + "\n")
     result = run_ingest(IngestParams(labels="ferplus-majority"), raw_copy, tmp_path / "interim")
     fer = result.accounts["fer2013"]
@@ -115,6 +114,14 @@ def test_ferplus_majority_relabels_fer2013_and_keeps_the_account(raw_copy, tmp_p
     assert (tmp_path / "interim" / "ferplus_agreement.png").exists()
 
 
-def test_ferplus_mode_without_its_file_stops_before_reading(raw, tmp_path):
+def test_ferplus_mode_without_its_file_stops_before_reading(raw_copy, tmp_path):
+    shutil.rmtree(raw_copy / "ferplus")
     with pytest.raises(FileNotFoundError, match="ferplus/fer2013new.csv"):
-        run_ingest(IngestParams(labels="ferplus-majority"), raw, tmp_path / "interim")
+        run_ingest(IngestParams(labels="ferplus-majority"), raw_copy, tmp_path / "interim")
+
+
+def test_generated_ferplus_votes_drop_doubtful_and_blank_faces(raw, tmp_path):
+    result = run_ingest(IngestParams(labels="ferplus-majority"), raw, tmp_path / "interim")
+    dropped = result.accounts["fer2013"].dropped
+    assert dropped.get("ferplus_not_a_face") == 1 and dropped.get("ferplus_no_majority", 0) > 0
+    assert (tmp_path / "interim" / "ferplus_agreement.csv").exists()
