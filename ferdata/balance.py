@@ -52,7 +52,7 @@ from ferdata import dedup
 from ferdata.augment import AugmentParams, Transform, augment_images, online_config
 from ferdata.export import replace_dir, write_class_pngs, write_json
 from ferdata.manifest import (
-    BALANCE_FIELDS, BALANCED_SCHEMA, DATASET_SCHEMA, IMAGE_SIZE, array_to_pixels, pixels_to_array,
+    BALANCE_FIELDS, BALANCED_SCHEMA, DATASET_SCHEMA, IMAGE_SIZE, array_to_pixels, check_labels, pixels_to_array,
     read_table, write_table,
 )
 from ferdata.params import ParamsError
@@ -352,11 +352,7 @@ def _check_input(table: pa.Table, path: Path, classes: Sequence[str]) -> None:
     train = table.filter(pc.equal(table["split"], "train"))
     if train.num_rows == 0:
         raise ValueError(f"{path}: no train rows to balance")
-    bad = sorted({(lab, int(k)) for lab, k in zip(train["label"].to_pylist(), train["label_index"].to_pylist())
-                  if lab not in classes or classes.index(lab) != k})
-    if bad:
-        raise ValueError(f"{path}: labels not in the {len(classes)}-class taxonomy {list(classes)} "
-                         f"(or a wrong label_index): {bad[:10]}")
+    check_labels(train, classes, path)
     origins = sorted(set(train["origin"].to_pylist()) - {"real"})
     if origins:
         raise ValueError(f"{path}: train rows with origin {origins}; balance starts from real faces only")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Callable, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,14 +20,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info logs
 app = typer.Typer(help="Build a clean, aligned, balanced facial-expression dataset.",
                   no_args_is_help=True, add_completion=False)
 console = Console()
+T = TypeVar("T")
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The pipeline's params.yaml.")
 ROOT = typer.Option(Path("."), "--root", help="The pipeline folder (holding dvc.yaml).")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _section(params: dict, name: str, cls: type[T]) -> T:
+    """A params.yaml section; a bad key or value becomes a one-line error, exit code 2."""
+    return _checked(lambda: section(params, name, cls))
+
+
+def _checked(stage: Callable[[], T]) -> T:
+    """Run a stage; a missing input or a bad parameter becomes a one-line error, exit code 2."""
+    try:
+        return stage()
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -54,7 +68,7 @@ def _taxonomy_classes(params: dict) -> tuple[str, ...]:
     from ferdata.ingest import IngestParams
     from ferdata.taxonomy import Taxonomy
 
-    return Taxonomy.of_size(section(params, "ingest", IngestParams).taxonomy).classes
+    return Taxonomy.of_size(_section(params, "ingest", IngestParams).taxonomy).classes
 
 
 def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool) -> None:
@@ -64,7 +78,7 @@ def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool) 
     from ferdata.summaries import class_table, ingest_table, reject_lines
     from ferdata.taxonomy import Taxonomy
 
-    cfg = section(params, "ingest", IngestParams)
+    cfg = _section(params, "ingest", IngestParams)
     if sources:
         cfg.sources = [s.strip() for s in sources.split(",") if s.strip()]
     try:
@@ -96,10 +110,8 @@ def ingest(
 def _align(params: dict, layout: Layout) -> None:
     from ferdata.align import AlignParams, run_align, summary_table
 
-    try:
-        result = run_align(section(params, "align", AlignParams), layout.interim, layout.raw, layout.aligned)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    cfg = _section(params, "align", AlignParams)
+    result = _checked(lambda: run_align(cfg, layout.interim, layout.raw, layout.aligned))
     console.print(summary_table(result))
 
 
@@ -116,11 +128,8 @@ def align(
 def _split(params: dict, layout: Layout) -> None:
     from ferdata.split import SplitParams, run_split
 
-    try:
-        result = run_split(section(params, "split", SplitParams), layout.aligned, layout.dataset,
-                           _taxonomy_classes(params))
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    cfg = _section(params, "split", SplitParams)
+    result = _checked(lambda: run_split(cfg, layout.aligned, layout.dataset, _taxonomy_classes(params)))
     console.print(result.summary())
 
 
@@ -145,11 +154,8 @@ def label_issues(
     layout = Layout(root)
     default_votes = layout.raw / "ferplus" / "fer2013new.csv"
     votes = ferplus_csv or (default_votes if default_votes.exists() else None)
-    try:
-        result = run_label_issues(section(load_params(params), "label_issues", LabelIssuesParams),
-                                  layout.dataset, layout.label_issues, votes)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    cfg = _section(load_params(params), "label_issues", LabelIssuesParams)
+    result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes))
     console.print(label_issues_table(result))
 
 
@@ -158,13 +164,11 @@ def _balance(params: dict, layout: Layout) -> None:
     from ferdata.label_issues import LabelIssuesParams, excluded_ids
 
     exclude: set[str] = set()
-    if section(params, "label_issues", LabelIssuesParams).exclude_from_train:
+    if _section(params, "label_issues", LabelIssuesParams).exclude_from_train:
         exclude = excluded_ids(layout.label_issues)
-    try:
-        result = run_balance(section(params, "balance", BalanceParams), layout.dataset, layout.balanced,
-                             _taxonomy_classes(params), exclude=exclude)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    cfg = _section(params, "balance", BalanceParams)
+    result = _checked(lambda: run_balance(cfg, layout.dataset, layout.balanced, _taxonomy_classes(params),
+                                          exclude=exclude))
     console.print(result.summary())
 
 
@@ -199,12 +203,10 @@ def train(params: Path = PARAMS, root: Path = ROOT) -> None:
     from ferdata.train import TrainParams, run_train
 
     layout = Layout(root)
-    try:
-        result = run_train(section(load_params(params), "train", TrainParams), layout.balanced,
-                           layout.dataset, layout.models, layout.metrics,
-                           _taxonomy_classes(load_params(params)))
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    p = load_params(params)
+    cfg = _section(p, "train", TrainParams)
+    result = _checked(lambda: run_train(cfg, layout.balanced, layout.dataset, layout.models, layout.metrics,
+                                        _taxonomy_classes(p)))
     console.print(result.summary())
 
 
@@ -214,11 +216,9 @@ def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
     from ferdata.evaluate import EvaluateParams, run_evaluate
 
     layout = Layout(root)
-    try:
-        result = run_evaluate(section(load_params(params), "evaluate", EvaluateParams), layout.models,
-                              layout.dataset, layout.metrics, layout.plots, layout.predictions)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    cfg = _section(load_params(params), "evaluate", EvaluateParams)
+    result = _checked(lambda: run_evaluate(cfg, layout.models, layout.dataset, layout.metrics, layout.plots,
+                                           layout.predictions))
     console.print(result.summary())
 
 
@@ -301,5 +301,5 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
     eval_json = layout.metrics / "eval.json"
     result = write_bias_report(layout.dataset, layout.predictions if layout.predictions.exists() else None,
                                eval_json if eval_json.exists() else None, layout.reports,
-                               section(load_params(params), "report", BiasParams))
+                               _section(load_params(params), "report", BiasParams))
     console.print(result.summary())

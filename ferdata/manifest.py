@@ -127,6 +127,15 @@ def array_to_pixels(images: np.ndarray) -> pa.Array:
     return pa.FixedSizeBinaryArray.from_buffers(PIXELS_TYPE, n, [None, pa.py_buffer(images.tobytes())])
 
 
+def check_labels(table: pa.Table, classes: tuple[str, ...] | list[str], path: Path, hint: str = "") -> None:
+    """Refuse rows whose label is outside ``classes`` or whose label_index disagrees with it."""
+    bad = sorted({(lab, int(k)) for lab, k in zip(table["label"].to_pylist(), table["label_index"].to_pylist())
+                  if lab not in classes or list(classes).index(lab) != k})
+    if bad:
+        raise ValueError(f"{path}: labels not in the {len(classes)}-class taxonomy {list(classes)} "
+                         f"(or a wrong label_index): {bad[:10]}{hint}")
+
+
 def _extend(schema: pa.Schema, fields: list[pa.Field]) -> pa.Schema:
     for f in fields:
         schema = schema.append(f)

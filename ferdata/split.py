@@ -24,7 +24,7 @@ from rich.table import Table
 
 from ferdata import dedup
 from ferdata.export import write_dataset
-from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, pixels_to_array, read_table
+from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, check_labels, pixels_to_array, read_table
 from ferdata.params import ParamsError
 from ferdata.taxonomy import CLASSES_7
 
@@ -234,11 +234,7 @@ def _check_input(table: pa.Table, path: Path, classes: Sequence[str]) -> None:
     unusable = [i for i in ids if not i or "/" in i or "\\" in i or i.startswith(".")]
     if unusable:
         raise ValueError(f"{path}: sample ids unusable as file names: {unusable[:10]}")
-    bad = sorted({(lab, int(k)) for lab, k in zip(table["label"].to_pylist(), table["label_index"].to_pylist())
-                  if lab not in classes or classes.index(lab) != k})
-    if bad:
-        raise ValueError(f"{path}: labels not in the {len(classes)}-class taxonomy {list(classes)} "
-                         f"(or a wrong label_index): {bad[:10]}; run ingest with the same taxonomy")
+    check_labels(table, classes, path, "; run ingest with the same taxonomy")
 
 
 def _units(rows: list[dict]) -> list[str]:
