@@ -3,7 +3,9 @@
 Targets on 2 cores: 35,887 48x48 faces aligned, equalised and written in at most 60 s with
 at most 2 GB peak memory (summed over the process tree); CK+-size frames (640x490, through
 the detector) at 20 frames/s or more. Each pool run is set beside the single-process loop
-(the same code with ``workers=1``), timed on a subset and extrapolated.
+(the same code with ``workers=1``), timed on a subset and extrapolated; the 48x48 faces
+also beside the pool fitting them with dlib's own predictor, one face at a time
+(``batched_fit: false``).
 
     .venv/bin/python benchmarks/bench_align.py [--rows 35887] [--frames 240] [--workers 2]
 """
@@ -190,6 +192,13 @@ def main() -> None:
             table.add_row(name, f"pool x{args.workers} (target {target})", str(items), f"{pool.wall:.1f}",
                           f"{items / pool.wall:.1f}", f"{pool.cpu * 1e3 / items:.2f}",
                           f"{pool.peak_rss / 2**20:.0f}", _statuses(pool.statuses))
+            if k == 0:
+                per_face = timed(AlignParams(workers=args.workers, equalize=True, batched_fit=False),
+                                 interim, raw, root / "out-dlib")
+                table.add_row(name, f"pool x{args.workers}, dlib's predictor per face", str(items),
+                              f"{per_face.wall:.1f}", f"{items / per_face.wall:.1f}",
+                              f"{per_face.cpu * 1e3 / items:.2f}", f"{per_face.peak_rss / 2**20:.0f}",
+                              _statuses(per_face.statuses))
             one = min(single_items, items)
             small = subset(interim, one, root / f"subset-{k}")
             single = timed(AlignParams(workers=1, equalize=True), small, raw, root / f"out1-{k}")

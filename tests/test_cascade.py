@@ -1,0 +1,128 @@
+"""The batched shape-predictor cascade against dlib's own predictor, and its model cache."""
+
+from __future__ import annotations
+
+import math
+
+import dlib
+import numpy as np
+import pytest
+
+from ferdata.cascade import BatchPredictor, load_arrays, read_model
+from ferdata.landmarks import Box, LandmarkModel, enlarge, enlarge_box, predictor_path
+from ferdata.faces import draw_face
+
+# ---------------------------------------------------------------- a small model in dlib's format
+
+
+def _integer(value: int) -> bytes:
+    magnitude = abs(value).to_bytes(max(1, (abs(value).bit_length() + 7) // 8), "little")
+    return bytes([len(magnitude) | (0x80 if value < 0 else 0)]) + magnitude
+
+
+def _float(value: float) -> bytes:
+    mantissa, exponent = math.frexp(value)  # value = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
+    return _integer(int(mantissa * 2 ** 24)) + _integer(exponent - 24)
+
+
+def _column(values: np.ndarray) -> bytes:
+    return _integer(-len(values)) + _integer(-1) + b"".join(_float(v) for v in values)
+
+
+def write_model(path, rng: np.random.Generator, points: int = 7, levels: int = 3, trees: int = 6,
+                depth: int = 3, features: int = 20) -> dict:
+    """A random shape predictor serialised as dlib does (version 1); returns its values."""
+    splits = 2 ** depth - 1
+    model = dict(
+        initial=rng.uniform(0.2, 0.8, (points, 2)).astype(np.float32),
+        anchors=rng.integers(0, points, (levels, features)),
+        deltas=rng.normal(0, 0.08, (levels, features, 2)).astype(np.float32),
+        split_a=rng.integers(0, features, (levels, trees * splits)),
+        split_b=rng.integers(0, features, (levels, trees * splits)),
+        thresholds=rng.normal(0, 40, (levels, trees * splits)).astype(np.float32),
+        leaves=rng.normal(0, 0.02, (levels, trees * (splits + 1), 2 * points)).astype(np.float32))
+    out = [_integer(1), _column(model["initial"].ravel()), _integer(levels)]
+    for level in range(levels):
+        out.append(_integer(trees))
+        for tree in range(trees):
+            nodes = slice(tree * splits, (tree + 1) * splits)
+            out.append(_integer(splits))
+            for a, b, t in zip(model["split_a"][level][nodes], model["split_b"][level][nodes],
+                               model["thresholds"][level][nodes]):
+                out += [_integer(int(a)), _integer(int(b)), _float(float(t))]
+            out.append(_integer(splits + 1))
+            for leaf in model["leaves"][level][tree * (splits + 1):(tree + 1) * (splits + 1)]:
+                out.append(_column(leaf))
+    out.append(_integer(levels))
+    for level in range(levels):
+        out.append(_integer(features) + b"".join(_integer(int(a)) for a in model["anchors"][level]))
+    out.append(_integer(levels))
+    for level in range(levels):
+        out.append(_integer(features) + b"".join(_float(v) for v in model["deltas"][level].ravel()))
+    path.write_bytes(b"".join(out))
+    return model
+
+
+def dlib_points(predictor, image: np.ndarray, box) -> np.ndarray:
+    shape = predictor(image, dlib.rectangle(*(int(v) for v in box)))
+    return np.array([(p.x, p.y) for p in shape.parts()], float)
+
+
+def test_a_model_in_dlibs_format_reads_back_exactly(tmp_path):
+    expected = write_model(tmp_path / "small.dat", np.random.default_rng(0))
+    arrays = read_model(tmp_path / "small.dat")
+    for name, values in expected.items():
+        assert np.array_equal(getattr(arrays, name), values), name
+
+
+def test_batch_gives_dlibs_points_for_a_random_model(tmp_path):
+    rng = np.random.default_rng(1)
+    write_model(tmp_path / "small.dat", rng)
+    predictor = dlib.shape_predictor(str(tmp_path / "small.dat"))
+    images = rng.integers(0, 256, (40, 60, 50), dtype=np.uint8)
+    left, top = rng.integers(-5, 20, 40), rng.integers(-5, 25, 40)
+    size = rng.integers(20, 45, 40)
+    boxes = np.stack([left, top, left + size, top + size], axis=1)
+
+    ours = BatchPredictor(read_model(tmp_path / "small.dat"))(images, boxes)
+    theirs = np.stack([dlib_points(predictor, image, box) for image, box in zip(images, boxes)])
+    assert np.abs(ours - theirs).max() <= 0.5 + 1e-3  # dlib rounds to whole pixels; nothing else differs
+
+
+def test_batch_gives_dlibs_points_for_the_68_point_model_on_faces():
+    rng = np.random.default_rng(2)
+    model = LandmarkModel()
+    factor, box = 4, Box(5, 4.5, 43, 42.5)
+    faces = np.stack([draw_face(expression, rng)[0] for expression in
+                      ("happy", "sad", "angry", "surprise", "fear", "disgust", "neutral") * 3])
+    big = np.stack([enlarge(face, factor) for face in faces])
+    corners = [int(round(v)) for v in (enlarge_box(box, factor).left, enlarge_box(box, factor).top,
+                                       enlarge_box(box, factor).right, enlarge_box(box, factor).bottom)]
+    ours = model.fit_many_magnified(faces, box, factor) * factor + (factor - 1) / 2  # enlarged pixels
+    theirs = np.stack([dlib_points(model.predictor, image, corners) for image in big])
+    gap = np.abs(ours - theirs)
+    # unrounded against rounded points: rounding alone leaves at most 0.5 px, 0.25 on average;
+    # a rare pixel difference exactly at a split threshold may move a point a little more
+    assert np.mean(gap) < 0.3
+    assert np.percentile(gap, 99) <= 0.5 + 1e-3
+    assert gap.max() < 1.5
+
+
+def test_parsed_model_is_cached_and_refreshed_when_the_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = write_model(tmp_path / "small.dat", np.random.default_rng(3))
+    assert np.array_equal(load_arrays(tmp_path / "small.dat").leaves, first["leaves"])
+    cached = list((tmp_path / "cache" / "ferdata").glob("small-*.npz"))
+    assert len(cached) == 1
+    assert np.array_equal(load_arrays(tmp_path / "small.dat").leaves, first["leaves"])
+
+    second = write_model(tmp_path / "small.dat", np.random.default_rng(4), points=5)
+    assert np.array_equal(load_arrays(tmp_path / "small.dat").leaves, second["leaves"])
+    assert len(list((tmp_path / "cache" / "ferdata").glob("small-*.npz"))) == 2
+
+
+def test_the_installed_model_has_dlibs_68_point_layout():
+    arrays = load_arrays(predictor_path())
+    assert arrays.initial.shape == (68, 2)
+    assert arrays.leaves.shape == (15, 500 * 16, 136)
+    assert arrays.split_a.max() < arrays.anchors.shape[1] and arrays.anchors.max() < 68
