@@ -17,9 +17,11 @@ keyed by the model file's size and modification time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
+import warnings
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -120,10 +122,15 @@ def load_arrays(path: Path) -> CascadeArrays:
         with np.load(cached) as data:
             return CascadeArrays(**{f.name: data[f.name] for f in fields(CascadeArrays)})
     arrays = read_model(path)
-    cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")
-    np.savez(partial, **{f.name: getattr(arrays, f.name) for f in fields(CascadeArrays)})
-    partial.replace(cached)  # atomic: concurrent readers see the whole file or none
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(partial, **{f.name: getattr(arrays, f.name) for f in fields(CascadeArrays)})
+        partial.replace(cached)  # atomic: concurrent readers see the whole file or none
+    except OSError as exc:  # a read-only home: parse again next time
+        warnings.warn(f"could not cache the parsed model in {cached.parent}: {exc}", stacklevel=2)
+        with contextlib.suppress(OSError):
+            partial.unlink()
     return arrays
 
 

@@ -126,3 +126,12 @@ def test_the_installed_model_has_dlibs_68_point_layout():
     assert arrays.initial.shape == (68, 2)
     assert arrays.leaves.shape == (15, 500 * 16, 136)
     assert arrays.split_a.max() < arrays.anchors.shape[1] and arrays.anchors.max() < 68
+
+
+def test_an_unwritable_cache_only_warns(tmp_path, monkeypatch):
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-dir"))
+    expected = write_model(tmp_path / "small.dat", np.random.default_rng(5))
+    with pytest.warns(UserWarning, match="could not cache"):
+        arrays = load_arrays(tmp_path / "small.dat")
+    assert np.array_equal(arrays.leaves, expected["leaves"])
