@@ -19,8 +19,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info logs
 
 app = typer.Typer(help="Build a clean, aligned, balanced facial-expression dataset.",
                   no_args_is_help=True, add_completion=False)
-console = Console()
 T = TypeVar("T")
+
+
+def _console() -> Console:
+    """Rich's console. Where output is not a terminal (``dvc repro``, a log file) rich would
+    assume 80 columns and cut the summary tables' column names; such output gets 120."""
+    console = Console()
+    return console if console.is_terminal or "COLUMNS" in os.environ else Console(width=120)
+
+
+console = _console()
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The pipeline's params.yaml.")
 ROOT = typer.Option(Path("."), "--root", help="The pipeline folder (holding dvc.yaml).")
