@@ -21,15 +21,9 @@ app = typer.Typer(help="Build a clean, aligned, balanced facial-expression datas
                   no_args_is_help=True, add_completion=False)
 T = TypeVar("T")
 
-
-def _console() -> Console:
-    """Rich's console. Where output is not a terminal (``dvc repro``, a log file) rich would
-    assume 80 columns and cut the summary tables' column names; such output gets 120."""
-    console = Console()
-    return console if console.is_terminal or "COLUMNS" in os.environ else Console(width=120)
-
-
-console = _console()
+console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 120  # rich assumes 80 for dvc repro or a log file, and cuts the tables' column names
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The pipeline's params.yaml.")
 ROOT = typer.Option(Path("."), "--root", help="The pipeline folder (holding dvc.yaml).")
