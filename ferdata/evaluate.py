@@ -25,7 +25,8 @@ from rich.table import Table
 from ferdata import model as model_lib
 from ferdata.manifest import read_table, write_table
 from ferdata.params import ParamsError
-from ferdata.train import labelled_images, load_model, write_json_atomic
+from ferdata.export import write_json_atomic
+from ferdata.train import labelled_images, load_model
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
 

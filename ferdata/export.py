@@ -45,6 +45,14 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write_json(tmp, data)
+    tmp.replace(path)
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Move the finished folder ``src`` to ``dst``, removing what was there only afterwards."""
     old = None

@@ -11,7 +11,6 @@ into memory and fed through a seeded tf.data pipeline; labels are the manifest's
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -25,7 +24,7 @@ import pyarrow.compute as pc
 from rich.table import Table
 
 from ferdata import model as model_lib
-from ferdata.export import replace_dir, write_json
+from ferdata.export import replace_dir, write_json, write_json_atomic
 from ferdata.manifest import pixels_to_array, read_table
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
@@ -293,14 +292,6 @@ def run_train(params: TrainParams, balanced_dir: Path, dataset_dir: Path, models
     report.update(epoch_seconds=[round(t, 3) for t in seconds], history=history)
     write_json_atomic(Path(metrics_dir) / "train.json", report)
     return result
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write_json(tmp, data)
-    tmp.replace(path)
 
 
 def load_model(models_dir: Path) -> tuple[keras.Model, tuple[str, ...]]:
