@@ -1,15 +1,19 @@
-"""The label-issues stage: confident learning flags training samples whose label looks wrong.
+"""The label-issues stage: rank every training sample by how likely its label is wrong.
 
-Out-of-fold probabilities from a fast model (:mod:`ferdata.oof_model`) go to cleanlab's
-``find_label_issues``, which flags the samples whose given label the model confidently
-contradicts and ranks them by self-confidence (the probability of the given label; lowest
-first). Writes into ``processed/label_issues/``:
+Out-of-fold probabilities (:mod:`ferdata.oof_model`: a CNN per fold, or HOG / PCA features
+with logistic regression) give every sample a cleanlab label-quality score; all samples are
+ranked by it, lowest first. The stage flags the top of the ranking within the review
+budget, and no more than cleanlab's confident learning estimates to be wrong. Writes into
+``processed/label_issues/``:
 
-* ``label_issues.parquet``: every training sample, flagged ones first in rank order;
-* ``label_issues.json``: counts per class, and, when FER+ votes are known, how often
-  flagged and unflagged FER2013 samples disagree with the FER+ majority;
+* ``label_issues.parquet``: every training sample in rank order, the flagged ones first;
+* ``label_issues.json``: counts per class, and, when FER+ votes are known, the ranking's
+  precision against the FER+ majority at the budget and at fixed ranks
+  (:mod:`ferdata.issue_precision`);
 * ``excluded_ids.txt``: with ``exclude_from_train: true``, the flagged ids that the balance
   stage leaves out (read them with :func:`excluded_ids`).
+
+and ``metrics/label_issues.json``: the counts and the precision table, a DVC metric.
 """
 
 from __future__ import annotations
@@ -22,21 +26,24 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from cleanlab.filter import find_label_issues
+from cleanlab.count import num_label_issues
+from cleanlab.rank import get_label_quality_scores
 from rich.table import Table
 
 from ferdata import oof_model
-from ferdata.export import replace_dir, write_json
-from ferdata.ferplus import fer2013_row, majority_labels, read_ferplus
+from ferdata.export import replace_dir, write_json, write_json_atomic
+from ferdata.issue_precision import ferplus_reference, precision_at_ranks
 from ferdata.manifest import pixels_to_array, read_table, write_table
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
-from ferdata.taxonomy import CLASSES_8, Taxonomy
+from ferdata.taxonomy import CLASSES_8
 
 MANIFEST = "manifest.parquet"
 ISSUES_FILE = "label_issues.parquet"
 REPORT_FILE = "label_issues.json"
 EXCLUDED_FILE = "excluded_ids.txt"
+#: cleanlab label-quality scores the ranking can use (lowest score = most likely wrong).
+RANKINGS: tuple[str, ...] = ("normalized_margin", "self_confidence")
 
 LABEL_ISSUES_SCHEMA = pa.schema([
     pa.field("sample_id", pa.string(), nullable=False),
@@ -46,9 +53,11 @@ LABEL_ISSUES_SCHEMA = pa.schema([
     pa.field("suggested_label", pa.string(), nullable=False),  # argmax of the out-of-fold probabilities
     pa.field("suggested_label_index", pa.int16(), nullable=False),
     pa.field("self_confidence", pa.float32(), nullable=False),  # out-of-fold probability of ``label``
-    pa.field("is_label_issue", pa.bool_(), nullable=False),
-    pa.field("rank", pa.int32()),  # 1 = most likely wrong; null when not flagged
-    pa.field("ferplus_majority", pa.string()),  # FER+ majority class, when known
+    pa.field("label_quality", pa.float32(), nullable=False),  # the ranking's score; lowest = most doubtful
+    pa.field("rank", pa.int32(), nullable=False),  # 1 = most likely wrong
+    pa.field("is_label_issue", pa.bool_(), nullable=False),  # in the top of the ranking within the budget
+    pa.field("ferplus_voted", pa.bool_(), nullable=False),  # FER+ annotators voted on this face
+    pa.field("ferplus_majority", pa.string()),  # FER+ majority class, when there is one
 ])
 
 
@@ -56,11 +65,15 @@ LABEL_ISSUES_SCHEMA = pa.schema([
 class LabelIssuesParams:
     """The ``label_issues:`` section of params.yaml."""
 
-    folds: int = 5
-    features: str = "hog"  # hog | pca
-    pca_components: int = 100  # features: pca only
-    c: float = 0.003  # inverse regularisation strength of the logistic regression
-    max_iter: int = 300
+    features: str = "cnn"  # cnn | hog | pca
+    folds: int = 3
+    epochs: int = 6  # features: cnn
+    batch_size: int = 128  # features: cnn
+    pca_components: int = 100  # features: pca
+    c: float = 0.003  # features: hog, pca; inverse regularisation of the logistic regression
+    max_iter: int = 300  # features: hog, pca
+    ranking: str = "normalized_margin"  # normalized_margin | self_confidence
+    budget: float | int = 0.05  # share of train (0 < share <= 1) or count of faces (integer >= 1) to flag
     exclude_from_train: bool = False  # write excluded_ids.txt for the balance stage
     seed: int = 42
 
@@ -69,22 +82,49 @@ class LabelIssuesParams:
         problems = {
             "folds": self.folds < 2 and "at least 2",
             "features": self.features not in oof_model.FEATURES and f"one of {', '.join(oof_model.FEATURES)}",
+            "epochs": self.epochs < 1 and "at least 1",
+            "batch_size": self.batch_size < 1 and "at least 1",
             "pca_components": self.pca_components < 1 and "at least 1",
             "c": self.c <= 0 and "greater than 0",
             "max_iter": self.max_iter < 1 and "at least 1",
+            "ranking": self.ranking not in RANKINGS and f"one of {', '.join(RANKINGS)}",
+            "budget": not _valid_budget(self.budget) and "a share of train (0 < share <= 1, e.g. 0.05) "
+                                                       "or a count of faces (an integer >= 1)",
         }
         for key, expected in problems.items():
             if expected:
                 raise ParamsError(f"params.yaml [label_issues].{key}: {getattr(self, key)!r}; expected {expected}")
 
+    def budget_faces(self, samples: int) -> int:
+        """The budget as a number of faces, out of ``samples``."""
+        if isinstance(self.budget, float):
+            return max(1, round(self.budget * samples))
+        return min(self.budget, samples)
+
+    def budget_label(self) -> str:
+        """The budget as params.yaml gives it: ``budget 5%`` or ``budget 500 faces``."""
+        if isinstance(self.budget, float):
+            return f"budget {self.budget * 100:.4g}%"
+        return f"budget {self.budget} faces"
+
+
+def _valid_budget(budget: object) -> bool:
+    if isinstance(budget, bool):
+        return False
+    if isinstance(budget, float):
+        return 0 < budget <= 1
+    return isinstance(budget, int) and budget >= 1
+
 
 @dataclass
 class LabelIssuesResult:
-    """The stage's outcome, for the summary table."""
+    """The stage's outcome, for the summary tables."""
 
     out_dir: Path
     samples: int
     flagged: int
+    estimated_issues: int  # how many labels cleanlab's confident learning counts as wrong
+    budget: str  # e.g. "budget 5%"
     oof_accuracy: float  # out-of-fold argmax == given label
     classes: dict[str, dict[str, int]]  # class -> samples, flagged
     ferplus: dict | None
@@ -92,11 +132,12 @@ class LabelIssuesResult:
 
 
 def run_label_issues(params: LabelIssuesParams, dataset_dir: Path, out_dir: Path,
-                     ferplus_csv: Path | None = None) -> LabelIssuesResult:
-    """Flag likely label errors in ``dataset_dir/manifest.parquet``'s train split.
+                     ferplus_csv: Path | None = None, metrics_path: Path | None = None) -> LabelIssuesResult:
+    """Rank ``dataset_dir/manifest.parquet``'s train split by label doubt; flag the top.
 
-    ``ferplus_csv`` (fer2013new.csv) adds the comparison with FER+ majority labels; without
-    it, a ``soft_label`` column in the manifest serves when it holds FER+ vote shares.
+    ``ferplus_csv`` (fer2013new.csv) adds the precision against FER+ majority labels;
+    without it, a ``soft_label`` column in the manifest serves when it holds FER+ vote
+    shares. ``metrics_path`` also receives the report's figures, for DVC.
     """
     params.check()
     path = Path(dataset_dir) / MANIFEST
@@ -108,14 +149,18 @@ def run_label_issues(params: LabelIssuesParams, dataset_dir: Path, out_dir: Path
                          f"class(es); finding label issues needs 2 classes and at least {params.folds} samples")
     dense = np.searchsorted(present, labels)  # class indices 0..k-1 over the classes present
     probs, not_converged = _out_of_fold(pixels_to_array(train["pixels"]), dense, len(present), params)
-    ranked = find_label_issues(dense, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
-    issues = _issues_table(train, present, dense, probs, ranked, _ferplus_majority(train, ferplus_csv))
-    report = _report(params, issues, not_converged, ferplus_csv)
+    quality = get_label_quality_scores(dense, probs, method=params.ranking)
+    estimated = int(num_label_issues(dense, probs))
+    flagged = min(params.budget_faces(len(labels)), estimated)
+    issues = _issues_table(train, present, dense, probs, quality, flagged, ferplus_reference(train, ferplus_csv))
+    report = _report(params, issues, estimated, not_converged, ferplus_csv)
     _write(Path(out_dir), issues, report, params.exclude_from_train)
+    if metrics_path is not None:
+        write_json_atomic(Path(metrics_path), _metrics(report))
     return LabelIssuesResult(
-        out_dir=Path(out_dir), samples=len(labels), flagged=len(ranked),
-        oof_accuracy=report["oof_accuracy"], classes=report["classes"], ferplus=report["ferplus"],
-        excluded=report["excluded"])
+        out_dir=Path(out_dir), samples=len(labels), flagged=flagged, estimated_issues=estimated,
+        budget=params.budget_label(), oof_accuracy=report["oof_accuracy"], classes=report["classes"],
+        ferplus=report["ferplus"], excluded=report["excluded"])
 
 
 def _out_of_fold(images: np.ndarray, labels: np.ndarray, n_classes: int,
@@ -126,22 +171,24 @@ def _out_of_fold(images: np.ndarray, labels: np.ndarray, n_classes: int,
 
     def make_model():
         return oof_model.classifier(params.features, c=params.c, max_iter=params.max_iter,
-                                    pca_components=params.pca_components, seed=params.seed)
+                                    pca_components=params.pca_components, epochs=params.epochs,
+                                    batch_size=params.batch_size, seed=params.seed)
 
-    with progress_bar("label issues: out-of-fold models", params.folds) as advance:
+    with progress_bar(f"label issues: out-of-fold {params.features} models", params.folds) as advance:
         return oof_model.out_of_fold_probabilities(features, labels, n_classes, params.folds, make_model,
                                                    params.seed, advance)
 
 
 def _issues_table(train: pa.Table, present: np.ndarray, dense: np.ndarray, probs: np.ndarray,
-                  ranked: np.ndarray, ferplus_majority: list[str | None]) -> pa.Table:
-    """One row per training sample: flagged ones first in rank order, then by self-confidence."""
+                  quality: np.ndarray, flagged: int, reference: tuple[list[bool], list[str | None]]) -> pa.Table:
+    """One row per training sample in rank order: lowest label quality first, ties by id."""
     names = dict(zip(train["label_index"].to_pylist(), train["label"].to_pylist()))
     suggested = present[probs.argmax(axis=1)]
-    confidence = probs[np.arange(len(dense)), dense]
-    rank = np.zeros(len(dense), dtype=np.int64)
-    rank[ranked] = np.arange(1, len(ranked) + 1)
     ids = train["sample_id"].to_pylist()
+    order = sorted(range(len(dense)), key=lambda i: (quality[i], ids[i]))
+    rank = np.empty(len(dense), dtype=np.int64)
+    rank[order] = np.arange(1, len(dense) + 1)
+    voted, majority = reference
     issues = pa.Table.from_pydict({
         "sample_id": ids,
         "source": train["source"].to_pylist(),
@@ -149,12 +196,13 @@ def _issues_table(train: pa.Table, present: np.ndarray, dense: np.ndarray, probs
         "label_index": present[dense],
         "suggested_label": [names[k] for k in suggested.tolist()],
         "suggested_label_index": suggested,
-        "self_confidence": confidence,
-        "is_label_issue": rank > 0,
-        "rank": [int(r) if r else None for r in rank],
-        "ferplus_majority": ferplus_majority,
+        "self_confidence": probs[np.arange(len(dense)), dense],
+        "label_quality": quality,
+        "rank": rank,
+        "is_label_issue": rank <= flagged,
+        "ferplus_voted": voted,
+        "ferplus_majority": majority,
     }, schema=LABEL_ISSUES_SCHEMA)
-    order = sorted(range(len(dense)), key=lambda i: (rank[i] == 0, rank[i], confidence[i], ids[i]))
     return issues.take(pa.array(order, pa.int64()))
 
 
@@ -170,54 +218,8 @@ def _train_rows(table: pa.Table, path: Path) -> pa.Table:
     return table.filter(keep).sort_by("sample_id")
 
 
-def _ferplus_majority(train: pa.Table, ferplus_csv: Path | None) -> list[str | None]:
-    """Each train sample's FER+ majority class: from fer2013new.csv, else from ``soft_label``."""
-    if ferplus_csv is not None:
-        majority = majority_labels(read_ferplus(ferplus_csv))
-        rows = [fer2013_row(sid) if source == "fer2013" else None
-                for sid, source in zip(train["sample_id"].to_pylist(), train["source"].to_pylist())]
-        return [majority[r] if r is not None and r < len(majority) else None for r in rows]
-    if "soft_label" not in train.column_names:
-        return [None] * train.num_rows
-    found = []
-    for source, soft in zip(train["source"].to_pylist(), train["soft_label"].to_pylist()):
-        top = int(np.argmax(soft)) if source == "fer2013" and soft else -1
-        found.append(Taxonomy.of_size(len(soft)).classes[top] if top >= 0 and soft[top] > 0.5 else None)
-    return found
-
-
-def ferplus_comparison(issues: pa.Table) -> dict | None:
-    """How often flagged and unflagged samples' labels differ from the FER+ majority.
-
-    Counts only samples with a FER+ majority; None when there is none. ``precision`` is the
-    disagreement rate among flagged samples, ``recall`` the share of disagreeing samples
-    flagged, ``base_rate`` the disagreement rate overall (what random flagging would reach).
-    """
-    rows = [(flag, label != majority) for flag, label, majority in zip(
-        issues["is_label_issue"].to_pylist(), issues["label"].to_pylist(), issues["ferplus_majority"].to_pylist())
-        if majority is not None]
-    if not rows:
-        return None
-    flags, disagree = (np.array(v, dtype=bool) for v in zip(*rows))
-
-    def group(mask: np.ndarray) -> dict:
-        n, d = int(mask.sum()), int((disagree & mask).sum())
-        return {"samples": n, "disagree": d, "disagree_rate": round(d / n, 6) if n else None}
-
-    total = int(disagree.sum())
-    base = total / len(rows)
-    precision = float(disagree[flags].mean()) if flags.any() else None
-    return {
-        "samples_with_majority": len(rows),
-        "flagged": group(flags), "unflagged": group(~flags),
-        "base_rate": round(base, 6),
-        "precision": None if precision is None else round(precision, 6),
-        "recall": round(int((disagree & flags).sum()) / total, 6) if total else None,
-        "lift": round(precision / base, 4) if precision is not None and base else None,
-    }
-
-
-def _report(params: LabelIssuesParams, issues: pa.Table, not_converged: int, ferplus_csv: Path | None) -> dict:
+def _report(params: LabelIssuesParams, issues: pa.Table, estimated: int, not_converged: int,
+            ferplus_csv: Path | None) -> dict:
     labels = issues["label"].to_pylist()
     flags = issues["is_label_issue"].to_pylist()
     suggested = issues["suggested_label"].to_pylist()
@@ -228,23 +230,37 @@ def _report(params: LabelIssuesParams, issues: pa.Table, not_converged: int, fer
         entry["flagged"] += flag
     order = {name: i for i, name in enumerate(CLASSES_8)}
     classes = dict(sorted(classes.items(), key=lambda kv: order[kv[0]]))
-    comparison = ferplus_comparison(issues)
-    if comparison is not None:
-        comparison["reference"] = ("fer2013new.csv majority" if ferplus_csv is not None
-                                   else "soft_label share above 0.5")
+    precision = precision_at_ranks(issues)
+    if precision is not None:
+        precision = {"reference": "fer2013new.csv majority" if ferplus_csv is not None
+                     else "soft_label share above 0.5", **precision}
     flagged = sum(flags)
     return {
         "params": asdict(params),
         "samples": len(labels),
+        "budget_faces": params.budget_faces(len(labels)),
+        "estimated_issues": estimated,
         "flagged": flagged,
         "flagged_share": round(flagged / len(labels), 6),
         "oof_accuracy": round(float(np.mean([a == b for a, b in zip(labels, suggested)])), 6),
         "not_converged_folds": not_converged,
         "classes": classes,
         "flagged_as": _flagged_as(labels, suggested, flags),
-        "ferplus": comparison,
+        "ferplus": precision,
         "excluded": flagged if params.exclude_from_train else 0,
     }
+
+
+def _metrics(report: dict) -> dict:
+    """The report's figures for ``dvc metrics``: counts, accuracy and the FER+ precision table."""
+    keys = ("samples", "budget_faces", "estimated_issues", "flagged", "flagged_share", "oof_accuracy")
+    found = {key: report[key] for key in keys}
+    if report["ferplus"] is not None:
+        fp = report["ferplus"]
+        found["ferplus"] = {"base_rate": fp["base_rate"], "recall_at_budget": fp["recall_at_budget"],
+                            **{key: {"precision": row["precision"], "lift": row["lift"]}
+                               for key, row in fp["at_rank"].items()}}
+    return found
 
 
 def _flagged_as(labels: list[str], suggested: list[str], flags: list[bool]) -> dict[str, int]:
@@ -285,21 +301,17 @@ def excluded_ids(label_issues_dir: Path) -> set[str]:
 
 
 def label_issues_table(result: LabelIssuesResult) -> Table:
-    """Per class: training samples, flagged and share; FER+ agreement in the caption."""
+    """Per class: training samples, flagged and share; the budget and estimate in the caption."""
     table = Table(title=f"label issues: {result.flagged} of {result.samples} training samples flagged "
-                        f"(out-of-fold accuracy {result.oof_accuracy:.1%})")
+                        f"({result.budget}; out-of-fold accuracy {result.oof_accuracy:.1%})")
     for col in ("class", "samples", "flagged", "share"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for name, counts in result.classes.items():
         share = counts["flagged"] / counts["samples"] if counts["samples"] else 0.0
         table.add_row(name, str(counts["samples"]), str(counts["flagged"]), f"{share:.1%}")
-    captions = [f"ranked list: {result.out_dir / ISSUES_FILE}"]
-    if result.ferplus:
-        fp = result.ferplus
-        captions.insert(0, (
-            f"FER+ majority disagrees with {fp['flagged']['disagree_rate'] or 0:.1%} of flagged and "
-            f"{fp['unflagged']['disagree_rate'] or 0:.1%} of unflagged FER2013 samples "
-            f"(recall {fp['recall'] or 0:.1%})"))
+    captions = [f"confident learning counts {result.estimated_issues} labels as wrong; the flagged are the "
+                f"top of the ranking within the budget",
+                f"every training sample, ranked: {result.out_dir / ISSUES_FILE}"]
     if result.excluded:
         captions.append(f"{result.excluded} flagged samples excluded from training ({EXCLUDED_FILE})")
     table.caption = "\n".join(captions)

@@ -1,4 +1,4 @@
-"""Label-issue detection on generated data with labels flipped on purpose."""
+"""Label-issue ranking on generated data with labels flipped on purpose."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ferdata.ferplus import COLUMNS, EMOTION_CLASSES, VOTE_COLUMNS
-from ferdata.label_issues import (
-    LabelIssuesParams, excluded_ids, ferplus_comparison, label_issues_table, run_label_issues,
-)
+from ferdata.issue_precision import precision_at_ranks, precision_table
+from ferdata.label_issues import LabelIssuesParams, excluded_ids, label_issues_table, run_label_issues
 from ferdata.manifest import DATASET_SCHEMA, array_to_pixels
 from ferdata.params import ParamsError
 from ferdata.sample import write_sample
@@ -55,8 +54,12 @@ def write_votes(path, true_labels: np.ndarray) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def ranked(out_dir) -> pa.Table:
+    return pq.read_table(out_dir / "label_issues.parquet")
+
+
 def precision_recall(out_dir, flipped_ids: set[str]) -> tuple[float, float, set[str]]:
-    issues = pq.read_table(out_dir / "label_issues.parquet")
+    issues = ranked(out_dir)
     flagged = set(issues.filter(issues["is_label_issue"])["sample_id"].to_pylist())
     hits = len(flagged & flipped_ids)
     return hits / max(len(flagged), 1), hits / len(flipped_ids), flagged
@@ -64,43 +67,64 @@ def precision_recall(out_dir, flipped_ids: set[str]) -> tuple[float, float, set[
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
-    """Drawn FER2013-style faces (ferdata.sample) read back by the FER2013 reader."""
+    """Drawn FER2013-style faces (ferdata.sample) read back by the FER2013 reader, 10% of the
+    train labels flipped, and FER+ votes that name the true classes."""
     root = tmp_path_factory.mktemp("faces")
     write_sample(root / "raw", fer2013_rows=1200, ckplus_subjects=1, jaffe_subjects=1, seed=3)
     batch = read_csv(root / "raw" / "fer2013" / "fer2013.csv", lambda n: None)
+    ids, splits = [r.sample_id for r in batch.records], [r.split for r in batch.records]
     labels = np.array([int(r.native_label) for r in batch.records])
-    return root, [r.sample_id for r in batch.records], labels, [r.split for r in batch.records], batch.pixels
-
-
-def test_hog_detection_on_flipped_faces_beats_random_flagging(faces, capsys):
-    root, ids, labels, splits, images = faces
     train = np.flatnonzero(np.array(splits) == "train")
     noisy, rows = flip_labels(labels, train, seed=0)
-    (root / "dataset").mkdir(exist_ok=True)
-    pq.write_table(dataset_table(ids, noisy, splits, images), root / "dataset" / "manifest.parquet")
+    (root / "dataset").mkdir()
+    pq.write_table(dataset_table(ids, noisy, splits, batch.pixels), root / "dataset" / "manifest.parquet")
     write_votes(root / "fer2013new.csv", labels)
+    return root, {ids[i] for i in rows}, len(train)
 
-    result = run_label_issues(LabelIssuesParams(), root / "dataset", root / "issues",
-                              ferplus_csv=root / "fer2013new.csv")
-    flipped = {ids[i] for i in rows}
-    precision, recall, flagged = precision_recall(root / "issues", flipped)
+
+def test_hog_ranking_finds_flipped_faces_and_measures_itself_against_ferplus(faces, tmp_path, capsys):
+    root, flipped, n_train = faces
+    params = LabelIssuesParams(features="hog", folds=5, budget=0.2)
+    result = run_label_issues(params, root / "dataset", tmp_path / "issues", ferplus_csv=root / "fer2013new.csv",
+                              metrics_path=tmp_path / "metrics" / "label_issues.json")
+    precision, recall, flagged = precision_recall(tmp_path / "issues", flipped)
     with capsys.disabled():
-        print(f"\nlabel issues, HOG + logistic regression, {len(train)} drawn faces, {len(rows)} flipped "
+        print(f"\nlabel issues, HOG + logistic regression, {n_train} drawn faces, {len(flipped)} flipped "
               f"({FLIP_RATE:.0%}): flagged {len(flagged)}, precision {precision:.3f}, recall {recall:.3f}")
     assert precision >= 3 * FLIP_RATE
     assert recall >= 0.5
-    assert result.samples == len(train) and result.flagged == len(flagged)
+    # the budget (20%) is more than confident learning counts wrong, so the count is the limit
+    assert result.flagged == len(flagged) == min(round(0.2 * n_train), result.estimated_issues)
 
     # The FER+ votes name the true classes, so FER+ disagreement is exactly the flips.
-    fp = json.loads((root / "issues" / "label_issues.json").read_text())["ferplus"]
-    assert fp["samples_with_majority"] == len(train)
-    assert fp["flagged"]["disagree_rate"] == pytest.approx(precision, abs=1e-6)
-    assert fp["recall"] == pytest.approx(recall, abs=1e-6)
-    assert fp["base_rate"] == pytest.approx(len(rows) / len(train), abs=1e-6)
-    assert fp["unflagged"]["disagree_rate"] < fp["flagged"]["disagree_rate"]
+    fp = json.loads((tmp_path / "issues" / "label_issues.json").read_text())["ferplus"]
+    assert fp["faces"] == fp["with_majority"] == n_train and fp["disagree"] == len(flipped)
+    assert fp["base_rate"] == pytest.approx(len(flipped) / n_train, abs=1e-6)
+    assert fp["at_rank"]["budget"]["precision"] == pytest.approx(precision, abs=1e-6)
+    assert fp["recall_at_budget"] == pytest.approx(recall, abs=1e-6)
+    assert fp["at_rank"]["top_5%"]["precision"] >= 3 * FLIP_RATE
+    metrics = json.loads((tmp_path / "metrics" / "label_issues.json").read_text())
+    assert metrics["ferplus"]["top_5%"]["precision"] == fp["at_rank"]["top_5%"]["precision"]
+    assert metrics["ferplus"]["base_rate"] == fp["base_rate"] and metrics["flagged"] == len(flagged)
 
 
-def test_pca_features_output_table_determinism_and_exclusion(tmp_path):
+def test_cnn_ranking_puts_flipped_faces_first(faces, tmp_path, capsys):
+    root, flipped, n_train = faces
+    params = LabelIssuesParams(features="cnn", folds=3, epochs=8, batch_size=32, budget=0.05)
+    result = run_label_issues(params, root / "dataset", tmp_path / "issues", ferplus_csv=root / "fer2013new.csv")
+    precision, recall, flagged = precision_recall(tmp_path / "issues", flipped)
+    top = result.ferplus["at_rank"]
+    with capsys.disabled():
+        print(f"\nlabel issues, CNN, {n_train} drawn faces, {len(flipped)} flipped: out-of-fold accuracy "
+              f"{result.oof_accuracy:.3f}; precision top 5% {top['top_5%']['precision']:.3f}, "
+              f"top 10% {top['top_10%']['precision']:.3f}; flagged {len(flagged)} (budget 5%)")
+    assert len(flagged) <= round(0.05 * n_train)
+    assert top["top_5%"]["precision"] >= 0.8
+    assert top["top_10%"]["precision"] >= 5 * FLIP_RATE
+    assert precision == pytest.approx(top["budget"]["precision"], abs=1e-6)
+
+
+def test_every_sample_ranked_top_flagged_within_budget_deterministic_excludable(tmp_path):
     table = synthetic_dataset({"train": [60, 12, 60, 90, 70, 50, 70], "val": [5] * 7}, seed=4)
     labels = np.array(table["label_index"].to_pylist())
     train = np.flatnonzero(np.array(table["split"].to_pylist()) == "train")
@@ -109,26 +133,25 @@ def test_pca_features_output_table_determinism_and_exclusion(tmp_path):
     table = table.set_column(3, DATASET_SCHEMA.field("label_index"), pa.array(noisy, pa.int16()))
     (tmp_path / "dataset").mkdir()
     pq.write_table(table, tmp_path / "dataset" / "manifest.parquet")
+    ids = table["sample_id"].to_pylist()
 
-    params = LabelIssuesParams(features="pca", pca_components=30, c=0.03, folds=4, seed=7)
+    params = LabelIssuesParams(features="pca", pca_components=30, c=0.03, folds=4, seed=7, budget=0.2)
     run_label_issues(params, tmp_path / "dataset", tmp_path / "a")
     params.exclude_from_train = True
     result = run_label_issues(params, tmp_path / "dataset", tmp_path / "b")
-    ids = table["sample_id"].to_pylist()
     precision, recall, flagged = precision_recall(tmp_path / "b", {ids[i] for i in rows})
     print(f"label issues, PCA, synthetic patterns: precision {precision:.3f}, recall {recall:.3f}")
     assert precision >= 3 * FLIP_RATE and recall >= 0.5
 
-    a, b = (pq.read_table(tmp_path / d / "label_issues.parquet") for d in "ab")
+    a, b = ranked(tmp_path / "a"), ranked(tmp_path / "b")
     assert a.equals(b)  # same inputs and seed, same output
     assert a.num_rows == len(train) and set(a["sample_id"].to_pylist()) == {ids[i] for i in train}
-    ranks = a["rank"].to_pylist()
     k = len(flagged)
-    assert ranks[:k] == list(range(1, k + 1)) and all(r is None for r in ranks[k:])
-    assert a["is_label_issue"].to_pylist() == [True] * k + [False] * (len(ranks) - k)
-    confidence = a["self_confidence"].to_pylist()
-    assert confidence[:k] == sorted(confidence[:k])  # ranked by self-confidence, lowest first
-    assert a.column("ferplus_majority").null_count == a.num_rows
+    assert a["rank"].to_pylist() == list(range(1, len(train) + 1))  # every sample ranked
+    assert a["is_label_issue"].to_pylist() == [True] * k + [False] * (len(train) - k)
+    quality = a["label_quality"].to_pylist()
+    assert quality == sorted(quality)  # most doubtful first
+    assert a.column("ferplus_majority").null_count == a.num_rows and not any(a["ferplus_voted"].to_pylist())
 
     report = json.loads((tmp_path / "b" / "label_issues.json").read_text())
     assert sum(c["flagged"] for c in report["classes"].values()) == report["flagged"] == k
@@ -138,21 +161,36 @@ def test_pca_features_output_table_determinism_and_exclusion(tmp_path):
     assert excluded_ids(tmp_path / "a") == set()
     with pytest.raises(FileNotFoundError, match="run the label-issues stage first"):
         excluded_ids(tmp_path / "never")
-    assert "flagged" in label_issues_table(result).title
+    assert "budget 20%" in label_issues_table(result).title
+
+    # a count budget smaller than the estimate flags exactly that many: the same top of the ranking
+    params = LabelIssuesParams(features="pca", pca_components=30, c=0.03, folds=4, seed=7, budget=5)
+    small = run_label_issues(params, tmp_path / "dataset", tmp_path / "c")
+    c = ranked(tmp_path / "c")
+    assert small.flagged == 5 and c["is_label_issue"].to_pylist() == [True] * 5 + [False] * (c.num_rows - 5)
+    assert c["sample_id"].to_pylist()[:5] == a["sample_id"].to_pylist()[:5]
 
 
-def test_ferplus_comparison_counts():
-    issues = pa.table({
-        "is_label_issue": [True, True, True, False, False, False, False, False],
-        "label": ["sad", "fear", "happy", "happy", "sad", "neutral", "angry", "fear"],
-        "ferplus_majority": ["neutral", "fear", None, "happy", "neutral", "neutral", "angry", None],
-    })
-    found = ferplus_comparison(issues)
-    assert found["samples_with_majority"] == 6
-    assert found["flagged"] == {"samples": 2, "disagree": 1, "disagree_rate": 0.5}
-    assert found["unflagged"] == {"samples": 4, "disagree": 1, "disagree_rate": 0.25}
-    assert found["base_rate"] == pytest.approx(2 / 6, abs=1e-6)
-    assert found["recall"] == 0.5 and found["lift"] == pytest.approx(1.5)
+def test_precision_at_ranks_counts_faces_ferplus_voted_on_in_rank_order():
+    # 200 faces in rank order; FER+ voted on all but every 10th; it disagrees with the first 30
+    labels = ["sad"] * 200
+    majority = ["neutral"] * 30 + ["sad"] * 160 + [None] * 10
+    voted = [i % 10 != 9 for i in range(200)]
+    issues = pa.table({"label": labels, "ferplus_majority": majority, "ferplus_voted": voted,
+                       "is_label_issue": [i < 20 for i in range(200)]})
+    found = precision_at_ranks(issues)
+    assert found["faces"] == 180 and found["with_majority"] == 180 - 9
+    assert found["disagree"] == 27  # 30 minus the three not voted on
+    assert found["base_rate"] == pytest.approx(27 / 180, abs=1e-6)
+    top1 = found["at_rank"]["top_1%"]  # 1% of 180 faces: the first 2 voted on
+    assert top1 == {"faces": 2, "disagree": 2, "precision": 1.0, "lift": pytest.approx(180 / 27, abs=1e-3)}
+    assert found["at_rank"]["top_10%"]["faces"] == 18 and found["at_rank"]["top_10%"]["precision"] == 1.0
+    assert found["at_rank"]["budget"] == {"faces": 18, "disagree": 18, "precision": 1.0,
+                                          "lift": pytest.approx(180 / 27, abs=1e-3)}
+    assert found["recall_at_budget"] == pytest.approx(18 / 27, abs=1e-6)
+    assert precision_at_ranks(issues.set_column(2, "ferplus_voted", pa.array([False] * 200))) is None
+    rows = precision_table({"reference": "test", **found}, "budget 10%").row_count
+    assert rows == 5  # top 1%, 5%, 10%, the budget, the base rate
 
 
 def test_soft_labels_serve_as_the_ferplus_reference(tmp_path):
@@ -169,12 +207,23 @@ def test_soft_labels_serve_as_the_ferplus_reference(tmp_path):
     result = run_label_issues(LabelIssuesParams(features="pca", pca_components=20, folds=3),
                               tmp_path / "dataset", tmp_path / "out")
     fer = [i for i, src in enumerate(sources) if src == "fer2013"]
-    assert result.ferplus["samples_with_majority"] == len(fer)
+    assert result.ferplus["faces"] == len(fer)
     assert result.ferplus["base_rate"] == pytest.approx(sum(1 for i in fer if i % 2 == 0) / len(fer), abs=1e-6)
 
 
-def test_bad_params_are_named():
-    with pytest.raises(ParamsError, match=r"\[label_issues\]\.features: 'cnn'; expected one of hog, pca"):
-        LabelIssuesParams(features="cnn").check()
-    with pytest.raises(ParamsError, match=r"\[label_issues\]\.folds"):
-        LabelIssuesParams(folds=1).check()
+@pytest.mark.parametrize("change, message", [
+    ({"features": "resnet"}, r"\.features: 'resnet'; expected one of cnn, hog, pca"),
+    ({"folds": 1}, r"\.folds: 1; expected at least 2"),
+    ({"epochs": 0}, r"\.epochs: 0"),
+    ({"ranking": "entropy"}, r"\.ranking: 'entropy'; expected one of normalized_margin, self_confidence"),
+    ({"budget": 0.0}, r"\.budget: 0\.0; expected a share of train"),
+    ({"budget": 1.5}, r"\.budget: 1\.5"),
+    ({"budget": 0}, r"\.budget: 0;"),
+    ({"budget": True}, r"\.budget: True"),
+    ({"budget": "5%"}, r"\.budget: '5%'"),
+])
+def test_bad_params_stop_the_stage_before_any_work(tmp_path, change, message):
+    params = LabelIssuesParams(**change)
+    with pytest.raises(ParamsError, match=r"\[label_issues\]" + message):
+        run_label_issues(params, tmp_path / "no-dataset", tmp_path / "out")  # the params fail first
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,56 @@
+"""A compact CNN with scikit-learn's classifier face, for out-of-fold probabilities.
+
+:func:`ferdata.oof_model.out_of_fold_probabilities` trains one per fold. It is the train
+stage's five-layer network (:mod:`ferdata.model`), fitted for a few epochs with AdamW and a
+cosine learning-rate decay on mirrored and unmirrored faces; a face's probabilities are the
+mean over it and its mirror image. A few epochs are enough: the network learns what most
+labels agree on before it can memorise the wrong ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ferdata import model as model_lib
+from ferdata.train import make_dataset, seed_everything
+
+import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
+
+LEARNING_RATE = 0.001
+#: Batch normalisation's moving statistics average over at most this share of the training steps
+#: (Keras's default, 100 steps, would leave a few hundred steps' statistics near their start).
+BATCH_NORM_WINDOW = 0.1
+WEIGHT_DECAY = 0.0001
+
+
+class CnnClassifier:
+    """``fit(images, labels)`` then ``predict_proba(images)``; images are (N, 48, 48) uint8."""
+
+    def __init__(self, epochs: int, batch_size: int, seed: int) -> None:
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def fit(self, images: np.ndarray, labels: np.ndarray) -> "CnnClassifier":
+        """Train a fresh network on ``images`` with class labels ``labels`` (any integers)."""
+        self.classes_ = np.unique(labels)
+        targets = np.searchsorted(self.classes_, labels).astype(np.int32)
+        seed_everything(self.seed, deterministic=True)
+        self.net_ = model_lib.five_layer(len(self.classes_))
+        steps = self.epochs * -(-len(targets) // self.batch_size)
+        for layer in self.net_.layers:  # short runs: moving statistics that forget their start in time
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = max(0.0, min(layer.momentum, 1 - 1 / (BATCH_NORM_WINDOW * steps)))
+        schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
+        self.net_.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
+                          loss="sparse_categorical_crossentropy")
+        flip = model_lib.augmentation(flip=True, rotation_deg=0, zoom=0, shift=0, seed=self.seed)
+        batches = make_dataset(np.asarray(images)[..., None], targets, self.batch_size, self.seed, flip)
+        self.net_.fit(batches, epochs=self.epochs, shuffle=False, verbose=0)
+        return self
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """(N, classes) probabilities: the mean over each face and its mirror image."""
+        batch = model_lib.as_batch(images)
+        probs = [self.net_.predict(x, batch_size=512, verbose=0) for x in (batch, batch[:, :, ::-1])]
+        return np.mean(probs, axis=0).astype(np.float64)
