@@ -148,18 +148,23 @@ def split(
 @app.command("label-issues")
 def label_issues(
     params: Path = PARAMS, root: Path = ROOT,
+    out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
     ferplus_csv: Optional[Path] = typer.Option(
-        None, help="FER+ votes to measure the flags against (default ROOT/raw/ferplus/fer2013new.csv if present)."),
+        None, help="FER+ votes to measure the ranking against (default ROOT/raw/ferplus/fer2013new.csv if present)."),
 ) -> None:
-    """Flag likely label errors in train: out-of-fold predictions ranked by cleanlab."""
+    """Rank train by label doubt (out-of-fold CNN and cleanlab); flag the top within the budget."""
+    from ferdata.issue_precision import precision_table
     from ferdata.label_issues import LabelIssuesParams, label_issues_table, run_label_issues
 
-    layout = Layout(root)
+    layout = Layout(root, None, out)
     default_votes = layout.raw / "ferplus" / "fer2013new.csv"
     votes = ferplus_csv or (default_votes if default_votes.exists() else None)
     cfg = _section(load_params(params), "label_issues", LabelIssuesParams)
-    result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes))
+    result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes,
+                                               layout.metrics / "label_issues.json"))
     console.print(label_issues_table(result))
+    if result.ferplus:
+        console.print(precision_table(result.ferplus, result.budget))
 
 
 def _balance(params: dict, layout: Layout) -> None:
@@ -257,16 +262,18 @@ def review(
     database_dir: Optional[Path] = DATABASE_DIR,
     include_synthetic: bool = typer.Option(False, help="Also show SMOTE / augmented faces."),
 ) -> None:
-    """Build the FiftyOne review dataset (predictions, mistakenness, saved views) and serve the App."""
+    """Build the FiftyOne review dataset (predictions, label issues, saved views) and serve the App."""
     if ctx.invoked_subcommand:
         return
     from ferdata.review import build_review_dataset, launch, review_summary
 
     p, layout = load_params(params), Layout(root)
+    issues = layout.label_issues / "label_issues.parquet"
     ds = build_review_dataset(
         name, layout.dataset, layout.predictions if layout.predictions.exists() else None,
         _model_embeddings(layout, include_synthetic),
         layout.balanced if layout.balanced.exists() else None, include_synthetic,
+        issues if issues.exists() else None,
         classes=_taxonomy_classes(p), database_dir=database_dir, seed=p.get("seed", 0))
     console.print(review_summary(ds))
     if not no_launch:

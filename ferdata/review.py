@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 SPLIT_TAGS = ("train", "val", "test")
 SIMILARITY_KEY = "similarity"
 PREDICTION_COLUMNS = ("sample_id", "predicted_label", "confidence", "logits")
+LABEL_ISSUE_COLUMNS = ("sample_id", "rank", "is_label_issue", "suggested_label")
 
 
 def review_table(dataset_dir: Path, balanced_dir: Path | None = None,
@@ -90,6 +91,7 @@ def build_review_dataset(
     embeddings: np.ndarray | None = None,
     balanced_dir: Path | None = None,
     include_synthetic: bool = False,
+    label_issues_path: Path | None = None,
     *,
     classes: Sequence[str] = CLASSES_7,
     top_mistakes: int = 100,
@@ -100,8 +102,11 @@ def build_review_dataset(
     """Build (or rebuild) the persistent FiftyOne dataset ``name`` for review.
 
     ``embeddings`` (one row per row of :func:`review_table`) feed uniqueness and the
-    similarity index; without them a PCA of the pixels does. A rebuild replaces the
-    samples, brain runs and saved views, and keeps the annotators' tags by sample id.
+    similarity index; without them a PCA of the pixels does. ``label_issues_path`` (the
+    label-issues stage's ranked parquet) sets each train sample's ``label_issue_rank`` and
+    makes the ``likely-mislabeled`` view its flagged samples in rank order; without it the
+    view is the samples of highest mistakenness. A rebuild replaces the samples, brain runs
+    and saved views, and keeps the annotators' tags by sample id.
     """
     fo = fiftyone(database_dir)
     table = review_table(dataset_dir, balanced_dir, include_synthetic)
@@ -111,6 +116,7 @@ def build_review_dataset(
     elif len(embeddings) != table.num_rows:
         raise ValueError(f"embeddings have {len(embeddings)} rows; the review table has {table.num_rows}")
     predictions = read_predictions(predictions_path) if predictions_path is not None else {}
+    issues = read_label_issues(label_issues_path) if label_issues_path is not None else {}
 
     # built under a temporary name and renamed: a failed rebuild leaves the old one intact
     building = f"{name}.building"
@@ -118,17 +124,27 @@ def build_review_dataset(
         fo.delete_dataset(building)
     dataset = fo.Dataset(building, persistent=True)
     _declare_fields(fo, dataset)
-    dataset.add_samples(_samples(fo, table, images, predictions, _annotator_tags(fo, name)), progress=False)
+    dataset.add_samples(_samples(fo, table, images, predictions, issues, _annotator_tags(fo, name)),
+                        progress=False)
     dataset.default_classes = list(classes)
     dataset.info = {"classes": list(classes), "dataset_dir": str(Path(dataset_dir).resolve())}
     dataset.save()
     _brain_runs(dataset, embeddings, np.asarray(table["sample_id"].to_pylist()))
-    _save_views(dataset, classes, top_mistakes, confused_pairs)
+    _save_views(dataset, classes, top_mistakes, confused_pairs, ranked=bool(issues))
 
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
     dataset.name = name
     return dataset
+
+
+def read_label_issues(path: Path) -> dict[str, dict[str, Any]]:
+    """The label-issues stage's ranking as ``sample_id -> {rank, flagged, suggested}``."""
+    table = read_table(Path(path))
+    absent = [c for c in LABEL_ISSUE_COLUMNS if c not in table.column_names]
+    if absent:
+        raise ValueError(f"{path}: missing columns {absent}; rerun the label-issues stage")
+    return {row["sample_id"]: row for row in table.select(list(LABEL_ISSUE_COLUMNS)).to_pylist()}
 
 
 def _annotator_tags(fo: Any, name: str) -> dict[str, list[str]]:
@@ -152,6 +168,7 @@ def _declare_fields(fo: Any, dataset: "fo.Dataset") -> None:
         "fold": fo.IntField, "dup_group": fo.IntField, "eye_angle": fo.FloatField,
         "interocular": fo.FloatField, "fit_residual": fo.FloatField,
         "brightness": fo.FloatField, "contrast": fo.FloatField,
+        "label_issue_rank": fo.IntField, "label_issue": fo.BooleanField, "suggested_label": fo.StringField,
     }
     for field, kind in kinds.items():
         dataset.add_sample_field(field, kind)
@@ -161,7 +178,7 @@ def _declare_fields(fo: Any, dataset: "fo.Dataset") -> None:
 
 
 def _samples(fo: Any, table: pa.Table, images: np.ndarray, predictions: dict[str, dict],
-             kept_tags: dict[str, list[str]]) -> list["fo.Sample"]:
+             issues: dict[str, dict], kept_tags: dict[str, list[str]]) -> list["fo.Sample"]:
     brightness = images.mean(axis=(1, 2))
     contrast = images.std(axis=(1, 2))
     samples = []
@@ -184,6 +201,11 @@ def _samples(fo: Any, table: pa.Table, images: np.ndarray, predictions: dict[str
             sample["predictions"] = fo.Classification(
                 label=pred["predicted_label"], confidence=float(pred["confidence"]),
                 logits=np.asarray(pred["logits"], dtype=np.float32))
+        issue = issues.get(row["sample_id"])
+        if issue is not None:
+            sample["label_issue_rank"] = issue["rank"]
+            sample["label_issue"] = issue["is_label_issue"]
+            sample["suggested_label"] = issue["suggested_label"]
         samples.append(sample)
     return samples
 
@@ -218,15 +240,24 @@ def confused_pairs_of(pairs: Sequence[tuple[str, str]], classes: Sequence[str],
 
 
 def _save_views(dataset: "fo.Dataset", classes: Sequence[str], top_mistakes: int,
-                confused_pairs: int) -> None:
-    """Saved views for the review: doubtful labels, confusions, alignment, duplicates, slices."""
+                confused_pairs: int, ranked: bool) -> None:
+    """Saved views for the review: doubtful labels, confusions, alignment, duplicates, slices.
+
+    With the label-issues ranking (``ranked``), ``likely-mislabeled`` is its flagged samples,
+    most likely wrong first; otherwise the samples of highest mistakenness.
+    """
     from fiftyone import ViewField as F
 
     views: list[tuple[str, Any, str]] = []
-    if dataset.has_field("mistakenness"):
+    if ranked:
+        flagged = dataset.match(F("label_issue")).sort_by("label_issue_rank")
+        views.append(("likely-mislabeled", flagged,
+                      f"the {len(flagged)} train samples the label-issues stage flagged, most likely wrong first"))
+    elif dataset.has_field("mistakenness"):
         views.append(("likely-mislabeled",
                       dataset.exists("mistakenness").sort_by("mistakenness", reverse=True).limit(top_mistakes),
                       f"the {top_mistakes} samples whose label the model most confidently disputes"))
+    if dataset.has_field("mistakenness"):
         pairs = zip(dataset.values("ground_truth.label"), dataset.values("predictions.label"))
         for a, b, n in confused_pairs_of(list(pairs), classes, confused_pairs):
             match = (((F("ground_truth.label") == a) & (F("predictions.label") == b))

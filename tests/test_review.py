@@ -8,7 +8,8 @@ import pytest
 from fiftyone_fixture import fo, predictions_table, relabel, set_column, write_dataset_dir  # noqa: F401
 from helpers import synthetic_dataset
 
-from ferdata.manifest import write_table
+from ferdata.label_issues import LabelIssuesParams, run_label_issues
+from ferdata.manifest import read_table, write_table
 from ferdata.review import SIMILARITY_KEY, build_review_dataset, confused_pairs_of, review_table
 from ferdata.taxonomy import CLASSES_7
 
@@ -69,6 +70,26 @@ def test_mislabelled_face_ranks_in_top_five_percent_of_mistakenness(dataset):
     ranked = dataset.sort_by("mistakenness", reverse=True).values("sample_id")
     assert ranked.index(MISLABELLED) < math.ceil(0.05 * len(ranked))
     assert MISLABELLED in dataset.load_saved_view("likely-mislabeled").values("sample_id")
+
+
+def test_likely_mislabeled_view_follows_the_label_issue_ranking(fo, inputs, tmp_path):  # noqa: F811
+    root, table, _ = inputs
+    params = LabelIssuesParams(features="pca", pca_components=20, folds=3, budget=10)
+    run_label_issues(params, root / "dataset", tmp_path / "label_issues")
+    issues = read_table(tmp_path / "label_issues" / "label_issues.parquet")
+    flagged = issues.filter(issues["is_label_issue"])["sample_id"].to_pylist()
+    assert 1 <= len(flagged) <= 10 and MISLABELLED in flagged
+
+    dataset = build_review_dataset("review-ranked", root / "dataset", root / "predictions.parquet",
+                                   label_issues_path=tmp_path / "label_issues" / "label_issues.parquet")
+    view = dataset.load_saved_view("likely-mislabeled")
+    assert view.values("sample_id") == flagged  # the flagged samples, most likely wrong first
+    assert view.values("label_issue_rank") == list(range(1, len(flagged) + 1))
+    sample = dataset.match({"sample_id": MISLABELLED}).first()
+    assert sample.label_issue and sample.suggested_label == "angry"
+    ranked = dataset.exists("label_issue_rank")
+    assert sorted(ranked.values("sample_id")) == sorted(issues["sample_id"].to_pylist())  # every train sample
+    assert set(ranked.values("split")) == {"train"}
 
 
 def test_saved_views_select_what_their_names_say(dataset, inputs):
