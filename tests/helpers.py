@@ -46,7 +46,7 @@ def synthetic_dataset(counts: dict[str, list[int]], seed: int = 0) -> pa.Table:
                     sequence=None, frame=None, source_file=f"{source}/file", source_line=None,
                     pixels_row=None, width=48, height=48, content_hash=f"{i:040x}",
                     align_status="aligned", faces_detected=1, eye_angle=0.0, interocular=20.0,
-                    fit_residual=0.01, fold=i % 10, dup_group=None, phash=f"{i:016x}",
+                    fit_residual=0.01, fit_disagreement=0.02, fold=i % 10, dup_group=None, phash=f"{i:016x}",
                     path=f"{split}/{label}/{sid}.png", origin="real",
                 ))
     table = pa.Table.from_pylist(rows, schema=DATASET_SCHEMA.remove(DATASET_SCHEMA.get_field_index("pixels")))
