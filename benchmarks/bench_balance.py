@@ -81,7 +81,7 @@ def fer_train(root: Path, unique: int, rng: np.random.Generator) -> Path:
                          split="train", subject=None, sequence=None, frame=None, source_file="fer2013.csv",
                          source_line=i + 2, pixels_row=i, width=48, height=48, content_hash=f"{i:040x}",
                          align_status="aligned", faces_detected=1, eye_angle=0.0, interocular=17.0,
-                         fit_residual=0.01, fold=None, dup_group=None, phash=f"{i:016x}",
+                         fit_residual=0.01, fit_disagreement=0.02, fold=None, dup_group=None, phash=f"{i:016x}",
                          path=f"train/{label}/{sid}.png", origin="real"))
     at = DATASET_SCHEMA.get_field_index("pixels")
     table = pa.Table.from_pylist(rows, schema=DATASET_SCHEMA.remove(at))

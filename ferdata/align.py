@@ -2,22 +2,26 @@
 
 Per image (:class:`Aligner`):
 
-* frames larger than ``detect_above`` px (CK+, JAFFE) go through the HOG face detector;
-  the largest face scoring at least ``detect_threshold`` is fitted (dlib's own cut is 0;
-  weak false detections can be larger than the real face) and ``faces_detected`` counts
-  those faces. Smaller frames (FER2013's pre-cropped 48x48 faces, on which
-  the detector misses about 30%) are fitted inside the whole frame, enlarged ``upscale``
-  times, starting from the box the canonical layout implies (pre-cropped faces are framed
-  about as that layout is); their ``faces_detected`` is null. With ``batched_fit`` the
-  frames of a chunk are fitted together (:mod:`ferdata.cascade`: the same model, about
-  twice as fast as dlib one face at a time);
-* a similarity transform (rotation, uniform scale, translation), fitted by weighted least
-  squares, maps the two eye centres and the mouth centre to their canonical positions;
-  the output is sampled bilinearly, borders replicate the edge pixels;
+* a first estimate places the face: frames larger than ``detect_above`` px (CK+, JAFFE) go
+  through the HOG face detector (the largest face scoring at least ``detect_threshold``;
+  when it finds none, once more on the frame doubled) and dlib's 68-point fit in its box;
+  smaller frames (FER2013's pre-cropped 48x48 faces, on which the detector misses about
+  30%) get a coarse fit inside the whole frame, enlarged ``upscale`` times, from the box the
+  canonical layout implies (pre-cropped faces are framed about as that layout is);
+* the face is refitted on an upright canvas at the canonical scale, as is and mirrored
+  (:mod:`ferdata.face_fit`); their mean is the landmark estimate, their disagreement the
+  fit's own measure of failure (``fit_disagreement``, inter-ocular units). A fit above
+  ``disagreement_threshold`` is refined up to ``retries`` times more from that mean. With
+  ``batched_fit`` the fits of a chunk run together (:mod:`ferdata.cascade`: the same model,
+  less than half dlib's CPU per face);
+* a similarity transform puts the eye line level and fits scale and shift by weighted
+  least squares over the two eye centres and the mouth centre (``mouth_weight``); the
+  output is sampled bilinearly, borders replicate the edge pixels;
 * quality: eye-line angle (degrees, positive when the image-right eye is lower) and
-  inter-ocular distance (source pixels) before alignment, and the fit residual: the RMS
-  distance of the 68 points from the mean shape after the best similarity fit, in units
-  of the mean shape's inter-ocular distance (good fits: about 0.05-0.10).
+  inter-ocular distance (source pixels) before alignment; ``fit_disagreement``; and the
+  fit residual, the RMS distance of the 68 points from the mean shape after the best
+  similarity fit (inter-ocular units): it grows with pose and expression, so it is
+  recorded, not judged.
 
 The canonical layout is dlib's own mean shape (read from the predictor file), scaled so
 its jaw spans the output width less ``margin`` on each side, eye line at ``eye_line``.
@@ -25,12 +29,11 @@ The defaults approximate FER2013's framing, so CK+ and JAFFE faces come out like
 
 Statuses: ``aligned``; ``multiple_faces`` (only with ``flag_multiple_faces``: the largest
 face is still aligned); ``no_face`` (no detection, or a frame with almost no contrast);
-``landmark_outlier`` (residual above ``residual_threshold``); ``passthrough`` (a source
-listed in ``passthrough``, not aligned at all: centred crop). The last three failures
-are handled per source by ``on_failure``: ``drop`` removes the row (recorded as dropped,
-with its reason and id) and ``keep`` keeps it with its failure status and, for
-``no_face`` and ``landmark_outlier``, the centred square crop resized to 48x48 (for a
-48x48 frame, the frame itself).
+``unstable_fit`` (the fit and its mirror disagree beyond ``disagreement_threshold`` after
+the retries); ``passthrough`` (a source listed in ``passthrough``, not aligned at all:
+centred crop). The failures are handled per source by ``on_failure``: ``drop`` removes the
+row (recorded as dropped, with its reason and id) and ``keep`` keeps it with its failure
+status and the centred square crop resized to 48x48 (for a 48x48 frame, the frame itself).
 """
 
 from __future__ import annotations
@@ -51,18 +54,20 @@ import pyarrow as pa
 from PIL import Image
 from rich.table import Table
 
+from ferdata.geometry import apply, similarity
 from ferdata.images import ImageDecodeError, decode_gray
+from ferdata.face_fit import COARSE_LEVELS, CanvasFitter, similarity_to
 from ferdata.landmarks import Box, LandmarkModel, anchor_points, eye_centres
 from ferdata.manifest import (ALIGN_FIELDS, ALIGNED_SCHEMA, IMAGE_SIZE, INGEST_SCHEMA, Reject,
                               array_to_pixels, read_table, rejects_table, write_table)
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
+from ferdata.resample import warp
 from ferdata.sources import ckplus
 
-ALIGNED, NO_FACE, MULTIPLE_FACES, LANDMARK_OUTLIER, PASSTHROUGH = (
-    "aligned", "no_face", "multiple_faces", "landmark_outlier", "passthrough")
-_AS_COMPLEX = np.array([1, 1j])
-FAILURES = (NO_FACE, MULTIPLE_FACES, LANDMARK_OUTLIER)
+ALIGNED, NO_FACE, MULTIPLE_FACES, UNSTABLE_FIT, PASSTHROUGH = (
+    "aligned", "no_face", "multiple_faces", "unstable_fit", "passthrough")
+FAILURES = (NO_FACE, MULTIPLE_FACES, UNSTABLE_FIT)
 UNREADABLE = "unreadable_image"
 
 
@@ -73,14 +78,15 @@ class AlignParams:
     upsample: int = 0  # HOG detector: times the frame is doubled before detection
     detect_threshold: float = 0.3  # HOG detector: lowest score counted as a face
     detect_above: int = 100  # frames whose longer side exceeds this (px) use the detector
-    upscale: int = 4  # smaller frames are fitted enlarged this many times
-    batched_fit: bool = True  # smaller frames: fit a chunk at once (same model, ferdata.cascade)
+    upscale: int = 4  # faces are fitted enlarged this many times (pre-cropped frames, the canvas)
+    batched_fit: bool = True  # fit a chunk of faces at once (same model, ferdata.cascade)
     margin: float = 0.08  # gap between the mean face's jaw and each side, fraction of width
     eye_line: float = 0.38  # height of the canonical eye line, fraction of the output
     mouth_weight: float = 0.5  # weight of the mouth centre against each eye centre (1)
     equalize: bool = False  # histogram-equalise the 48x48 output
     min_contrast: float = 2.0  # frames whose pixel std is below this are no_face
-    residual_threshold: float = 0.15  # fit residual (inter-ocular units) above: landmark_outlier
+    disagreement_threshold: float = 0.13  # fit vs mirrored fit (inter-ocular units) above: unstable_fit
+    retries: int = 1  # refinements more for fits above the threshold, each from the last mean
     flag_multiple_faces: bool = False  # status multiple_faces when the detector finds several
     on_failure: dict = field(default_factory=lambda: {"fer2013": "keep", "ckplus": "drop", "jaffe": "drop"})
     passthrough: list = field(default_factory=list)  # sources not aligned at all
@@ -94,7 +100,8 @@ class AlignParams:
         checks = [("upsample", self.upsample >= 0), ("upscale", self.upscale >= 1),
                   ("margin", 0 <= self.margin < 0.5), ("eye_line", 0 < self.eye_line < 1),
                   ("mouth_weight", self.mouth_weight >= 0),
-                  ("residual_threshold", self.residual_threshold > 0),
+                  ("disagreement_threshold", self.disagreement_threshold > 0),
+                  ("retries", self.retries >= 0),
                   ("workers", self.workers >= 0), ("chunk_size", self.chunk_size >= 1)]
         for name, ok in checks:
             if not ok:
@@ -106,70 +113,6 @@ class AlignParams:
 
 
 # ---------------------------------------------------------------- geometry
-
-
-def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """The 2x3 similarity matrix minimising the weighted squared distance from src to dst."""
-    w = np.full(len(src), 1 / len(src)) if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
-    z, t = src @ _AS_COMPLEX, dst @ _AS_COMPLEX  # points as complex numbers x + iy
-    zc, tc = w @ z, w @ t
-    wz = w * np.conj(z - zc)
-    c = (wz @ (t - tc)) / (wz @ (z - zc)).real  # rotation and scale as one complex factor
-    shift = tc - c * zc
-    return np.array([[c.real, -c.imag, shift.real], [c.imag, c.real, shift.imag]])
-
-
-def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Points (N, 2) through a 2x3 affine matrix."""
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
-def invert(matrix: np.ndarray) -> np.ndarray:
-    """The inverse of a 2x3 affine matrix."""
-    linear = np.linalg.inv(matrix[:, :2])
-    return np.hstack([linear, -linear @ matrix[:, 2:]])
-
-
-@lru_cache(maxsize=4)
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Output pixel coordinates (x, y), each (size, size)."""
-    v, u = np.mgrid[0:size, 0:size].astype(np.float64)
-    return u, v
-
-
-def warp(image: np.ndarray, matrix: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Resample ``image`` into a size x size frame; ``matrix`` maps source to output pixels.
-
-    Bilinear, with edge replication outside the image. When the output shrinks the face
-    by two or more, the needed region is first box-averaged by that whole factor.
-    """
-    inverse = invert(matrix)
-    source = image
-    factor = int(math.sqrt(abs(np.linalg.det(inverse[:, :2]))))
-    if factor >= 2:
-        h, w = image.shape
-        corners = apply(inverse, np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float))
-        x0 = min(max(int(corners[:, 0].min()) - factor, 0), w - 1)
-        y0 = min(max(int(corners[:, 1].min()) - factor, 0), h - 1)
-        x1 = max(min(int(corners[:, 0].max()) + 2 * factor, w), x0 + 1)
-        y1 = max(min(int(corners[:, 1].max()) + 2 * factor, h), y0 + 1)
-        source = np.asarray(Image.fromarray(image[y0:y1, x0:x1]).reduce(factor))
-        # a source pixel x lands at (x - x0 - (factor - 1) / 2) / factor in the reduced image
-        to_reduced = np.array([[1 / factor, 0, -(x0 + (factor - 1) / 2) / factor],
-                               [0, 1 / factor, -(y0 + (factor - 1) / 2) / factor]])
-        inverse = to_reduced[:, :2] @ inverse
-        inverse[:, 2] += to_reduced[:, 2]
-    h, w = source.shape
-    u, v = _grid(size)
-    xs = np.clip(inverse[0, 0] * u + inverse[0, 1] * v + inverse[0, 2], 0, w - 1)
-    ys = np.clip(inverse[1, 0] * u + inverse[1, 1] * v + inverse[1, 2], 0, h - 1)
-    x0, y0 = np.floor(xs).astype(np.intp), np.floor(ys).astype(np.intp)
-    fx, fy = xs - x0, ys - y0
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    flat, row0, row1 = source.ravel(), y0 * w, y1 * w
-    top = flat[row0 + x0] * (1 - fx) + flat[row0 + x1] * fx
-    bottom = flat[row1 + x0] * (1 - fx) + flat[row1 + x1] * fx
-    return np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
 
 
 def centre_crop(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
@@ -243,6 +186,7 @@ class Alignment:
     eye_angle: float | None = None
     interocular: float | None = None
     fit_residual: float | None = None
+    fit_disagreement: float | None = None
     landmarks: np.ndarray | None = None
     matrix: np.ndarray | None = None
 
@@ -253,8 +197,17 @@ def load_model() -> LandmarkModel:
     return LandmarkModel()
 
 
+@dataclass
+class _Estimate:
+    """A face's landmarks so far, and the number of faces the detector saw (None: not run)."""
+
+    points: np.ndarray
+    faces: int | None
+    disagreement: float = math.inf
+
+
 class Aligner:
-    """Aligns single grayscale images with the params' settings."""
+    """Aligns grayscale images with the params' settings."""
 
     def __init__(self, params: AlignParams, model: LandmarkModel | None = None) -> None:
         self.params = params
@@ -262,6 +215,8 @@ class Aligner:
         self.template = Template.from_mean_shape(self.model.mean_shape, params.margin, params.eye_line)
         self.anchors = self.template.anchors
         self.weights = np.array([1.0, 1.0, params.mouth_weight])
+        self.canvas = CanvasFitter(self.model, self.anchors, self.weights, self.template.box,
+                                   self.template.size, params.upscale, params.batched_fit)
 
     def detects(self, image: np.ndarray) -> bool:
         """Whether the frame is large enough to go through the face detector."""
@@ -274,48 +229,65 @@ class Aligner:
         b = self.template.box
         return Box(b.left * sx, b.top * sy, b.right * sx, b.bottom * sy)
 
-    def landmarks(self, image: np.ndarray) -> tuple[np.ndarray | None, int | None]:
-        """The 68 points (None: no face) and the number of faces detected (None: no detector)."""
-        if self.detects(image):
-            boxes = self.model.detect(image, self.params.upsample, self.params.detect_threshold)
-            return (self.model.fit(image, boxes[0]) if boxes else None), len(boxes)
-        return self.model.fit_magnified(image, self.start_box(image.shape), self.params.upscale), None
-
-    def align(self, image: np.ndarray, fitted: np.ndarray | None = None) -> Alignment:
-        """Detect or fit (unless a pre-cropped frame's points are given as ``fitted``), judge
-        the fit, warp to the canonical layout (or crop on failure)."""
-        if float(image.std()) < self.params.min_contrast:
-            return self._finish(Alignment(NO_FACE, centre_crop(image), faces_detected=None))
-        points, faces = (fitted, None) if fitted is not None else self.landmarks(image)
-        if points is None:
-            return self._finish(Alignment(NO_FACE, centre_crop(image), faces_detected=faces))
-        anchors = anchor_points(points)
-        dx, dy = anchors[1] - anchors[0]
-        residual = fit_residual(points, self.template.points)
-        quality = dict(faces_detected=faces, eye_angle=math.degrees(math.atan2(dy, dx)),
-                       interocular=math.hypot(dx, dy), fit_residual=residual, landmarks=points)
-        if residual > self.params.residual_threshold:
-            return self._finish(Alignment(LANDMARK_OUTLIER, centre_crop(image), **quality))
-        matrix = similarity(anchors, self.anchors, self.weights)
-        flagged = faces is not None and faces > 1 and self.params.flag_multiple_faces
-        return self._finish(Alignment(MULTIPLE_FACES if flagged else ALIGNED,
-                                      warp(image, matrix, self.template.size), matrix=matrix, **quality))
+    def align(self, image: np.ndarray) -> Alignment:
+        """:meth:`align_many` for one image."""
+        return self.align_many([image])[0]
 
     def align_many(self, images: list[np.ndarray]) -> list[Alignment]:
-        """:meth:`align` for each image; with ``batched_fit``, pre-cropped frames of one size
-        are fitted together in one batched pass."""
-        fitted: list[np.ndarray | None] = [None] * len(images)
-        if self.params.batched_fit:
-            by_shape: dict[tuple[int, int], list[int]] = {}
-            for i, image in enumerate(images):
-                if not self.detects(image):
-                    by_shape.setdefault(image.shape, []).append(i)
-            for shape, members in by_shape.items():
-                points = self.model.fit_many_magnified(np.stack([images[i] for i in members]),
-                                                       self.start_box(shape), self.params.upscale)
-                for i, p in zip(members, points):
-                    fitted[i] = p
-        return [self.align(image, p) for image, p in zip(images, fitted)]
+        """Estimate each face, refine it on an upright canvas and its mirror, judge, warp."""
+        estimates = self._first_estimates(images)
+        pending = sorted(estimates)
+        for _attempt in range(1 + self.params.retries):
+            if not pending:
+                break
+            refined = self.canvas.refine([images[i] for i in pending],
+                                         np.stack([estimates[i].points for i in pending]))
+            for i, points, gap in zip(pending, refined.points, refined.disagreement):
+                if gap < estimates[i].disagreement:
+                    estimates[i] = _Estimate(points, estimates[i].faces, float(gap))
+            pending = [i for i in pending if estimates[i].disagreement > self.params.disagreement_threshold]
+        return [self._finish(self._judge(image, estimates.get(i))) for i, image in enumerate(images)]
+
+    def _first_estimates(self, images: list[np.ndarray]) -> dict[int, _Estimate]:
+        """Landmarks to place each face's canvas: a detected face's fit, or a coarse fit of a
+        pre-cropped frame from the canonical box. Frames without contrast or face are absent."""
+        estimates: dict[int, _Estimate] = {}
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            if float(image.std()) < self.params.min_contrast:
+                continue
+            if not self.detects(image):
+                by_shape.setdefault(image.shape, []).append(i)
+                continue
+            boxes = self.model.detect(image, self.params.upsample, self.params.detect_threshold)
+            if not boxes:  # small or blurred faces: once more on the frame doubled
+                boxes = self.model.detect(image, self.params.upsample + 1, self.params.detect_threshold)
+            if boxes:
+                estimates[i] = _Estimate(self.model.fit(image, boxes[0]), len(boxes))
+        for shape, members in by_shape.items():
+            points = self.model.fit_many_magnified(np.stack([images[i] for i in members]), self.start_box(shape),
+                                                   self.params.upscale, COARSE_LEVELS, self.params.batched_fit)
+            for i, p in zip(members, points):
+                estimates[i] = _Estimate(p, None)
+        return estimates
+
+    def _judge(self, image: np.ndarray, estimate: _Estimate | None) -> Alignment:
+        """The status and output of one image from its refined landmarks."""
+        if estimate is None:
+            faces = 0 if self.detects(image) and float(image.std()) >= self.params.min_contrast else None
+            return Alignment(NO_FACE, centre_crop(image), faces_detected=faces)
+        points = estimate.points
+        anchors = anchor_points(points)
+        dx, dy = anchors[1] - anchors[0]
+        quality = dict(faces_detected=estimate.faces, eye_angle=math.degrees(math.atan2(dy, dx)),
+                       interocular=math.hypot(dx, dy), fit_residual=fit_residual(points, self.template.points),
+                       fit_disagreement=estimate.disagreement, landmarks=points)
+        if estimate.disagreement > self.params.disagreement_threshold:
+            return Alignment(UNSTABLE_FIT, centre_crop(image), **quality)
+        matrix = similarity_to(points, self.anchors, self.weights)
+        flagged = estimate.faces is not None and estimate.faces > 1 and self.params.flag_multiple_faces
+        return Alignment(MULTIPLE_FACES if flagged else ALIGNED, warp(image, matrix, self.template.size),
+                         matrix=matrix, **quality)
 
     def _finish(self, result: Alignment) -> Alignment:
         if self.params.equalize:
@@ -347,6 +319,7 @@ class RowOutcome:
     eye_angle: float | None = None
     interocular: float | None = None
     fit_residual: float | None = None
+    fit_disagreement: float | None = None
     landmark_error: float | None = None  # against CK+'s own landmark file, when present
     message: str | None = None  # why the row could not be read, or a landmark-file problem
 
@@ -408,7 +381,7 @@ class ChunkWorker:
     def outcome(self, sample_id: str, source: str, result: Alignment) -> RowOutcome:
         """The row's quality fields; for CK+, the error against its own landmark file."""
         outcome = RowOutcome(result.status, result.faces_detected, result.eye_angle, result.interocular,
-                             result.fit_residual)
+                             result.fit_residual, result.fit_disagreement)
         if source == "ckplus" and result.landmarks is not None:
             try:
                 path = ckplus.landmarks_path(self.raw_dir / source, sample_id)
@@ -519,6 +492,7 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
         "eye_angle": [o.eye_angle for o in kept],
         "interocular": [o.interocular for o in kept],
         "fit_residual": [o.fit_residual for o in kept],
+        "fit_disagreement": [o.fit_disagreement for o in kept],
     }
     for f in ALIGN_FIELDS:
         values = array_to_pixels(pixels[keep]) if f.name == "pixels" else pa.array(columns[f.name], f.type)

@@ -397,7 +397,8 @@ def _new_rows(gen: Generated, train: pa.Table, classes: Sequence[str], params: B
             split="train", subject=subjects[parent] if parent >= 0 else None, sequence=None, frame=None,
             source_file=path, source_line=None, pixels_row=None, width=IMAGE_SIZE, height=IMAGE_SIZE,
             content_hash=content[i], align_status="synthetic", faces_detected=None, eye_angle=None,
-            interocular=None, fit_residual=None, fold=folds[parent] if parent >= 0 else None, dup_group=None,
+            interocular=None, fit_residual=None, fit_disagreement=None,
+            fold=folds[parent] if parent >= 0 else None, dup_group=None,
             phash=phashes[i], path=path, origin=gen.origin, method=params.method, seed=params.seed,
             parent_id=ids[parent] if parent >= 0 else None, transform=t.to_json() if t is not None else None,
         ))

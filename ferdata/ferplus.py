@@ -37,11 +37,13 @@ import pyarrow as pa
 
 from ferdata.manifest import SOFT_LABEL_FIELD, Reject
 from ferdata.sources.base import MissingSourceError
-from ferdata.sources.fer2013 import USAGE_SPLITS
+from ferdata.sources.fer2013_splits import FERPLUS_FOLDERS, USAGE_SPLITS
 from ferdata.taxonomy import CLASSES_7, CLASSES_8, SOURCE_LABELS, Taxonomy
 
 SOURCE = "ferplus"  # the folder under raw/, and the source named in rejects
 FILE_NAME = "fer2013new.csv"
+#: FER+'s folder layout: one of these in each of FERPLUS_FOLDERS, lines ``name,"(box)",votes...``
+LABEL_FILE = "label.csv"
 HOMEPAGE = "https://github.com/microsoft/FERPlus"
 
 #: The vote columns, in the file's order.
@@ -68,25 +70,27 @@ _COUNT = re.compile(r"[0-9]+")
 
 
 class FerplusError(ValueError):
-    """fer2013new.csv cannot be joined to FER2013 at all (header, row count, id scheme)."""
+    """FER+ votes cannot be joined to FER2013 at all (header, row count, id scheme)."""
 
 
 @dataclass
 class FerplusVotes:
-    """fer2013new.csv as read: data row ``i`` belongs to FER2013's data row ``i``."""
+    """FER+ votes as read. From fer2013new.csv, data row ``i`` belongs to FER2013's data row
+    ``i``; from FER+'s folders, row ``i`` belongs to the sample ``sample_ids[i]``."""
 
-    file_name: str
-    lines: list[int]  # 1-based line of each data row (the header is line 1)
+    file_name: str  # what was read, for reports
+    locations: list[str]  # file:line of each data row
     usage: list[str]
     has_image: list[bool]
     votes: np.ndarray  # (rows, 10) int64 in VOTE_COLUMNS order; zeros where unreadable
     unreadable: dict[int, tuple[str, str]] = field(default_factory=dict)  # row -> (reason, message)
+    sample_ids: list[str] | None = None
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.locations)
 
     def location(self, row: int) -> str:
-        return f"{self.file_name}:{self.lines[row]}"
+        return self.locations[row]
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,58 @@ def read_ferplus(path: Path) -> FerplusVotes:
             has_image.append(bool(name))
             votes.append(counts)
     votes_array = np.array(votes, dtype=np.int64).reshape(-1, len(VOTE_COLUMNS))
-    return FerplusVotes(path.name, lines, usage, has_image, votes_array, unreadable)
+    return FerplusVotes(path.name, [f"{path.name}:{line}" for line in lines], usage, has_image, votes_array,
+                        unreadable)
+
+
+def ferplus_folder_sample_id(file_name: str) -> str:
+    """The sample id of an image of FER+'s folders: ``fer2013-`` and its file stem."""
+    return f"fer2013-{Path(file_name).stem}"
+
+
+def read_ferplus_folders(root: Path) -> FerplusVotes:
+    """The votes in FER+'s folder layout under ``root`` (``FER2013Train/label.csv`` ...).
+
+    A line ``fer0000000.png,"(0, 0, 48, 48)",4,0,0,1,3,2,0,0,0,0`` gives the image's file
+    name, its face box and the ten vote counts; the usage is the folder's. A line that
+    cannot be read is recorded in ``unreadable`` with its reason.
+    """
+    locations, usage, votes, sample_ids = [], [], [], []
+    unreadable: dict[int, tuple[str, str]] = {}
+    for folder_usage, folder in FERPLUS_FOLDERS.items():
+        path = Path(root) / folder / LABEL_FILE
+        if not path.is_file():
+            continue
+        with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+            reader = csv.reader(fh)
+            for fields in reader:
+                if not any(f.strip() for f in fields):
+                    continue
+                row = len(locations)
+                locations.append(f"{folder}/{LABEL_FILE}:{reader.line_num}")
+                usage.append(folder_usage)
+                sample_ids.append(ferplus_folder_sample_id(fields[0].strip()) if fields[0].strip() else "")
+                try:
+                    votes.append(_folder_votes(fields))
+                except _BadRow as bad:
+                    unreadable[row] = (bad.reason, str(bad))
+                    votes.append([0] * len(VOTE_COLUMNS))
+    votes_array = np.array(votes, dtype=np.int64).reshape(-1, len(VOTE_COLUMNS))
+    return FerplusVotes(f"{LABEL_FILE} files", locations, usage, [bool(i) for i in sample_ids], votes_array,
+                        unreadable, sample_ids)
+
+
+def _folder_votes(fields: list[str]) -> list[int]:
+    """The ten vote counts of a label.csv line, or _BadRow saying what is wrong."""
+    width = 2 + len(VOTE_COLUMNS)
+    if len(fields) != width:
+        raise _BadRow("malformed_row", f"expected {width} comma-separated fields (file name, quoted face box, "
+                                       f"{len(VOTE_COLUMNS)} vote counts), found {len(fields)}")
+    counts = [f.strip() for f in fields[2:]]
+    for column, count in zip(VOTE_COLUMNS, counts):
+        if not _COUNT.fullmatch(count):
+            raise _BadRow("bad_vote", f"{column} votes {count!r} is not a whole number >= 0")
+    return [int(c) for c in counts]
 
 
 def _header_positions(header: list[str] | None, file_name: str) -> list[int]:
@@ -244,12 +299,19 @@ def apply_ferplus(
     has a ``soft_label`` column, set in probability mode. ``fer2013_rows``, the number of
     data rows fer2013.csv had, is checked against fer2013new.csv when given.
     """
-    if mode not in FERPLUS_MODES:
-        raise ValueError(f"ingest.labels {mode!r} is not a FER+ mode; known: {', '.join(FERPLUS_MODES)}")
     votes = read_ferplus(ferplus_csv)
     if fer2013_rows is not None and fer2013_rows != len(votes):
         raise FerplusError(f"{ferplus_csv}: {len(votes)} data rows, but fer2013.csv has {fer2013_rows}; "
                            "FER+ rows are joined to FER2013 rows by their order, so the counts must match")
+    return apply_votes(manifest, votes, mode, taxonomy)
+
+
+def apply_votes(manifest: pa.Table, votes: FerplusVotes, mode: str,
+                taxonomy: Taxonomy) -> tuple[pa.Table, list[Reject], FerplusReport]:
+    """:func:`apply_ferplus` with votes already read (from fer2013new.csv or FER+'s folders)."""
+    if mode not in FERPLUS_MODES:
+        raise ValueError(f"ingest.labels {mode!r} is not a FER+ mode; known: {', '.join(FERPLUS_MODES)}")
+    joined = _joiner(votes)
     rows = manifest.select(["sample_id", "source", "native_label", "split"]).to_pylist()
     labels = manifest["label"].to_pylist()
     soft: list[list[float] | None] = (manifest["soft_label"].to_pylist() if "soft_label" in manifest.column_names
@@ -261,7 +323,7 @@ def apply_ferplus(
     for i, r in enumerate(rows):
         if r["source"] != "fer2013":
             continue
-        row = _joined_row(r["sample_id"], votes, ferplus_csv)
+        row = joined(r["sample_id"])
         matched += 1
         outcome, reject = _outcome(votes, row, r, mode, taxonomy)
         agreement[CLASSES_7.index(SOURCE_LABELS["fer2013"][r["native_label"]]), OUTCOMES.index(outcome)] += 1
@@ -282,16 +344,28 @@ def apply_ferplus(
     return table, rejects, report
 
 
-def _joined_row(sample_id: str, votes: FerplusVotes, path: Path) -> int:
-    """The FER+ row of a FER2013 sample, or FerplusError when it cannot have one."""
-    row = fer2013_row(sample_id)
-    if row is None:
-        raise FerplusError(f"{path}: FER+ rows are joined to fer2013.csv rows, but sample {sample_id!r} "
-                           "does not come from fer2013.csv (the image-folder release cannot be joined)")
-    if row >= len(votes):
-        raise FerplusError(f"{path}: {len(votes)} data rows, but FER2013 has sample {sample_id} "
-                           f"(data row {row}); the files do not match")
-    return row
+def _joiner(votes: FerplusVotes) -> Callable[[str], int]:
+    """Sample id -> FER+ data row, raising FerplusError for a sample that cannot have one."""
+    if votes.sample_ids is not None:
+        rows = {sid: row for row, sid in enumerate(votes.sample_ids) if sid}
+
+        def by_name(sample_id: str) -> int:
+            if sample_id not in rows:
+                raise FerplusError(f"{votes.file_name}: no line names the image of sample {sample_id!r}")
+            return rows[sample_id]
+        return by_name
+
+    def by_row(sample_id: str) -> int:
+        row = fer2013_row(sample_id)
+        if row is None:
+            raise FerplusError(f"{votes.file_name}: FER+ rows are joined to fer2013.csv rows, but sample "
+                               f"{sample_id!r} does not come from fer2013.csv (the image-folder release "
+                               "cannot be joined)")
+        if row >= len(votes):
+            raise FerplusError(f"{votes.file_name}: {len(votes)} data rows, but FER2013 has sample {sample_id} "
+                               f"(data row {row}); the files do not match")
+        return row
+    return by_row
 
 
 def _outcome(votes: FerplusVotes, row: int, sample: dict, mode: str,

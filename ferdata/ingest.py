@@ -12,11 +12,12 @@ import pyarrow as pa
 
 from ferdata.corrections import CorrectionsReport, apply_corrections
 from ferdata.ferplus import FILE_NAME as FERPLUS_FILE
-from ferdata.ferplus import LABEL_MODES, apply_ferplus, write_agreement
+from ferdata.ferplus import LABEL_MODES, apply_ferplus, apply_votes, read_ferplus_folders, write_agreement
 from ferdata.ferplus import SOURCE as FERPLUS_SOURCE
 from ferdata.manifest import INGEST_SCHEMA, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
 from ferdata.sources.base import MissingSourceError, RawRecord, SourceBatch
+from ferdata.sources.fer2013 import FER2013
 from ferdata.sources.registry import SOURCES
 from ferdata.taxonomy import Taxonomy
 
@@ -68,11 +69,21 @@ def unknown_sources(names: list[str]) -> list[str]:
     return [n for n in names if n not in SOURCES]
 
 
+def ferplus_folders_read(params: IngestParams, raw_dir: Path) -> bool:
+    """Whether FER2013 comes as FER+'s folders, whose label.csv files hold the votes."""
+    return "fer2013" in params.sources and FER2013(raw_dir / "fer2013").has_ferplus_folders()
+
+
 def check_params(params: IngestParams, raw_dir: Path) -> None:
-    """Refuse unknown taxonomies and label modes, and a FER+ mode without its file, before any work."""
+    """Refuse unknown taxonomies and label modes, and a label mode the files cannot give, before any work."""
     Taxonomy.of_size(params.taxonomy)
     if params.labels not in LABEL_MODES:
         raise ValueError(f"ingest.labels {params.labels!r} is unknown; known: {', '.join(LABEL_MODES)}")
+    if ferplus_folders_read(params, raw_dir):
+        if params.labels == "fer2013":
+            raise ValueError(f"{raw_dir / 'fer2013'}: FER+'s folders carry FER+ votes, not FER2013's labels; "
+                             f"set ingest.labels to one of {', '.join(LABEL_MODES[1:])}")
+        return
     ferplus = raw_dir / FERPLUS_SOURCE / FERPLUS_FILE
     if params.labels != "fer2013" and not ferplus.exists():
         raise MissingSourceError(f"{ferplus}: not found; ingest.labels={params.labels} needs the FER+ "
@@ -153,8 +164,14 @@ def record_removals(removed: list[Reject], rejects: list[Reject],
 def relabel_with_ferplus(params: IngestParams, table: pa.Table, raw_dir: Path, out_dir: Path,
                          rejects: list[Reject], accounts: dict[str, SourceAccount],
                          taxonomy: Taxonomy) -> pa.Table:
-    """Replace FER2013 labels with FER+ votes as ``ingest.labels`` asks; write the agreement."""
+    """Replace FER2013 labels with FER+ votes as ``ingest.labels`` asks; write the agreement of
+    FER2013's labels with FER+'s (FER+'s folders have no FER2013 label to compare)."""
     if params.labels == "fer2013" or "fer2013" not in accounts:
+        return table
+    if ferplus_folders_read(params, raw_dir):
+        votes = read_ferplus_folders(raw_dir / "fer2013")
+        table, removed, _report = apply_votes(table, votes, params.labels, taxonomy)
+        record_removals(removed, rejects, accounts)
         return table
     csv = raw_dir / FERPLUS_SOURCE / FERPLUS_FILE
     table, removed, report = apply_ferplus(table, csv, params.labels, taxonomy,

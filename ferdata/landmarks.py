@@ -108,23 +108,25 @@ class LandmarkModel:
         text = str(parts)[len("points["):-1].translate(_POINT_PUNCTUATION)
         return np.array(text.split(), dtype=np.float64).reshape(-1, 2)
 
-    def fit_magnified(self, image: np.ndarray, box: Box, factor: int) -> np.ndarray:
-        """Fit on the image enlarged ``factor`` times (bilinear); points in the original's pixels.
+    def fit_stack(self, images: np.ndarray, box: Box, levels: int | None = None,
+                  batched: bool = True) -> np.ndarray:
+        """The 68 points of each image of a stack (N, h, w), all started from ``box``: (N, 68, 2).
 
-        dlib returns whole-pixel points and samples single pixels, so a small face is fitted
-        more finely on an enlarged copy.
+        ``batched`` evaluates the model for the whole stack at once (:mod:`ferdata.cascade`),
+        and then ``levels`` may stop the cascade early for a coarser fit; otherwise dlib fits
+        one image at a time with the whole cascade.
         """
-        if factor == 1:
-            return self.fit(image, box)
-        return shrink_points(self.fit(enlarge(image, factor), enlarge_box(box, factor)), factor)
+        if not batched:
+            return np.stack([self.fit(image, box) for image in images]).reshape(-1, 68, 2)
+        corners = [int(round(v)) for v in astuple(box)[:4]]
+        return batch_predictor(self.path)(images, np.tile(corners, (len(images), 1)), levels)
 
-    def fit_many_magnified(self, images: np.ndarray, box: Box, factor: int) -> np.ndarray:
-        """:meth:`fit_magnified` for a stack (N, h, w) sharing one box, in one batched pass of
-        the same model (:mod:`ferdata.cascade`): (N, 68, 2), unrounded."""
+    def fit_many_magnified(self, images: np.ndarray, box: Box, factor: int, levels: int | None = None,
+                           batched: bool = True) -> np.ndarray:
+        """:meth:`fit_stack` on the stack enlarged ``factor`` times (bilinear); points in the
+        originals' pixels. dlib samples whole pixels, so a small face fits more finely enlarged."""
         big = np.stack([enlarge(image, factor) for image in images]) if factor > 1 else images
-        corners = [int(round(v)) for v in astuple(enlarge_box(box, factor))[:4]]
-        points = batch_predictor(self.path)(big, np.tile(corners, (len(images), 1)))
-        return shrink_points(points, factor)
+        return shrink_points(self.fit_stack(big, enlarge_box(box, factor), levels, batched), factor)
 
 
 def enlarge(image: np.ndarray, factor: int) -> np.ndarray:

@@ -42,11 +42,12 @@ INGEST_SCHEMA = pa.schema([
 SOFT_LABEL_FIELD = INGEST_SCHEMA.field("soft_label")
 
 ALIGN_FIELDS = [
-    pa.field("align_status", pa.string(), nullable=False),  # aligned, no_face, multiple_faces, landmark_outlier, passthrough
+    pa.field("align_status", pa.string(), nullable=False),  # aligned, no_face, multiple_faces, unstable_fit, passthrough
     pa.field("faces_detected", pa.int16()),
     pa.field("eye_angle", pa.float32()),  # eye-line angle before alignment, degrees
     pa.field("interocular", pa.float32()),  # eye-centre distance before alignment, source pixels
     pa.field("fit_residual", pa.float32()),  # landmark residual against the mean shape
+    pa.field("fit_disagreement", pa.float32()),  # landmarks of the face vs of its mirror image
     pa.field("pixels", PIXELS_TYPE, nullable=False),  # the aligned 48x48 grayscale face
 ]
 

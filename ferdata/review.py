@@ -166,7 +166,7 @@ def _declare_fields(fo: Any, dataset: "fo.Dataset") -> None:
         "sample_id": fo.StringField, "source": fo.StringField, "subject": fo.StringField,
         "split": fo.StringField, "origin": fo.StringField, "align_status": fo.StringField,
         "fold": fo.IntField, "dup_group": fo.IntField, "eye_angle": fo.FloatField,
-        "interocular": fo.FloatField, "fit_residual": fo.FloatField,
+        "interocular": fo.FloatField, "fit_residual": fo.FloatField, "fit_disagreement": fo.FloatField,
         "brightness": fo.FloatField, "contrast": fo.FloatField,
         "label_issue_rank": fo.IntField, "label_issue": fo.BooleanField, "suggested_label": fo.StringField,
     }
@@ -184,7 +184,7 @@ def _samples(fo: Any, table: pa.Table, images: np.ndarray, predictions: dict[str
     samples = []
     for i, row in enumerate(table.select([
         "sample_id", "source", "subject", "split", "fold", "origin", "label", "align_status",
-        "eye_angle", "interocular", "fit_residual", "dup_group", "filepath",
+        "eye_angle", "interocular", "fit_residual", "fit_disagreement", "dup_group", "filepath",
     ]).to_pylist()):
         sample = fo.Sample(
             filepath=row["filepath"],
@@ -194,7 +194,7 @@ def _samples(fo: Any, table: pa.Table, images: np.ndarray, predictions: dict[str
             brightness=float(brightness[i]), contrast=float(contrast[i]),
             **{k: row[k] for k in ("sample_id", "source", "subject", "split", "fold", "origin",
                                    "align_status", "eye_angle", "interocular", "fit_residual",
-                                   "dup_group")},
+                                   "fit_disagreement", "dup_group")},
         )
         pred = predictions.get(row["sample_id"])
         if pred is not None:
@@ -265,8 +265,8 @@ def _save_views(dataset: "fo.Dataset", classes: Sequence[str], top_mistakes: int
             views.append((f"confused-{a}-{b}", dataset.match(match).sort_by("mistakenness", reverse=True),
                           f"{a} <-> {b}: {n} samples predicted as the other class"))
     views.append(("alignment-failures",
-                  dataset.match(F("align_status") != "aligned").sort_by("fit_residual", reverse=True),
-                  "faces not cleanly aligned: no face, several faces, landmark outlier, passthrough"))
+                  dataset.match(F("align_status") != "aligned").sort_by("fit_disagreement", reverse=True),
+                  "faces not cleanly aligned: no face, several faces, unstable fit, passthrough"))
     views.append(("duplicates", dataset.exists("dup_group").sort_by("dup_group"),
                   "duplicate groups, including leaks resolved across splits"))
     sources = sorted(set(dataset.distinct("source")))

@@ -12,8 +12,9 @@ CLASSES_8: tuple[str, ...] = CLASSES_7 + ("contempt",)
 #: Native label -> canonical name, per source. Names not in the chosen taxonomy are dropped.
 SOURCE_LABELS: dict[str, dict[str, str]] = {
     "fer2013": {str(i): name for i, name in enumerate(CLASSES_7)}
-    # the image-folder release names its class folders after the classes
-    | {name: name for name in CLASSES_7},
+    # the image-folder release names its class folders after the classes; FER+'s folders
+    # give FER+'s plurality, which may be contempt
+    | {name: name for name in CLASSES_8},
     "ckplus": {
         "0": "neutral", "1": "angry", "2": "contempt", "3": "disgust",
         "4": "fear", "5": "happy", "6": "sad", "7": "surprise",

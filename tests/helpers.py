@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections import Counter
 
 import numpy as np
@@ -44,7 +46,7 @@ def synthetic_dataset(counts: dict[str, list[int]], seed: int = 0) -> pa.Table:
                     sequence=None, frame=None, source_file=f"{source}/file", source_line=None,
                     pixels_row=None, width=48, height=48, content_hash=f"{i:040x}",
                     align_status="aligned", faces_detected=1, eye_angle=0.0, interocular=20.0,
-                    fit_residual=0.01, fold=i % 10, dup_group=None, phash=f"{i:016x}",
+                    fit_residual=0.01, fit_disagreement=0.02, fold=i % 10, dup_group=None, phash=f"{i:016x}",
                     path=f"{split}/{label}/{sid}.png", origin="real",
                 ))
     table = pa.Table.from_pylist(rows, schema=DATASET_SCHEMA.remove(DATASET_SCHEMA.get_field_index("pixels")))
@@ -62,3 +64,13 @@ def assert_balanced(batch) -> None:
     kinds = Counter(r.kind for r in batch.rejects)
     assert set(kinds) <= {"rejected", "dropped"}
     assert batch.seen == len(batch.records) + kinds["rejected"] + kinds["dropped"]
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height 8-bit grey pixels, with one tiny data chunk:
+    a decompression bomb as Pillow sees it, without the memory to make a real one."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))

@@ -29,7 +29,7 @@ def row(sample_id: str, source: str, label_index: int, split: str | None = None,
         native_label=str(label_index), split=split, subject=subject, sequence=sequence, frame=None,
         source_file=f"{source}/{sample_id}", source_line=None, pixels_row=None, width=48, height=48,
         content_hash="", align_status="aligned", faces_detected=1, eye_angle=0.0, interocular=20.0,
-        fit_residual=0.01,
+        fit_residual=0.01, fit_disagreement=0.02,
     )
 
 

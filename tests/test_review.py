@@ -19,7 +19,7 @@ MISLABELLED = "ckplus-000010"  # really angry (class 0), labelled happy in the m
 def _with_quality_issues(table: pa.Table) -> pa.Table:
     """Two alignment failures and one duplicate pair, as the align and split stages mark them."""
     status = table["align_status"].to_pylist()
-    status[3], status[40] = "no_face", "landmark_outlier"
+    status[3], status[40] = "no_face", "unstable_fit"
     dup = [None] * table.num_rows
     dup[5] = dup[60] = 7
     return set_column(set_column(table, "align_status", status), "dup_group", dup)
@@ -96,7 +96,7 @@ def test_saved_views_select_what_their_names_say(dataset, inputs):
     _, table, preds = inputs
     views = dataset.list_saved_views()
     failures = dataset.load_saved_view("alignment-failures")
-    assert sorted(failures.values("align_status")) == ["landmark_outlier", "no_face"]
+    assert sorted(failures.values("align_status")) == ["no_face", "unstable_fit"]
     assert dataset.load_saved_view("duplicates").values("dup_group") == [7, 7]
     for source in ("fer2013", "ckplus", "jaffe"):
         assert set(dataset.load_saved_view(f"source-{source}").values("source")) == {source}

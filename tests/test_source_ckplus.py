@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_balanced, rejects_at
+from helpers import assert_balanced, png_claiming, rejects_at
 from PIL import Image
 
 from ferdata.ingest import count_accepted, to_manifest
@@ -156,7 +156,8 @@ def test_stray_files_are_counted_as_dropped_never_as_samples(tmp_path):
     assert_balanced(batch)
 
 
-@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n truncated"])
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n truncated", png_claiming(30000, 30000)],
+                         ids=["empty", "truncated", "decompression-bomb"])
 def test_an_unreadable_chosen_frame_is_rejected_and_the_rest_kept(tmp_path, content):
     write_sequence(tmp_path, "S005", "001", 5, "3.0000000e+00\n")
     bad = tmp_path / "cohn-kanade-images" / "S005" / "001" / "S005_001_00000005.png"

@@ -22,24 +22,25 @@ from ferdata.manifest import IMAGE_SIZE, Reject
 from ferdata.sources.base import (
     MissingSourceError, Progress, RawRecord, Source, SourceBatch, content_hash,
 )
+from ferdata.sources.fer2013_splits import USAGE_SPLITS
+from ferdata.sources.ferplus_folders import has_ferplus_folders, read_ferplus_layout
 from ferdata.taxonomy import CLASSES_7, SOURCE_LABELS
 
 #: The releases accepted under ``raw/fer2013/``, looked for in this order; the first found is read.
 RELEASES: dict[str, str] = {
     "fer2013.csv": "CSV with header emotion,pixels,Usage",
     "icml_face_data.csv": "CSV with header emotion, Usage, pixels",
+    "FER2013Train/, FER2013Valid/, FER2013Test/": "FER+'s folders of fer%07d.png with label.csv (votes)",
     "train/, test/": "image folders <train|test>/<class>/<Training|PublicTest|PrivateTest>_<id>.png|jpg",
 }
 CSV_FILES = ("fer2013.csv", "icml_face_data.csv")
 IMAGE_FOLDERS = ("train", "test")
 
-#: The Usage column (and the image-folder file-name prefix) -> split.
-USAGE_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 #: The split of an image-folder file whose name carries no Usage prefix: its top folder's.
 FOLDER_SPLITS = {"train": "train", "test": "test"}
 #: Native labels: emotion codes in the CSV, class names as image-folder names.
 EMOTION_CODES = frozenset(k for k in SOURCE_LABELS["fer2013"] if k.isdigit())
-CLASS_FOLDERS = frozenset(k for k in SOURCE_LABELS["fer2013"] if not k.isdigit())
+CLASS_FOLDERS = frozenset(CLASSES_7)
 #: Columns a CSV header must name (case and surrounding spaces ignored), in FER2013's order.
 COLUMNS = ("emotion", "pixels", "usage")
 
@@ -70,9 +71,13 @@ class FER2013(Source):
         for name in CSV_FILES:
             if (self.root / name).is_file():
                 return self.root / name
-        if any((self.root / folder).is_dir() for folder in IMAGE_FOLDERS):
+        if self.has_ferplus_folders() or any((self.root / folder).is_dir() for folder in IMAGE_FOLDERS):
             return self.root
         return None
+
+    def has_ferplus_folders(self) -> bool:
+        """Whether FER+'s folder layout is what will be read (no CSV release beside it)."""
+        return not any((self.root / name).is_file() for name in CSV_FILES) and has_ferplus_folders(self.root)
 
     def check(self) -> None:
         if self.release() is None:
@@ -87,6 +92,8 @@ class FER2013(Source):
         advance = progress or (lambda n: None)
         if found.is_file():
             return read_csv(found, advance)
+        if self.has_ferplus_folders():
+            return read_ferplus_layout(self.root, advance)
         return read_image_folders(self.root, advance)
 
 

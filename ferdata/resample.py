@@ -1,0 +1,47 @@
+"""Resampling images through affine transforms: bilinear, edges replicated, box-averaged when shrinking."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from ferdata.geometry import apply, homogeneous, invert
+from ferdata.manifest import IMAGE_SIZE
+
+
+def render(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """``image`` resampled bilinearly into a size x size frame; ``matrix`` maps source to frame
+    pixels (integer pixel centres). Outside the image, within half its size, edges repeat."""
+    h, w = image.shape
+    pad = max(h, w) // 2
+    padded = Image.fromarray(np.pad(image, pad, mode="edge"))
+    a, b, c, d, e, f = np.linalg.inv(homogeneous(matrix))[:2].ravel()
+    # Pillow samples the frame's pixel centres (x + 0.5) at inverse(x + 0.5) in its own
+    # half-pixel coordinates: shift by half a pixel both ways, and by the padding
+    shift = pad + 0.5
+    coefficients = (a, b, c + shift - 0.5 * (a + b), d, e, f + shift - 0.5 * (d + e))
+    return np.asarray(padded.transform((size, size), Image.AFFINE, coefficients, resample=Image.BILINEAR))
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Resample ``image`` into a size x size frame; ``matrix`` maps source to output pixels.
+
+    Bilinear, with edge replication outside the image. When the output shrinks the face
+    by two or more, the needed region is first box-averaged by that whole factor.
+    """
+    inverse = invert(matrix)
+    factor = int(math.sqrt(abs(np.linalg.det(inverse[:, :2]))))
+    if factor < 2:
+        return render(image, matrix, size)
+    h, w = image.shape
+    corners = apply(inverse, np.array([[-1, -1], [size, -1], [-1, size], [size, size]], float))
+    x0 = min(max(int(corners[:, 0].min()) - factor, 0), w - 1)
+    y0 = min(max(int(corners[:, 1].min()) - factor, 0), h - 1)
+    x1 = max(min(int(corners[:, 0].max()) + 2 * factor, w), x0 + 1)
+    y1 = max(min(int(corners[:, 1].max()) + 2 * factor, h), y0 + 1)
+    reduced = np.asarray(Image.fromarray(image[y0:y1, x0:x1]).reduce(factor))
+    # a source pixel x lands at (x - x0 - (factor - 1) / 2) / factor in the reduced image
+    from_reduced = np.array([[factor, 0.0, x0 + (factor - 1) / 2], [0.0, factor, y0 + (factor - 1) / 2]])
+    return render(reduced, (homogeneous(matrix) @ homogeneous(from_reduced))[:2], size)
