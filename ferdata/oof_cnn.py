@@ -16,7 +16,7 @@ from ferdata.train import make_dataset, seed_everything
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
 
-LEARNING_RATE = 0.001
+LEARNING_RATE = 0.002
 #: Batch normalisation's moving statistics average over at most this share of the training steps
 #: (Keras's default, 100 steps, would leave a few hundred steps' statistics near their start).
 BATCH_NORM_WINDOW = 0.1
@@ -31,7 +31,7 @@ class CnnClassifier:
         self.batch_size = batch_size
         self.seed = seed
 
-    def fit(self, images: np.ndarray, labels: np.ndarray) -> "CnnClassifier":
+    def fit(self, images: np.ndarray, labels: np.ndarray) -> CnnClassifier:
         """Train a fresh network on ``images`` with class labels ``labels`` (any integers)."""
         self.classes_ = np.unique(labels)
         targets = np.searchsorted(self.classes_, labels).astype(np.int32)
