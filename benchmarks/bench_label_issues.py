@@ -120,8 +120,8 @@ def _table(rows: list[tuple[str, dict]]) -> Table:
     first = rows[0][1]
     fp = first["ferplus"]
     table = Table(title=f"label issues on real FER2013: {first['samples']:,} train faces, "
-                              f"{fp['faces']:,} with FER+ votes; FER+ majority disagrees with "
-                              f"{fp['base_rate']:.1%} (base rate)")
+                        f"{fp['faces']:,} with FER+ votes; FER+ majority disagrees with "
+                        f"{fp['base_rate']:.1%} (base rate)")
     for col in ("features", "wall", "CPU s", "peak MB", "out-of-fold accuracy", "flagged",
                 "top 1%", "top 5%", "top 10%", "at the budget"):
         table.add_column(col, justify="left" if col == "features" else "right")
@@ -130,7 +130,8 @@ def _table(rows: list[tuple[str, dict]]) -> Table:
         name = f"{variant} ({r['folds']} folds" + (f", {r['epochs']} epochs)" if variant == "cnn" else ")")
         flagged = f"{r['flagged']:,} ({r['flagged'] / r['samples']:.1%}, {r['budget']})"
         table.add_row(name, f"{r['wall'] / 60:.1f} min", f"{r['cpu']:,.0f}", f"{r['peak'] / 2**20:,.0f}",
-                      f"{r['oof_accuracy']:.1%}", flagged, *(f"{at[key]['precision']:.1%}" for key in ("top_1%", "top_5%", "top_10%", "budget")))
+                      f"{r['oof_accuracy']:.1%}", flagged,
+                      *(f"{at[key]['precision']:.1%}" for key in ("top_1%", "top_5%", "top_10%", "budget")))
     table.caption = ("precision: share of the ranked faces whose FER+ majority differs from the label "
                      "(targets: top 5% >= 65%, top 10% >= 55%, stage <= 15 min, flagged <= 10%)")
     return table
