@@ -148,11 +148,12 @@ def run_label_issues(params: LabelIssuesParams, dataset_dir: Path, out_dir: Path
         raise ValueError(f"{path}: the train split has {len(labels)} real samples in {len(present)} "
                          f"class(es); finding label issues needs 2 classes and at least {params.folds} samples")
     dense = np.searchsorted(present, labels)  # class indices 0..k-1 over the classes present
+    reference = ferplus_reference(train, ferplus_csv)  # before the long part: a bad votes file fails fast
     probs, not_converged = _out_of_fold(pixels_to_array(train["pixels"]), dense, len(present), params)
     quality = get_label_quality_scores(dense, probs, method=params.ranking)
     estimated = int(num_label_issues(dense, probs))
     flagged = min(params.budget_faces(len(labels)), estimated)
-    issues = _issues_table(train, present, dense, probs, quality, flagged, ferplus_reference(train, ferplus_csv))
+    issues = _issues_table(train, present, dense, probs, quality, flagged, reference)
     report = _report(params, issues, estimated, not_converged, ferplus_csv)
     _write(Path(out_dir), issues, report, params.exclude_from_train)
     if metrics_path is not None:
