@@ -93,8 +93,8 @@ def test_missing_source_names_the_expected_path(tmp_path):
 
 
 def test_unknown_source_is_refused(raw, tmp_path):
-    with pytest.raises(ValueError, match="unknown sources.*affectnet"):
-        run_ingest(IngestParams(sources=["affectnet"]), raw, tmp_path / "interim")
+    with pytest.raises(ValueError, match="unknown sources.*sfew.*ingest.folders"):
+        run_ingest(IngestParams(sources=["sfew"]), raw, tmp_path / "interim")
 
 
 def test_ferplus_majority_relabels_fer2013_and_keeps_the_account(raw_copy, tmp_path):
