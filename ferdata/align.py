@@ -10,7 +10,9 @@ Per image (:class:`Aligner`):
   times, starting from the box the canonical layout implies (pre-cropped faces are framed
   about as that layout is); their ``faces_detected`` is null. With ``batched_fit`` the
   frames of a chunk are fitted together (:mod:`ferdata.cascade`: the same model, about
-  twice as fast as dlib one face at a time);
+  twice as fast as dlib one face at a time). A face box the source gives (AffectNet)
+  replaces detection; with ``use_source_landmarks`` the landmarks it gives (AffectNet,
+  CK+) are warped with instead of dlib's, which are still fitted to measure the two;
 * a similarity transform (rotation, uniform scale, translation), fitted by weighted least
   squares, maps the two eye centres and the mouth centre to their canonical positions;
   the output is sampled bilinearly, borders replicate the edge pixels;
@@ -26,9 +28,10 @@ The defaults approximate FER2013's framing, so CK+ and JAFFE faces come out like
 Statuses: ``aligned``; ``multiple_faces`` (only with ``flag_multiple_faces``: the largest
 face is still aligned); ``no_face`` (no detection, or a frame with almost no contrast);
 ``landmark_outlier`` (residual above ``residual_threshold``); ``passthrough`` (a source
-listed in ``passthrough``, not aligned at all: centred crop). The last three failures
-are handled per source by ``on_failure``: ``drop`` removes the row (recorded as dropped,
-with its reason and id) and ``keep`` keeps it with its failure status and, for
+listed in ``passthrough``, or, unless ``realign``, an image the source already aligned,
+such as RAF-DB's ``aligned/`` faces: not aligned at all, centred crop). The last three
+failures are handled per source by ``on_failure``: ``drop`` removes the row (recorded as
+dropped, with its reason and id) and ``keep`` keeps it with its failure status and, for
 ``no_face`` and ``landmark_outlier``, the centred square crop resized to 48x48 (for a
 48x48 frame, the frame itself).
 """
@@ -51,13 +54,14 @@ import pyarrow as pa
 from PIL import Image
 from rich.table import Table
 
+from ferdata.given import rows_given
 from ferdata.images import ImageDecodeError, decode_gray
 from ferdata.landmarks import Box, LandmarkModel, anchor_points, eye_centres
 from ferdata.manifest import (ALIGN_FIELDS, ALIGNED_SCHEMA, IMAGE_SIZE, INGEST_SCHEMA, Reject,
                               array_to_pixels, read_table, rejects_table, write_table)
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
-from ferdata.sources import ckplus
+from ferdata.sources.base import Given
 
 ALIGNED, NO_FACE, MULTIPLE_FACES, LANDMARK_OUTLIER, PASSTHROUGH = (
     "aligned", "no_face", "multiple_faces", "landmark_outlier", "passthrough")
@@ -82,8 +86,11 @@ class AlignParams:
     min_contrast: float = 2.0  # frames whose pixel std is below this are no_face
     residual_threshold: float = 0.15  # fit residual (inter-ocular units) above: landmark_outlier
     flag_multiple_faces: bool = False  # status multiple_faces when the detector finds several
-    on_failure: dict = field(default_factory=lambda: {"fer2013": "keep", "ckplus": "drop", "jaffe": "drop"})
+    on_failure: dict = field(default_factory=lambda: {"fer2013": "keep", "ckplus": "drop", "jaffe": "drop",
+                                                      "raf-db": "drop", "affectnet": "drop"})
     passthrough: list = field(default_factory=list)  # sources not aligned at all
+    use_source_landmarks: bool = False  # warp with the landmarks a source gives (AffectNet, CK+)
+    realign: bool = False  # align images a source already aligned (RAF-DB's aligned/) again
     workers: int = 0  # processes; 0 = every core
     chunk_size: int = 256  # most rows per task (fewer when that leaves a worker idle)
 
@@ -274,24 +281,36 @@ class Aligner:
         b = self.template.box
         return Box(b.left * sx, b.top * sy, b.right * sx, b.bottom * sy)
 
-    def landmarks(self, image: np.ndarray) -> tuple[np.ndarray | None, int | None]:
-        """The 68 points (None: no face) and the number of faces detected (None: no detector)."""
+    def landmarks(self, image: np.ndarray, box: Box | None = None) -> tuple[np.ndarray | None, int | None]:
+        """The 68 points (None: no face) and the number of faces detected (None: no detector);
+        a ``box`` the source gives replaces detection."""
+        if box is not None:
+            if self.detects(image):
+                return self.model.fit(image, box), None
+            return self.model.fit_magnified(image, box, self.params.upscale), None
         if self.detects(image):
             boxes = self.model.detect(image, self.params.upsample, self.params.detect_threshold)
             return (self.model.fit(image, boxes[0]) if boxes else None), len(boxes)
         return self.model.fit_magnified(image, self.start_box(image.shape), self.params.upscale), None
 
-    def align(self, image: np.ndarray, fitted: np.ndarray | None = None) -> Alignment:
-        """Detect or fit (unless a pre-cropped frame's points are given as ``fitted``), judge
-        the fit, warp to the canonical layout (or crop on failure)."""
+    def align(self, image: np.ndarray, fitted: np.ndarray | None = None,
+              given: Given | None = None) -> Alignment:
+        """Detect or fit (unless a pre-cropped frame's points are given as ``fitted``; from the
+        source's box when it gives one), judge the fit, warp to the canonical layout (or crop
+        on failure). With ``use_source_landmarks``, the source's own landmarks are warped with
+        instead; ``landmarks`` stays dlib's fit either way, to measure the two against each other."""
         if float(image.std()) < self.params.min_contrast:
             return self._finish(Alignment(NO_FACE, centre_crop(image), faces_detected=None))
-        points, faces = (fitted, None) if fitted is not None else self.landmarks(image)
-        if points is None:
+        box = Box(*given.box) if given is not None and given.box is not None else None
+        points, faces = (fitted, None) if fitted is not None else self.landmarks(image, box)
+        used = points
+        if given is not None and given.landmarks is not None and self.params.use_source_landmarks:
+            used = given.landmarks
+        if used is None:
             return self._finish(Alignment(NO_FACE, centre_crop(image), faces_detected=faces))
-        anchors = anchor_points(points)
+        anchors = anchor_points(used)
         dx, dy = anchors[1] - anchors[0]
-        residual = fit_residual(points, self.template.points)
+        residual = fit_residual(used, self.template.points)
         quality = dict(faces_detected=faces, eye_angle=math.degrees(math.atan2(dy, dx)),
                        interocular=math.hypot(dx, dy), fit_residual=residual, landmarks=points)
         if residual > self.params.residual_threshold:
@@ -301,21 +320,23 @@ class Aligner:
         return self._finish(Alignment(MULTIPLE_FACES if flagged else ALIGNED,
                                       warp(image, matrix, self.template.size), matrix=matrix, **quality))
 
-    def align_many(self, images: list[np.ndarray]) -> list[Alignment]:
-        """:meth:`align` for each image; with ``batched_fit``, pre-cropped frames of one size
-        are fitted together in one batched pass."""
+    def align_many(self, images: list[np.ndarray],
+                   given: list[Given | None] | None = None) -> list[Alignment]:
+        """:meth:`align` for each image (and what its source gives); with ``batched_fit``,
+        pre-cropped frames of one size without a given box are fitted together in one batched pass."""
+        given = given or [None] * len(images)
         fitted: list[np.ndarray | None] = [None] * len(images)
         if self.params.batched_fit:
             by_shape: dict[tuple[int, int], list[int]] = {}
-            for i, image in enumerate(images):
-                if not self.detects(image):
+            for i, (image, g) in enumerate(zip(images, given)):
+                if not self.detects(image) and (g is None or g.box is None):
                     by_shape.setdefault(image.shape, []).append(i)
             for shape, members in by_shape.items():
                 points = self.model.fit_many_magnified(np.stack([images[i] for i in members]),
                                                        self.start_box(shape), self.params.upscale)
                 for i, p in zip(members, points):
                     fitted[i] = p
-        return [self.align(image, p) for image, p in zip(images, fitted)]
+        return [self.align(image, p, g) for image, p, g in zip(images, fitted, given)]
 
     def _finish(self, result: Alignment) -> Alignment:
         if self.params.equalize:
@@ -347,16 +368,16 @@ class RowOutcome:
     eye_angle: float | None = None
     interocular: float | None = None
     fit_residual: float | None = None
-    landmark_error: float | None = None  # against CK+'s own landmark file, when present
-    message: str | None = None  # why the row could not be read, or a landmark-file problem
+    landmark_error: float | None = None  # dlib's fit against the landmarks the source gives
+    message: str | None = None  # why the row could not be read
 
 
-#: A manifest row as a worker needs it: (sample_id, source, pixels_row, source_file).
-Row = tuple[str, str, int | None, str]
+#: A manifest row as a worker needs it: (sample_id, source, pixels_row, source_file, what its source gives).
+Row = tuple[str, str, int | None, str, Given | None]
 
 
 class ChunkWorker:
-    """Aligns chunks of manifest rows ``(sample_id, source, pixels_row, source_file)`` in one process."""
+    """Aligns chunks of manifest rows (:data:`Row`) in one process."""
 
     def __init__(self, params: AlignParams, interim_dir: Path, raw_dir: Path) -> None:
         self.aligner = Aligner(params)
@@ -386,37 +407,41 @@ class ChunkWorker:
     def __call__(self, chunk: list[Row]) -> tuple[list[RowOutcome], np.ndarray]:
         images: list[np.ndarray | None] = []
         unreadable: dict[int, str] = {}
-        for i, (_sample_id, source, pixels_row, source_file) in enumerate(chunk):
+        for i, (_sample_id, source, pixels_row, source_file, _given) in enumerate(chunk):
             try:
                 images.append(self.image(source, pixels_row, source_file))
             except ValueError as exc:
                 images.append(None)
                 unreadable[i] = str(exc)
         to_align = [i for i, (row, image) in enumerate(zip(chunk, images))
-                    if image is not None and row[1] not in self.params.passthrough]
-        aligned = dict(zip(to_align, self.aligner.align_many([images[i] for i in to_align])))
+                    if image is not None and not self.only_resized(row)]
+        aligned = dict(zip(to_align, self.aligner.align_many([images[i] for i in to_align],
+                                                              [chunk[i][4] for i in to_align])))
         outcomes, pixels = [], np.zeros((len(chunk), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-        for i, (sample_id, source, _pixels_row, _source_file) in enumerate(chunk):
+        for i, row in enumerate(chunk):
             if i in unreadable:
                 outcomes.append(RowOutcome(UNREADABLE, message=unreadable[i]))
                 continue
             result = aligned.get(i) or passthrough(images[i], self.params.equalize)
-            outcomes.append(self.outcome(sample_id, source, result))
+            outcomes.append(outcome(result, row[4]))
             pixels[i] = result.pixels
         return outcomes, pixels
 
-    def outcome(self, sample_id: str, source: str, result: Alignment) -> RowOutcome:
-        """The row's quality fields; for CK+, the error against its own landmark file."""
-        outcome = RowOutcome(result.status, result.faces_detected, result.eye_angle, result.interocular,
-                             result.fit_residual)
-        if source == "ckplus" and result.landmarks is not None:
-            try:
-                path = ckplus.landmarks_path(self.raw_dir / source, sample_id)
-                if path is not None:
-                    outcome.landmark_error = landmark_error(result.landmarks, ckplus.read_landmarks(path))
-            except (ValueError, OSError) as exc:
-                outcome.message = str(exc)
-        return outcome
+    def only_resized(self, row: Row) -> bool:
+        """Whether a row is passed through: its source is listed in ``passthrough``, or its
+        image is a face the source already aligned and ``realign`` is off."""
+        given = row[4]
+        return row[1] in self.params.passthrough or (
+            given is not None and given.prealigned and not self.params.realign)
+
+
+def outcome(result: Alignment, given: Given | None) -> RowOutcome:
+    """A row's quality fields, and dlib's error against the landmarks its source gives."""
+    found = RowOutcome(result.status, result.faces_detected, result.eye_angle, result.interocular,
+                       result.fit_residual)
+    if given is not None and given.landmarks is not None and result.landmarks is not None:
+        found.landmark_error = landmark_error(result.landmarks, given.landmarks)
+    return found
 
 
 _WORKER: ChunkWorker | None = None
@@ -464,13 +489,14 @@ def align_rows(params: AlignParams, rows: list[Row], interim_dir: Path,
 
 @dataclass
 class AlignResult:
-    """The stage's outcome: statuses per source, what was dropped or rejected, CK+ landmark error."""
+    """The stage's outcome: statuses per source, what was dropped or rejected, and per source
+    dlib's landmark error against the landmarks the source gives."""
 
     statuses: dict[str, dict[str, int]]
     dropped: list[Reject]
     rejected: list[Reject]
     rows: int
-    landmark_error: dict | None = None
+    landmark_error: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -489,11 +515,12 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
     table = table.select(INGEST_SCHEMA.names).cast(INGEST_SCHEMA)
     cols = {name: table.column(name).to_pylist()
             for name in ("sample_id", "source", "pixels_row", "source_file", "source_line")}
-    rows = list(zip(cols["sample_id"], cols["source"], cols["pixels_row"], cols["source_file"]))
+    given, warnings = rows_given(cols["sample_id"], cols["source"], interim_dir, raw_dir)
+    rows = list(zip(cols["sample_id"], cols["source"], cols["pixels_row"], cols["source_file"], given))
     outcomes, pixels = align_rows(params, rows, interim_dir, raw_dir)
 
     keep = np.ones(len(rows), dtype=bool)
-    dropped, rejected, warnings = [], [], []
+    dropped, rejected = [], []
     statuses: dict[str, Counter] = {}
     for i, (outcome, source) in enumerate(zip(outcomes, cols["source"])):
         location = _location(cols["source_file"][i], cols["source_line"][i])
@@ -503,8 +530,6 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
                                    cols["sample_id"][i]))
             continue
         statuses.setdefault(source, Counter())[outcome.status] += 1
-        if outcome.message:
-            warnings.append(outcome.message)
         if outcome.status in FAILURES and params.policy(source) == "drop":
             keep[i] = False
             dropped.append(Reject(source, location, outcome.status,
@@ -525,10 +550,13 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
         out = out.append_column(f, values)
     out = out.cast(ALIGNED_SCHEMA)
 
-    errors = [o.landmark_error for o in outcomes if o.landmark_error is not None]
-    lm_error = ({"frames": len(errors), "mean": float(np.mean(errors)), "median": float(np.median(errors)),
-                 "max": float(np.max(errors)), "unit": "mean point distance / inter-ocular distance"}
-                if errors else None)
+    errors: dict[str, list[float]] = {}
+    for o, source in zip(outcomes, cols["source"]):
+        if o.landmark_error is not None:
+            errors.setdefault(source, []).append(o.landmark_error)
+    lm_error = {source: {"images": len(e), "mean": float(np.mean(e)), "median": float(np.median(e)),
+                         "max": float(np.max(e)), "unit": "mean point distance / inter-ocular distance"}
+                for source, e in sorted(errors.items())}
     result = AlignResult({s: dict(sorted(c.items())) for s, c in statuses.items()}, dropped, rejected,
                          out.num_rows, lm_error, warnings)
     _write_outputs(out_dir, out, result, params)
@@ -536,11 +564,10 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
 
 
 def summary_table(result: AlignResult) -> Table:
-    """Per source: rows by status, then dropped and rejected by reason; CK+ landmark error below."""
-    caption = None
-    if result.landmark_error:
-        e = result.landmark_error
-        caption = f"CK+ landmarks vs dlib: mean error {e['mean']:.3f} inter-ocular ({e['frames']} frames)"
+    """Per source: rows by status, then dropped and rejected by reason; below, dlib's error
+    against the landmarks each source gives."""
+    caption = "\n".join(f"{source} landmarks vs dlib: mean error {e['mean']:.3f} inter-ocular "
+                        f"({e['images']} images)" for source, e in result.landmark_error.items()) or None
     table = Table(title=f"align: {result.rows} rows written", caption=caption)
     statuses = (ALIGNED, *FAILURES, PASSTHROUGH)
     for col in ("source", *statuses, "dropped", "rejected"):
@@ -571,7 +598,7 @@ def _report(result: AlignResult, params: AlignParams) -> dict:
             "rejected_ids": [r.sample_id for r in rejects],
         }
     settings = {k: v for k, v in asdict(params).items() if k not in ("workers", "chunk_size")}
-    return {"rows": result.rows, "sources": sources, "ckplus_landmark_error": result.landmark_error,
+    return {"rows": result.rows, "sources": sources, "landmark_error": result.landmark_error,
             "warnings": result.warnings, "params": settings}
 
 
