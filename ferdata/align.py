@@ -14,6 +14,9 @@ Per image (:class:`Aligner`):
   ``disagreement_threshold`` is refined up to ``retries`` times more from that mean. With
   ``batched_fit`` the fits of a chunk run together (:mod:`ferdata.cascade`: the same model,
   less than half dlib's CPU per face);
+  A face box the source gives (AffectNet) replaces detection; with ``use_source_landmarks``
+  the landmarks it gives (AffectNet, CK+) are warped with instead of dlib's, which are still
+  fitted to measure the two;
 * a similarity transform puts the eye line level and fits scale and shift by weighted
   least squares over the two eye centres and the mouth centre (``mouth_weight``); the
   output is sampled bilinearly, borders replicate the edge pixels;
@@ -30,8 +33,9 @@ The defaults approximate FER2013's framing, so CK+ and JAFFE faces come out like
 Statuses: ``aligned``; ``multiple_faces`` (only with ``flag_multiple_faces``: the largest
 face is still aligned); ``no_face`` (no detection, or a frame with almost no contrast);
 ``unstable_fit`` (the fit and its mirror disagree beyond ``disagreement_threshold`` after
-the retries); ``passthrough`` (a source listed in ``passthrough``, not aligned at all:
-centred crop). The failures are handled per source by ``on_failure``: ``drop`` removes the
+the retries); ``passthrough`` (a source listed in ``passthrough``, or, unless ``realign``, an image
+the source already aligned, such as RAF-DB's ``aligned/`` faces: not aligned at all, centred
+crop). The failures are handled per source by ``on_failure``: ``drop`` removes the
 row (recorded as dropped, with its reason and id) and ``keep`` keeps it with its failure
 status and the centred square crop resized to 48x48 (for a 48x48 frame, the frame itself).
 """
@@ -55,6 +59,7 @@ from PIL import Image
 from rich.table import Table
 
 from ferdata.geometry import apply, similarity
+from ferdata.given import rows_given
 from ferdata.images import ImageDecodeError, decode_gray
 from ferdata.face_fit import COARSE_LEVELS, CanvasFitter, similarity_to
 from ferdata.landmarks import Box, LandmarkModel, anchor_points, eye_centres
@@ -63,7 +68,7 @@ from ferdata.manifest import (ALIGN_FIELDS, ALIGNED_SCHEMA, IMAGE_SIZE, INGEST_S
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
 from ferdata.resample import warp
-from ferdata.sources import ckplus
+from ferdata.sources.base import Given
 
 ALIGNED, NO_FACE, MULTIPLE_FACES, UNSTABLE_FIT, PASSTHROUGH = (
     "aligned", "no_face", "multiple_faces", "unstable_fit", "passthrough")
@@ -88,8 +93,11 @@ class AlignParams:
     disagreement_threshold: float = 0.13  # fit vs mirrored fit (inter-ocular units) above: unstable_fit
     retries: int = 1  # refinements more for fits above the threshold, each from the last mean
     flag_multiple_faces: bool = False  # status multiple_faces when the detector finds several
-    on_failure: dict = field(default_factory=lambda: {"fer2013": "keep", "ckplus": "drop", "jaffe": "drop"})
+    on_failure: dict = field(default_factory=lambda: {"fer2013": "keep", "ckplus": "drop", "jaffe": "drop",
+                                                      "raf-db": "drop", "affectnet": "drop"})
     passthrough: list = field(default_factory=list)  # sources not aligned at all
+    use_source_landmarks: bool = False  # warp with the landmarks a source gives (AffectNet, CK+)
+    realign: bool = False  # align images a source already aligned (RAF-DB's aligned/) again
     workers: int = 0  # processes; 0 = every core
     chunk_size: int = 256  # most rows per task (fewer when that leaves a worker idle)
 
@@ -229,13 +237,16 @@ class Aligner:
         b = self.template.box
         return Box(b.left * sx, b.top * sy, b.right * sx, b.bottom * sy)
 
-    def align(self, image: np.ndarray) -> Alignment:
+    def align(self, image: np.ndarray, given: Given | None = None) -> Alignment:
         """:meth:`align_many` for one image."""
-        return self.align_many([image])[0]
+        return self.align_many([image], [given])[0]
 
-    def align_many(self, images: list[np.ndarray]) -> list[Alignment]:
-        """Estimate each face, refine it on an upright canvas and its mirror, judge, warp."""
-        estimates = self._first_estimates(images)
+    def align_many(self, images: list[np.ndarray],
+                   given: list[Given | None] | None = None) -> list[Alignment]:
+        """Estimate each face (from the box its source gives, if any), refine it on an upright
+        canvas and its mirror, judge, warp."""
+        given = given or [None] * len(images)
+        estimates = self._first_estimates(images, given)
         pending = sorted(estimates)
         for _attempt in range(1 + self.params.retries):
             if not pending:
@@ -246,15 +257,23 @@ class Aligner:
                 if gap < estimates[i].disagreement:
                     estimates[i] = _Estimate(points, estimates[i].faces, float(gap))
             pending = [i for i in pending if estimates[i].disagreement > self.params.disagreement_threshold]
-        return [self._finish(self._judge(image, estimates.get(i))) for i, image in enumerate(images)]
+        return [self._finish(self._judge(image, estimates.get(i), g))
+                for i, (image, g) in enumerate(zip(images, given))]
 
-    def _first_estimates(self, images: list[np.ndarray]) -> dict[int, _Estimate]:
-        """Landmarks to place each face's canvas: a detected face's fit, or a coarse fit of a
-        pre-cropped frame from the canonical box. Frames without contrast or face are absent."""
+    def _first_estimates(self, images: list[np.ndarray], given: list[Given | None]) -> dict[int, _Estimate]:
+        """Landmarks to place each face's canvas: the fit in the box the source gives or the
+        detector finds, or a coarse fit of a pre-cropped frame from the canonical box. Frames
+        without contrast or face are absent."""
         estimates: dict[int, _Estimate] = {}
         by_shape: dict[tuple[int, int], list[int]] = {}
-        for i, image in enumerate(images):
+        for i, (image, g) in enumerate(zip(images, given)):
             if float(image.std()) < self.params.min_contrast:
+                continue
+            if g is not None and g.box is not None:
+                box = Box(*g.box)
+                points = (self.model.fit(image, box) if self.detects(image) else self.model.fit_many_magnified(
+                    image[None], box, self.params.upscale, batched=self.params.batched_fit)[0])
+                estimates[i] = _Estimate(points, None)
                 continue
             if not self.detects(image):
                 by_shape.setdefault(image.shape, []).append(i)
@@ -271,18 +290,23 @@ class Aligner:
                 estimates[i] = _Estimate(p, None)
         return estimates
 
-    def _judge(self, image: np.ndarray, estimate: _Estimate | None) -> Alignment:
-        """The status and output of one image from its refined landmarks."""
+    def _judge(self, image: np.ndarray, estimate: _Estimate | None, given: Given | None) -> Alignment:
+        """The status and output of one image from its refined landmarks; with
+        ``use_source_landmarks``, from the landmarks its source gives (``landmarks`` stays
+        dlib's fit either way, to measure the two against each other)."""
         if estimate is None:
             faces = 0 if self.detects(image) and float(image.std()) >= self.params.min_contrast else None
             return Alignment(NO_FACE, centre_crop(image), faces_detected=faces)
-        points = estimate.points
+        fitted = points = estimate.points
+        own = given is not None and given.landmarks is not None and self.params.use_source_landmarks
+        if own:
+            points = np.asarray(given.landmarks, np.float64)
         anchors = anchor_points(points)
         dx, dy = anchors[1] - anchors[0]
         quality = dict(faces_detected=estimate.faces, eye_angle=math.degrees(math.atan2(dy, dx)),
                        interocular=math.hypot(dx, dy), fit_residual=fit_residual(points, self.template.points),
-                       fit_disagreement=estimate.disagreement, landmarks=points)
-        if estimate.disagreement > self.params.disagreement_threshold:
+                       fit_disagreement=estimate.disagreement, landmarks=fitted)
+        if estimate.disagreement > self.params.disagreement_threshold and not own:
             return Alignment(UNSTABLE_FIT, centre_crop(image), **quality)
         matrix = similarity_to(points, self.anchors, self.weights)
         flagged = estimate.faces is not None and estimate.faces > 1 and self.params.flag_multiple_faces
@@ -320,16 +344,16 @@ class RowOutcome:
     interocular: float | None = None
     fit_residual: float | None = None
     fit_disagreement: float | None = None
-    landmark_error: float | None = None  # against CK+'s own landmark file, when present
-    message: str | None = None  # why the row could not be read, or a landmark-file problem
+    landmark_error: float | None = None  # dlib's fit against the landmarks the source gives
+    message: str | None = None  # why the row could not be read
 
 
-#: A manifest row as a worker needs it: (sample_id, source, pixels_row, source_file).
-Row = tuple[str, str, int | None, str]
+#: A manifest row as a worker needs it: (sample_id, source, pixels_row, source_file, what its source gives).
+Row = tuple[str, str, int | None, str, Given | None]
 
 
 class ChunkWorker:
-    """Aligns chunks of manifest rows ``(sample_id, source, pixels_row, source_file)`` in one process."""
+    """Aligns chunks of manifest rows (:data:`Row`) in one process."""
 
     def __init__(self, params: AlignParams, interim_dir: Path, raw_dir: Path) -> None:
         self.aligner = Aligner(params)
@@ -359,37 +383,41 @@ class ChunkWorker:
     def __call__(self, chunk: list[Row]) -> tuple[list[RowOutcome], np.ndarray]:
         images: list[np.ndarray | None] = []
         unreadable: dict[int, str] = {}
-        for i, (_sample_id, source, pixels_row, source_file) in enumerate(chunk):
+        for i, (_sample_id, source, pixels_row, source_file, _given) in enumerate(chunk):
             try:
                 images.append(self.image(source, pixels_row, source_file))
             except ValueError as exc:
                 images.append(None)
                 unreadable[i] = str(exc)
         to_align = [i for i, (row, image) in enumerate(zip(chunk, images))
-                    if image is not None and row[1] not in self.params.passthrough]
-        aligned = dict(zip(to_align, self.aligner.align_many([images[i] for i in to_align])))
+                    if image is not None and not self.only_resized(row)]
+        aligned = dict(zip(to_align, self.aligner.align_many([images[i] for i in to_align],
+                                                              [chunk[i][4] for i in to_align])))
         outcomes, pixels = [], np.zeros((len(chunk), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-        for i, (sample_id, source, _pixels_row, _source_file) in enumerate(chunk):
+        for i, row in enumerate(chunk):
             if i in unreadable:
                 outcomes.append(RowOutcome(UNREADABLE, message=unreadable[i]))
                 continue
             result = aligned.get(i) or passthrough(images[i], self.params.equalize)
-            outcomes.append(self.outcome(sample_id, source, result))
+            outcomes.append(outcome(result, row[4]))
             pixels[i] = result.pixels
         return outcomes, pixels
 
-    def outcome(self, sample_id: str, source: str, result: Alignment) -> RowOutcome:
-        """The row's quality fields; for CK+, the error against its own landmark file."""
-        outcome = RowOutcome(result.status, result.faces_detected, result.eye_angle, result.interocular,
-                             result.fit_residual, result.fit_disagreement)
-        if source == "ckplus" and result.landmarks is not None:
-            try:
-                path = ckplus.landmarks_path(self.raw_dir / source, sample_id)
-                if path is not None:
-                    outcome.landmark_error = landmark_error(result.landmarks, ckplus.read_landmarks(path))
-            except (ValueError, OSError) as exc:
-                outcome.message = str(exc)
-        return outcome
+    def only_resized(self, row: Row) -> bool:
+        """Whether a row is passed through: its source is listed in ``passthrough``, or its
+        image is a face the source already aligned and ``realign`` is off."""
+        given = row[4]
+        return row[1] in self.params.passthrough or (
+            given is not None and given.prealigned and not self.params.realign)
+
+
+def outcome(result: Alignment, given: Given | None) -> RowOutcome:
+    """A row's quality fields, and dlib's error against the landmarks its source gives."""
+    found = RowOutcome(result.status, result.faces_detected, result.eye_angle, result.interocular,
+                       result.fit_residual, result.fit_disagreement)
+    if given is not None and given.landmarks is not None and result.landmarks is not None:
+        found.landmark_error = landmark_error(result.landmarks, given.landmarks)
+    return found
 
 
 _WORKER: ChunkWorker | None = None
@@ -437,13 +465,14 @@ def align_rows(params: AlignParams, rows: list[Row], interim_dir: Path,
 
 @dataclass
 class AlignResult:
-    """The stage's outcome: statuses per source, what was dropped or rejected, CK+ landmark error."""
+    """The stage's outcome: statuses per source, what was dropped or rejected, and per source
+    dlib's landmark error against the landmarks the source gives."""
 
     statuses: dict[str, dict[str, int]]
     dropped: list[Reject]
     rejected: list[Reject]
     rows: int
-    landmark_error: dict | None = None
+    landmark_error: dict[str, dict] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -462,11 +491,12 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
     table = table.select(INGEST_SCHEMA.names).cast(INGEST_SCHEMA)
     cols = {name: table.column(name).to_pylist()
             for name in ("sample_id", "source", "pixels_row", "source_file", "source_line")}
-    rows = list(zip(cols["sample_id"], cols["source"], cols["pixels_row"], cols["source_file"]))
+    given, warnings = rows_given(cols["sample_id"], cols["source"], interim_dir, raw_dir)
+    rows = list(zip(cols["sample_id"], cols["source"], cols["pixels_row"], cols["source_file"], given))
     outcomes, pixels = align_rows(params, rows, interim_dir, raw_dir)
 
     keep = np.ones(len(rows), dtype=bool)
-    dropped, rejected, warnings = [], [], []
+    dropped, rejected = [], []
     statuses: dict[str, Counter] = {}
     for i, (outcome, source) in enumerate(zip(outcomes, cols["source"])):
         location = _location(cols["source_file"][i], cols["source_line"][i])
@@ -476,8 +506,6 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
                                    cols["sample_id"][i]))
             continue
         statuses.setdefault(source, Counter())[outcome.status] += 1
-        if outcome.message:
-            warnings.append(outcome.message)
         if outcome.status in FAILURES and params.policy(source) == "drop":
             keep[i] = False
             dropped.append(Reject(source, location, outcome.status,
@@ -499,10 +527,13 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
         out = out.append_column(f, values)
     out = out.cast(ALIGNED_SCHEMA)
 
-    errors = [o.landmark_error for o in outcomes if o.landmark_error is not None]
-    lm_error = ({"frames": len(errors), "mean": float(np.mean(errors)), "median": float(np.median(errors)),
-                 "max": float(np.max(errors)), "unit": "mean point distance / inter-ocular distance"}
-                if errors else None)
+    errors: dict[str, list[float]] = {}
+    for o, source in zip(outcomes, cols["source"]):
+        if o.landmark_error is not None:
+            errors.setdefault(source, []).append(o.landmark_error)
+    lm_error = {source: {"images": len(e), "mean": float(np.mean(e)), "median": float(np.median(e)),
+                         "max": float(np.max(e)), "unit": "mean point distance / inter-ocular distance"}
+                for source, e in sorted(errors.items())}
     result = AlignResult({s: dict(sorted(c.items())) for s, c in statuses.items()}, dropped, rejected,
                          out.num_rows, lm_error, warnings)
     _write_outputs(out_dir, out, result, params)
@@ -510,11 +541,10 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
 
 
 def summary_table(result: AlignResult) -> Table:
-    """Per source: rows by status, then dropped and rejected by reason; CK+ landmark error below."""
-    caption = None
-    if result.landmark_error:
-        e = result.landmark_error
-        caption = f"CK+ landmarks vs dlib: mean error {e['mean']:.3f} inter-ocular ({e['frames']} frames)"
+    """Per source: rows by status, then dropped and rejected by reason; below, dlib's error
+    against the landmarks each source gives."""
+    caption = "\n".join(f"{source} landmarks vs dlib: mean error {e['mean']:.3f} inter-ocular "
+                        f"({e['images']} images)" for source, e in result.landmark_error.items()) or None
     table = Table(title=f"align: {result.rows} rows written", caption=caption)
     statuses = (ALIGNED, *FAILURES, PASSTHROUGH)
     for col in ("source", *statuses, "dropped", "rejected"):
@@ -545,7 +575,7 @@ def _report(result: AlignResult, params: AlignParams) -> dict:
             "rejected_ids": [r.sample_id for r in rejects],
         }
     settings = {k: v for k, v in asdict(params).items() if k not in ("workers", "chunk_size")}
-    return {"rows": result.rows, "sources": sources, "ckplus_landmark_error": result.landmark_error,
+    return {"rows": result.rows, "sources": sources, "landmark_error": result.landmark_error,
             "warnings": result.warnings, "params": settings}
 
 

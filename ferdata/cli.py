@@ -53,15 +53,20 @@ def sample(
     fer2013_rows: int = typer.Option(700, help="Rows of the generated fer2013.csv."),
     ckplus_subjects: int = typer.Option(12, help="CK+ subjects (several sequences each)."),
     jaffe_subjects: int = typer.Option(4, help="JAFFE subjects (up to 10)."),
+    rafdb_images: int = typer.Option(60, help="RAF-DB images (0: no RAF-DB layout)."),
+    affectnet_rows: int = typer.Option(60, help="AffectNet CSV rows (0: no AffectNet layout)."),
+    folder_images: int = typer.Option(40, help="Images of the labelled folder lab-photos/ (0: none)."),
     seed: int = typer.Option(0, help="Seed: the same seed writes identical files."),
     full_fer2013: bool = typer.Option(False, help="Write a full-size fer2013.csv (35,887 rows)."),
 ) -> None:
-    """Write generated faces in the FER2013, CK+ and JAFFE raw layouts (tests, demo, benchmarks)."""
+    """Write generated faces in every source's raw layout (tests, demo, benchmarks)."""
     from ferdata.sample import write_sample
 
     try:
         info = write_sample(out, fer2013_rows=fer2013_rows, ckplus_subjects=ckplus_subjects,
-                            jaffe_subjects=jaffe_subjects, seed=seed, full_fer2013=full_fer2013)
+                            jaffe_subjects=jaffe_subjects, rafdb_images=rafdb_images,
+                            affectnet_rows=affectnet_rows, folder_images=folder_images, seed=seed,
+                            full_fer2013=full_fer2013)
     except (FileExistsError, ValueError) as exc:
         _fail(str(exc))
     console.print(info.summary())

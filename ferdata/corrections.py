@@ -230,7 +230,7 @@ def apply_corrections(table: pa.Table, path: Path,
     for c in rows:
         if c.sample_id in position:
             relevant.append(c)
-        elif c.sample_id.split("-", 1)[0] in sources:
+        elif any(c.sample_id.startswith(f"{source}-") for source in sources):
             problems.append(f"{path}:{c.line}: {c.sample_id} is not in the manifest "
                             f"(was it renamed, or removed from raw/?)")
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -14,11 +15,12 @@ from ferdata.corrections import CorrectionsReport, apply_corrections
 from ferdata.ferplus import FILE_NAME as FERPLUS_FILE
 from ferdata.ferplus import LABEL_MODES, apply_ferplus, apply_votes, read_ferplus_folders, write_agreement
 from ferdata.ferplus import SOURCE as FERPLUS_SOURCE
+from ferdata.given import GIVEN_FILE, write_given
 from ferdata.manifest import INGEST_SCHEMA, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
-from ferdata.sources.base import MissingSourceError, RawRecord, SourceBatch
+from ferdata.sources.base import MissingSourceError, RawRecord, Source, SourceBatch
 from ferdata.sources.fer2013 import FER2013
-from ferdata.sources.registry import SOURCES
+from ferdata.sources.registry import FOLDER, SOURCES
 from ferdata.taxonomy import Taxonomy
 
 
@@ -30,9 +32,33 @@ class IngestParams:
     taxonomy: int = 7
     strict: bool = False
     labels: str = "fer2013"  # or a FER+ mode: ferplus-majority, -plurality, -probability
+    seed: int = 42  # the shared seed: which train rows val_from_train moves
+    val_from_train: dict = field(default_factory=lambda: {"affectnet": 0.1})  # source -> share moved to val
     fer2013: dict = field(default_factory=dict)
     ckplus: dict = field(default_factory=lambda: {"peak_frames": 3, "neutral_frames": 1})
     jaffe: dict = field(default_factory=dict)
+    raf_db: dict = field(default_factory=lambda: {"images": "original"}, metadata={"key": "raf-db"})
+    affectnet: dict = field(default_factory=dict)
+    folders: dict = field(default_factory=dict)  # name -> {labels: {class folder: class}}
+
+    def known(self) -> list[str]:
+        """Every source name this section can read: the registered ones and its folders."""
+        return [*SOURCES, *self.folders]
+
+    def reader(self, name: str, raw_dir: Path) -> Source:
+        """The reader of source ``name`` over ``raw_dir/<name>/``, with its options from this section."""
+        if name in self.folders:
+            if name in SOURCES:
+                raise ValueError(f"params.yaml [ingest].folders.{name}: {name} is a built-in source; "
+                                 "name the folder source differently")
+            cls, options, key = FOLDER, {"name": name, **(self.folders[name] or {})}, f"folders.{name}"
+        else:
+            by_key = {f.metadata.get("key", f.name): f.name for f in fields(self)}
+            cls, options, key = SOURCES[name], getattr(self, by_key[name]) or {}, name
+        try:
+            return cls(raw_dir / name, **options)
+        except TypeError as exc:
+            raise ValueError(f"params.yaml [ingest].{key}: {exc}") from None
 
 
 @dataclass
@@ -64,9 +90,9 @@ class IngestResult:
         return [r for r in self.rejects if r.kind == "rejected"]
 
 
-def unknown_sources(names: list[str]) -> list[str]:
-    """Names that no registered source answers to."""
-    return [n for n in names if n not in SOURCES]
+def unknown_sources(params: IngestParams) -> list[str]:
+    """Names in ``sources`` that neither a registered source nor a folder source answers to."""
+    return [n for n in params.sources if n not in params.known()]
 
 
 def ferplus_folders_read(params: IngestParams, raw_dir: Path) -> bool:
@@ -75,10 +101,15 @@ def ferplus_folders_read(params: IngestParams, raw_dir: Path) -> bool:
 
 
 def check_params(params: IngestParams, raw_dir: Path) -> None:
-    """Refuse unknown taxonomies and label modes, and a label mode the files cannot give, before any work."""
+    """Refuse unknown taxonomies, label modes and val shares, and a label mode the files cannot
+    give, before any work."""
     Taxonomy.of_size(params.taxonomy)
     if params.labels not in LABEL_MODES:
         raise ValueError(f"ingest.labels {params.labels!r} is unknown; known: {', '.join(LABEL_MODES)}")
+    for name, share in params.val_from_train.items():
+        if name not in params.known() or not isinstance(share, (int, float)) or not 0 <= share < 1:
+            raise ValueError(f"params.yaml [ingest].val_from_train.{name}: expected a known source and a "
+                             f"share in 0..1, got {share!r}; known sources: {', '.join(params.known())}")
     if ferplus_folders_read(params, raw_dir):
         if params.labels == "fer2013":
             raise ValueError(f"{raw_dir / 'fer2013'}: FER+'s folders carry FER+ votes, not FER2013's labels; "
@@ -92,10 +123,11 @@ def check_params(params: IngestParams, raw_dir: Path) -> None:
 
 def read_sources(params: IngestParams, raw_dir: Path) -> dict[str, SourceBatch]:
     """Run each named source's reader over ``raw_dir/<name>/``; missing files raise first."""
-    bad = unknown_sources(params.sources)
+    bad = unknown_sources(params)
     if bad:
-        raise ValueError(f"unknown sources {bad}; known: {sorted(SOURCES)}")
-    readers = {name: SOURCES[name](raw_dir / name, **getattr(params, name)) for name in params.sources}
+        raise ValueError(f"unknown sources {bad}; known: {sorted(params.known())} "
+                         "(a labelled image folder is named in ingest.folders)")
+    readers = {name: params.reader(name, raw_dir) for name in params.sources}
     for reader in readers.values():
         reader.check()
     batches = {}
@@ -129,7 +161,8 @@ def to_manifest(
     rejects: list[Reject] = []
     accounts: dict[str, SourceAccount] = {}
     for name, batch in batches.items():
-        classes = {native: taxonomy.canonical(name, native) for native in {r.native_label for r in batch.records}}
+        classes = {native: taxonomy.canonical(name, native, batch.labels)
+                   for native in {r.native_label for r in batch.records}}
         kept = [r for r in batch.records if classes[r.native_label] is not None]
         dropped = [_not_in_taxonomy(name, r, taxonomy) for r in batch.records if classes[r.native_label] is None]
         rejects.extend(batch.rejects + dropped)
@@ -151,12 +184,38 @@ def count_accepted(table: pa.Table, accounts: dict[str, SourceAccount], taxonomy
             raise RuntimeError(f"{name}: accounting does not add up: {account}")
 
 
+def source_of(sample_id: str, sources: list[str]) -> str:
+    """The source a sample id (``<source>-<id>``) comes from; the longest matching name wins."""
+    return max((s for s in sources if sample_id.startswith(f"{s}-")), key=len)
+
+
+def draw_val(batches: dict[str, SourceBatch], shares: dict[str, float], seed: int) -> dict[str, dict]:
+    """Move ``shares[source]`` of each listed source's train records to val, per native label
+    (rounded), drawn with ``seed``; returns what was moved, for ingest.json."""
+    drawn = {}
+    for name, share in shares.items():
+        if name not in batches:
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        by_label: dict[str, list[RawRecord]] = {}
+        for r in sorted(batches[name].records, key=lambda r: r.sample_id):
+            if r.split == "train":
+                by_label.setdefault(r.native_label, []).append(r)
+        moved = 0
+        for _, records in sorted(by_label.items()):
+            for k in rng.choice(len(records), size=round(share * len(records)), replace=False):
+                records[k].split = "val"
+                moved += 1
+        drawn[name] = {"share": share, "seed": seed, "moved_to_val": moved}
+    return drawn
+
+
 def record_removals(removed: list[Reject], rejects: list[Reject],
                     accounts: dict[str, SourceAccount]) -> None:
     """Count samples removed after reading (FER+, review) against the source they came from."""
     rejects.extend(removed)
     for r in removed:
-        account = accounts[r.sample_id.split("-", 1)[0]]
+        account = accounts[source_of(r.sample_id, list(accounts))]
         counts = account.dropped if r.kind == "dropped" else account.rejected
         counts[r.reason] = counts.get(r.reason, 0) + 1
 
@@ -195,11 +254,12 @@ def write_pixels(batches: dict[str, SourceBatch], out_dir: Path) -> dict[str, st
 
 def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path,
                corrections: Path | None = None) -> IngestResult:
-    """Read the sources, apply corrections.csv (if given and present), and write
-    manifest.parquet, rejects.parquet, pixels/ and ingest.json."""
+    """Read the sources, draw val rows where asked, apply corrections.csv (if given and
+    present), and write manifest.parquet, rejects.parquet, pixels/, given.parquet and ingest.json."""
     check_params(params, raw_dir)
     taxonomy = Taxonomy.of_size(params.taxonomy)
     batches = read_sources(params, raw_dir)
+    drawn = draw_val(batches, params.val_from_train, params.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     pixel_files = write_pixels(batches, out_dir)
     table, rejects, accounts = to_manifest(batches, taxonomy)
@@ -211,9 +271,13 @@ def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path,
     count_accepted(table, accounts, taxonomy)
     write_table(table, out_dir / "manifest.parquet")
     write_table(rejects_table(rejects), out_dir / "rejects.parquet")
+    kept = set(table["sample_id"].to_pylist())
+    write_given({sid: g for b in batches.values() for sid, g in b.given.items() if sid in kept},
+                out_dir / GIVEN_FILE)
     report = {
         "taxonomy": list(taxonomy.classes),
         "sources": {name: asdict(acc) for name, acc in accounts.items()},
+        "val_from_train": drawn,
         "pixel_files": pixel_files,
         "corrections": {"relabelled": review.relabelled, "excluded": review.excluded,
                         "already_right": review.unchanged, "other_sources": review.other_sources},

@@ -37,6 +37,8 @@ INGEST_SCHEMA = pa.schema([
     pa.field("height", pa.int32(), nullable=False),
     pa.field("content_hash", pa.string(), nullable=False),  # sha1 of the decoded 8-bit pixels
     pa.field("soft_label", pa.list_(pa.float32())),  # FER+ vote shares per class, when chosen
+    pa.field("valence", pa.float32()),  # AffectNet's ratings, -1..1; null where not rated
+    pa.field("arousal", pa.float32()),
 ])
 #: The FER+ soft label: vote shares over the taxonomy's classes (null where absent).
 SOFT_LABEL_FIELD = INGEST_SCHEMA.field("soft_label")

@@ -31,23 +31,26 @@ def section(params: dict[str, Any], name: str, cls: type[T]) -> T:
     """Build the dataclass ``cls`` from ``params[name]``; the top-level ``seed`` is shared.
 
     Missing keys take the dataclass defaults; unknown keys are an error, so a typo in
-    params.yaml never passes silently.
+    params.yaml never passes silently. A field whose metadata holds a ``key`` is read from
+    that key (for keys that are not Python names, such as ``raf-db``).
     """
     raw = dict(params.get(name) or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if "seed" in fields and "seed" not in raw and "seed" in params:
         raw["seed"] = params["seed"]
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ParamsError(f"params.yaml [{name}]: unknown keys {unknown}; known: {sorted(fields)}")
     hints = get_type_hints(cls)
+    values = {}
     for key, value in raw.items():
-        hint = hints[key]
+        hint = hints[fields[key].name]
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            raw[key] = float(value)
-        elif hint in (int, float, str, bool) and not isinstance(raw[key], hint):
+            value = float(value)
+        elif hint in (int, float, str, bool) and not isinstance(value, hint):
             raise ParamsError(f"params.yaml [{name}].{key}: expected {hint.__name__}, got {value!r}")
-    return cls(**raw)
+        values[fields[key].name] = value
+    return cls(**values)
 
 
 def load_section(path: Path, name: str, cls: type[T]) -> T:

@@ -1,8 +1,10 @@
-"""Generated data in the FER2013, CK+ and JAFFE raw layouts, for tests and the demo.
+"""Generated data in every source's raw layout, for tests and the demo.
 
 The real datasets are licensed and cannot ship with the project, so :func:`write_sample`
 draws faces (:mod:`ferdata.faces`) and writes them exactly as each dataset is
-distributed (see FORMATS.md), with a few planted defects for later stages to find.
+distributed (see FORMATS.md), with a few planted defects for later stages to find. This
+module writes FER2013, CK+, JAFFE and FER+; :mod:`ferdata.sample_photos` writes RAF-DB,
+AffectNet and a labelled folder.
 ``sample_truth.json`` records what only the generator knows: every face's true eye and
 mouth centres (keyed by the sample id the readers give), the planted defects, and the
 expressions of the unlabelled CK+ sequences.
@@ -24,6 +26,7 @@ from rich.table import Table
 
 from ferdata.faces import PEAKS, Expression, FaceTruth, Pose, Subject, render_faces
 from ferdata.progress import progress_bar
+from ferdata.sample_photos import FOLDER_NAME, write_affectnet, write_folder, write_rafdb
 from ferdata.taxonomy import CLASSES_7, SOURCE_LABELS
 
 USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -39,7 +42,9 @@ CKPLUS_CODES = (1, 2, 3, 4, 5, 6, 7)
 JAFFE_SUBJECTS = ("KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM")
 JAFFE_CODES = ("AN", "DI", "FE", "HA", "NE", "SA", "SU")
 JAFFE_LAST_NUMBER = 219
-SOURCES = ("fer2013", "ckplus", "jaffe")
+SOURCES = ("fer2013", "ckplus", "jaffe", "raf-db", "affectnet", FOLDER_NAME)
+#: What a count in the summary stands for, per source.
+UNITS = ("rows", "labelled seqs", "images", "images", "rows", "images")
 #: fer2013new.csv's vote columns, and the canonical class each emotion column stands for.
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
                    "contempt", "unknown", "NF")
@@ -56,7 +61,7 @@ class SampleInfo:
     """What :func:`write_sample` wrote: counts per source and class, defects, paths."""
 
     root: Path
-    counts: dict[str, dict[str, int]]  # source -> class -> FER rows / CK+ labelled sequences / JAFFE images
+    counts: dict[str, dict[str, int]]  # source -> class -> FER rows / CK+ labelled sequences / images / rows
     fer2013_usage: dict[str, int]
     ckplus_sequences: int
     ckplus_unlabelled: int
@@ -69,6 +74,9 @@ class SampleInfo:
             "fer2013": self.root / "fer2013" / "fer2013.csv",
             "ckplus": self.root / "ckplus",
             "jaffe": self.root / "jaffe",
+            "raf-db": self.root / "raf-db",
+            "affectnet": self.root / "affectnet",
+            FOLDER_NAME: self.root / FOLDER_NAME,
             "truth": self.root / "sample_truth.json",
         }
 
@@ -76,11 +84,13 @@ class SampleInfo:
         """A one-screen table: samples per class and source, then the planted defects."""
         table = Table(title=f"generated sample in {self.root}")
         table.add_column("class")
-        for source, unit in (("fer2013", "rows"), ("ckplus", "labelled seqs"), ("jaffe", "images")):
+        sources = [(s, unit) for s, unit in zip(SOURCES, UNITS) if s in self.counts]
+        for source, unit in sources:
             table.add_column(f"{source}\n{unit}", justify="right")
-        for name in CLASSES_7 + ("contempt",):
-            table.add_row(name, *(str(self.counts[s].get(name, 0)) for s in SOURCES))
-        table.add_row("total", *(str(sum(self.counts[s].values())) for s in SOURCES))
+        extra = sorted({k for counts in self.counts.values() for k in counts} - set(CLASSES_7 + ("contempt",)))
+        for name in CLASSES_7 + ("contempt",) + tuple(extra):
+            table.add_row(name, *(str(self.counts[s].get(name, 0)) for s, _ in sources))
+        table.add_row("total", *(str(sum(self.counts[s].values())) for s, _ in sources))
         usage = ", ".join(f"{u} {n}" for u, n in self.fer2013_usage.items())
         planted = "; ".join(f"{k} {len(v)}" for k, v in self.defects.items())
         table.caption = (f"FER2013 Usage: {usage}.\nCK+: {self.ckplus_sequences} sequences "
@@ -91,10 +101,13 @@ class SampleInfo:
 
 def write_sample(
     out: Path, *, fer2013_rows: int = 700, ckplus_subjects: int = 12, jaffe_subjects: int = 4,
+    rafdb_images: int = 60, affectnet_rows: int = 60, folder_images: int = 40,
     seed: int = 0, full_fer2013: bool = False,
 ) -> SampleInfo:
     """Write ``out/fer2013/``, ``out/ckplus/``, ``out/jaffe/``, ``out/ferplus/`` (FER+ votes
-    for the FER2013 rows) and ``out/sample_truth.json``.
+    for the FER2013 rows), ``out/raf-db/``, ``out/affectnet/``, ``out/lab-photos/`` (a
+    labelled image folder) and ``out/sample_truth.json``. A count of 0 leaves that
+    layout out.
 
     ``full_fer2013`` writes all 35,887 rows (FER2013's exact per-Usage class counts)
     instead of ``fer2013_rows``; any row count keeps FER2013's proportions. Existing
@@ -108,7 +121,11 @@ def write_sample(
         raise ValueError(f"ckplus_subjects must be 1..150, not {ckplus_subjects}")
     if not 1 <= jaffe_subjects <= len(JAFFE_SUBJECTS):
         raise ValueError(f"jaffe_subjects must be 1..{len(JAFFE_SUBJECTS)}, not {jaffe_subjects}")
-    targets = [out / name for name in (*SOURCES, "ferplus", "sample_truth.json")]
+    photos = {"raf-db": rafdb_images, "affectnet": affectnet_rows, FOLDER_NAME: folder_images}
+    bad = {name: n for name, n in photos.items() if n < 0 or 0 < n < 10}
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: 0 (none) or at least 10 images or rows, not {bad}")
+    targets = [out / name for name in (*SOURCES, "ferplus", "sample_truth.json") if photos.get(name) != 0]
     existing = [str(t) for t in targets if t.exists()]
     if existing:
         raise FileExistsError(f"{', '.join(existing)}: already exist; write the sample to an empty folder")
@@ -123,12 +140,25 @@ def write_sample(
         jaffe_counts = _write_jaffe(tmp / "jaffe", jaffe_rng, jaffe_subjects, faces)
         _write_ferplus(tmp / "ferplus", np.random.default_rng([seed, 3]), fer.labels, fer.usages,
                        {int(sid.split("-")[1]) for sid in fer.defects["blank"]})
+        counts = {"fer2013": fer.counts, "ckplus": ck.counts, "jaffe": jaffe_counts}
+        defects = {**fer.defects, "stray_files": ck.stray_files}
+        rng = {name: np.random.default_rng([seed, k]) for k, name in enumerate(photos, start=4)}
+        layouts = {}
+        if rafdb_images:
+            layouts["raf-db"] = write_rafdb(tmp / "raf-db", rng["raf-db"], rafdb_images, faces,
+                                            _fer_copy(fer, rng["raf-db"]))
+        if affectnet_rows:
+            layouts["affectnet"] = write_affectnet(tmp / "affectnet", rng["affectnet"], affectnet_rows, faces)
+        if folder_images:
+            layouts[FOLDER_NAME] = write_folder(tmp / FOLDER_NAME, rng[FOLDER_NAME], folder_images, faces)
+        for name, layout in layouts.items():
+            counts[name] = layout.counts
+            for key, found in layout.defects.items():
+                defects[key] = defects.get(key, []) + found
         info = SampleInfo(
-            root=out,
-            counts={"fer2013": fer.counts, "ckplus": ck.counts, "jaffe": jaffe_counts},
+            root=out, counts=counts,
             fer2013_usage=fer.usage, ckplus_sequences=ck.sequences,
-            ckplus_unlabelled=len(ck.unlabelled), ckplus_frames=ck.frames,
-            defects={**fer.defects, "stray_files": ck.stray_files})
+            ckplus_unlabelled=len(ck.unlabelled), ckplus_frames=ck.frames, defects=defects)
         header = {"seed": seed, "counts": info.counts, "defects": info.defects,
                   "ckplus_unlabelled": ck.unlabelled}
         _write_truth(tmp / "sample_truth.json", header, faces)
@@ -188,6 +218,16 @@ class _FerResult:
     defects: dict[str, list]
     labels: np.ndarray
     usages: list[str]
+    images: np.ndarray
+
+
+def _fer_copy(fer: _FerResult, rng: np.random.Generator) -> tuple[str, np.ndarray, int]:
+    """A PrivateTest face no other defect involves, to plant in another source: id, image, class."""
+    pairs = fer.defects["exact_duplicates"] + fer.defects["near_duplicates"]
+    planted = set(fer.defects["blank"]) | {sid for pair in pairs for sid in pair}
+    rows = [r for r, usage in enumerate(fer.usages) if usage == "PrivateTest" and _fer_id(r) not in planted]
+    row = rows[int(rng.integers(len(rows)))]
+    return _fer_id(row), fer.images[row], int(fer.labels[row])
 
 
 def fer2013_plan(rows: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
@@ -283,7 +323,7 @@ def _write_fer2013(folder: Path, rng: np.random.Generator, rows: int,
         faces[_fer_id(row)] = truth
     return _FerResult(
         counts={c: int((labels == k).sum()) for k, c in enumerate(CLASSES_7)},
-        usage={u: usages.count(u) for u in USAGES}, defects=defects, labels=labels, usages=usages)
+        usage={u: usages.count(u) for u in USAGES}, defects=defects, labels=labels, usages=usages, images=images)
 
 
 def _write_ferplus(folder: Path, rng: np.random.Generator, labels: np.ndarray, usages: list[str],

@@ -10,6 +10,7 @@ CLASSES_7: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surpr
 CLASSES_8: tuple[str, ...] = CLASSES_7 + ("contempt",)
 
 #: Native label -> canonical name, per source. Names not in the chosen taxonomy are dropped.
+#: Labelled folders (``ingest.folders``) bring their own map from params.yaml.
 SOURCE_LABELS: dict[str, dict[str, str]] = {
     "fer2013": {str(i): name for i, name in enumerate(CLASSES_7)}
     # the image-folder release names its class folders after the classes; FER+'s folders
@@ -22,6 +23,15 @@ SOURCE_LABELS: dict[str, dict[str, str]] = {
     "jaffe": {
         "AN": "angry", "DI": "disgust", "FE": "fear", "HA": "happy",
         "NE": "neutral", "SA": "sad", "SU": "surprise",
+    },
+    "raf-db": {
+        "1": "surprise", "2": "fear", "3": "disgust", "4": "happy",
+        "5": "sad", "6": "angry", "7": "neutral",
+    },
+    # codes 8 (none), 9 (uncertain) and 10 (no face) name no expression: the reader drops them
+    "affectnet": {
+        "0": "neutral", "1": "happy", "2": "sad", "3": "surprise",
+        "4": "fear", "5": "disgust", "6": "angry", "7": "contempt",
     },
 }
 
@@ -51,10 +61,11 @@ class Taxonomy:
     def __len__(self) -> int:
         return len(self.classes)
 
-    def canonical(self, source: str, native_label: str) -> str | None:
-        """The canonical class of a native label, or None when it has no place here.
+    def canonical(self, source: str, native_label: str, labels: dict[str, str] | None = None) -> str | None:
+        """The canonical class of a native label, or None when it has no place here; ``labels``
+        is the source's own map where it brings one (a labelled folder), else SOURCE_LABELS'.
 
         Raises KeyError for a label the source does not define at all.
         """
-        name = SOURCE_LABELS[source][native_label]
+        name = (SOURCE_LABELS[source] if labels is None else labels)[native_label]
         return name if name in self.classes else None

@@ -24,25 +24,26 @@ def class_pattern(label_index: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def synthetic_dataset(counts: dict[str, list[int]], seed: int = 0) -> pa.Table:
-    """A dataset manifest: ``counts[split][k]`` real samples of class k, sources mixed.
+def synthetic_dataset(counts: dict[str, list[int]], seed: int = 0,
+                      sources: tuple[str, ...] = ("fer2013", "ckplus", "jaffe")) -> pa.Table:
+    """A dataset manifest: ``counts[split][k]`` real samples of class k, ``sources`` taking turns
+    (CK+ and JAFFE rows have subjects).
 
     Example: ``synthetic_dataset({"train": [40, 5, 20, 60, 30, 25, 35], "val": [5] * 7})``.
     """
     rng = np.random.default_rng(seed)
     rows, images = [], []
-    sources = ("fer2013", "ckplus", "jaffe")
     for split, per_class in counts.items():
         for k, n in enumerate(per_class):
             for _ in range(n):
                 i = len(rows)
-                source = sources[i % 3]
+                source = sources[i % len(sources)]
                 sid = f"{source}-{i:06d}"
                 label = CLASSES_7[k]
                 images.append(class_pattern(k, rng))
                 rows.append(dict(
                     sample_id=sid, source=source, label=label, label_index=k, native_label=str(k),
-                    split=split, subject=None if source == "fer2013" else f"S{i % 5:03d}",
+                    split=split, subject=f"S{i % 5:03d}" if source in ("ckplus", "jaffe") else None,
                     sequence=None, frame=None, source_file=f"{source}/file", source_line=None,
                     pixels_row=None, width=48, height=48, content_hash=f"{i:040x}",
                     align_status="aligned", faces_detected=1, eye_angle=0.0, interocular=20.0,

@@ -314,8 +314,9 @@ def test_stage_writes_aligned_manifest_with_policy_applied(interim, tmp_path):
     assert report["sources"]["fer2013"]["statuses"] == {"aligned": 3, "no_face": 1}
     jaffe = report["sources"]["jaffe"]
     assert (jaffe["rejected"], jaffe["rejected_ids"]) == ({"unreadable_image": 1}, ["jaffe-KA.HA1.2"])
-    assert report["ckplus_landmark_error"]["frames"] == 1
-    assert report["ckplus_landmark_error"]["mean"] < 0.1
+    assert list(report["landmark_error"]) == ["ckplus"]
+    assert report["landmark_error"]["ckplus"]["images"] == 1
+    assert report["landmark_error"]["ckplus"]["mean"] < 0.1
     assert report["rows"] == result.rows == 7
     assert summary_table(result).row_count == 3
 

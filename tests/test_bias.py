@@ -91,3 +91,17 @@ def test_a_named_input_that_is_missing_is_an_error_naming_it(tmp_path, missing):
     kwargs = {"predictions_path": tmp_path / missing} if missing.endswith("parquet") else {"eval_json": tmp_path / missing}
     with pytest.raises(FileNotFoundError, match=missing):
         write_bias_report(dataset, out_dir=tmp_path / "reports", **kwargs)
+
+
+def test_every_source_gets_its_slices(tmp_path):
+    sources = ("fer2013", "ckplus", "jaffe", "raf-db", "affectnet", "lab-photos")
+    table = synthetic_dataset({"train": [12] * 7, "test": [6] * 7}, sources=sources)
+    write_table(predictions_table(table), tmp_path / "predictions.parquet")
+    report = write_bias_report(_dataset_dir(tmp_path, table), tmp_path / "predictions.parquet", None,
+                               tmp_path / "reports")
+    text = report.path.read_text()
+    header = "| class | affectnet | ckplus | fer2013 | jaffe | lab-photos | raf-db |"
+    composition, recall = text.split("## Recall by source and class")[0], text.split("## Recall by source")[1]
+    assert header in composition and header in recall
+    assert "| angry | 3 | 3 | 3 | 3 | 3 | 3 |" in composition  # 18 angry faces, six sources in turn
+    assert "| raf-db / aligned |" in text

@@ -1,5 +1,5 @@
-"""`ferdata build` end to end on generated raw data: the stages compose, and the defects the
-generator planted are found by the real detector, aligner and dedup."""
+"""`ferdata build` end to end on generated raw data of five sources: the stages compose, and
+the defects the generator planted are found by the real detector, aligner and dedup."""
 
 from __future__ import annotations
 
@@ -15,25 +15,63 @@ from ferdata.cli import app
 from ferdata.sample import write_sample
 
 PARAMS = Path(__file__).parent.parent / "params.yaml"
+SOURCES = ("fer2013", "ckplus", "jaffe", "raf-db", "affectnet")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, Path, dict]:
     root = tmp_path_factory.mktemp("build")
-    write_sample(root / "raw", fer2013_rows=300, ckplus_subjects=8, jaffe_subjects=4, seed=1)
-    result = CliRunner().invoke(app, ["build", "--sources", "fer2013,ckplus,jaffe", "--params", str(PARAMS),
+    write_sample(root / "raw", fer2013_rows=300, ckplus_subjects=8, jaffe_subjects=4, rafdb_images=60,
+                 affectnet_rows=60, folder_images=0, seed=1)
+    result = CliRunner().invoke(app, ["build", "--sources", ",".join(SOURCES), "--params", str(PARAMS),
                                       "--raw-dir", str(root / "raw"), "--out", str(root / "processed")])
     assert result.exit_code == 0, result.output
     truth = json.loads((root / "raw" / "sample_truth.json").read_text())
-    return root / "processed", root / "raw", truth
+    return root / "processed", root / "raw", truth, result.output
 
 
 def _manifest(path: Path):
     return pq.read_table(path).to_pandas()
 
 
+def test_every_source_is_accounted_for_and_lands_in_one_dataset(built):
+    processed, _, _, output = built
+    ingest = json.loads((processed / "interim" / "ingest.json").read_text())
+    assert list(ingest["sources"]) == list(SOURCES)
+    table = output[output.index("ingest: seen = accepted"):output.index("accepted samples per class")]
+    assert all(f"│ {name} " in table for name in SOURCES)
+    for name, account in ingest["sources"].items():
+        refused = sum(account["rejected"].values()) + sum(account["dropped"].values())
+        assert account["seen"] == account["accepted"] + refused
+    m = _manifest(processed / "dataset" / "manifest.parquet")
+    assert set(m.source) == set(SOURCES)
+    assert set(m[m.source.isin(["raf-db", "affectnet"])].split) == {"train", "val", "test"}
+    assert m[m.source == "affectnet"].valence.notna().any()
+
+
+def test_a_fer2013_face_copied_into_rafdb_is_found_across_sources(built):
+    processed, _, truth, _ = built
+    [(fer_id, raf_id)] = truth["defects"]["cross_source_duplicates"]  # FER2013 PrivateTest, RAF-DB train
+    dropped = _manifest(processed / "dataset" / "dropped.parquet").set_index("sample_id").reason
+    kept = _manifest(processed / "dataset" / "manifest.parquet").set_index("sample_id")
+    assert dropped.get(raf_id) == "leak" and kept.loc[fer_id, "split"] == "test"
+    assert kept.loc[fer_id, "dup_group"] >= 0
+
+
+def test_affectnet_boxes_replace_detection_and_its_landmarks_are_measured(built):
+    processed = built[0]
+    report = json.loads((processed / "aligned" / "align.json").read_text())
+    assert report["sources"]["affectnet"]["statuses"] == {"aligned": report["sources"]["affectnet"]["kept"]}
+    assert set(report["landmark_error"]) == {"affectnet", "ckplus"}
+    assert report["landmark_error"]["affectnet"]["mean"] < 0.1
+    aligned = _manifest(processed / "aligned" / "aligned.parquet")
+    assert aligned[aligned.source == "affectnet"].faces_detected.isna().all()
+    photos = aligned[(aligned.source == "raf-db") & (aligned.height > 100)]  # not the 48x48 copy
+    assert len(photos) and (photos.faces_detected >= 1).all()
+
+
 def test_planted_cross_split_copies_lose_their_train_copy(built):
-    processed, _, truth = built
+    processed, _, truth, _ = built
     kept = set(_manifest(processed / "dataset" / "manifest.parquet").sample_id)
     dropped = _manifest(processed / "dataset" / "dropped.parquet").set_index("sample_id").reason
     for pair in truth["defects"]["exact_duplicates"] + truth["defects"]["near_duplicates"]:

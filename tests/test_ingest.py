@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ferdata.cli import app
+from ferdata.given import read_given
 from ferdata.ingest import IngestParams, run_ingest
 from ferdata.sample import write_sample
 
@@ -93,8 +95,57 @@ def test_missing_source_names_the_expected_path(tmp_path):
 
 
 def test_unknown_source_is_refused(raw, tmp_path):
-    with pytest.raises(ValueError, match="unknown sources.*affectnet"):
-        run_ingest(IngestParams(sources=["affectnet"]), raw, tmp_path / "interim")
+    with pytest.raises(ValueError, match="unknown sources.*sfew.*ingest.folders"):
+        run_ingest(IngestParams(sources=["sfew"]), raw, tmp_path / "interim")
+
+
+def test_affectnet_val_is_drawn_from_training_rows_seeded_and_recorded(raw, tmp_path):
+    def ingest(seed: int, name: str) -> tuple[dict, dict]:
+        run_ingest(IngestParams(sources=["affectnet"], seed=seed), raw, tmp_path / name)
+        m = pq.read_table(tmp_path / name / "manifest.parquet").to_pandas()
+        report = json.loads((tmp_path / name / "ingest.json").read_text())
+        return m.groupby("split").sample_id.apply(set).to_dict(), report
+
+    splits, report = ingest(42, "a")
+    codes = [line.split(",")[6] for line in (raw / "affectnet" / "validation.csv").read_text().splitlines()[1:]]
+    assert len(splits["test"]) == sum(c != "7" for c in codes)  # validation.csv less contempt (7 classes)
+    moved = len(splits["val"])
+    assert report["val_from_train"] == {"affectnet": {"share": 0.1, "seed": 42, "moved_to_val": moved}}
+    assert 0.05 <= len(splits["val"]) / (len(splits["val"]) + len(splits["train"])) <= 0.15
+    again, _ = ingest(42, "b")
+    other, _ = ingest(7, "c")
+    assert again == splits and other["val"] != splits["val"]
+    assert other["val"] | other["train"] == splits["val"] | splits["train"]
+
+
+def test_given_boxes_landmarks_and_pre_aligned_flags_are_kept_for_align(raw, tmp_path):
+    params = IngestParams(sources=["raf-db", "affectnet", "jaffe"], raf_db={"images": "aligned"})
+    run_ingest(params, raw, tmp_path / "interim")
+    given = read_given(tmp_path / "interim" / "given.parquet")
+    manifest = pq.read_table(tmp_path / "interim" / "manifest.parquet").to_pandas()
+    by_source = manifest.groupby("source").sample_id.apply(set)
+    assert set(given) == by_source["raf-db"] | by_source["affectnet"]
+    assert all(given[i].prealigned and given[i].box is None for i in by_source["raf-db"])
+    some = sorted(by_source["affectnet"])[0]
+    assert given[some].landmarks.shape == (68, 2) and len(given[some].box) == 4
+    affect = manifest[manifest.source == "affectnet"]
+    assert affect.valence.between(-1, 1).all() and manifest[manifest.source != "affectnet"].valence.isna().all()
+
+
+def test_a_bad_affectnet_row_is_named_and_strict_fails(raw_copy, tmp_path):
+    csv = raw_copy / "affectnet" / "training.csv"
+    lines = csv.read_text().splitlines()
+    fields = lines[3].split(",")
+    fields[5] = fields[5].rsplit(";", 2)[0]  # 67 landmarks
+    lines[3] = ",".join(fields)
+    csv.write_text("\n".join(lines) + "\n")
+    args = ["ingest", "--raw-dir", str(raw_copy), "--out", str(tmp_path / "out"),
+            "--sources", "affectnet,raf-db", "--params", str(Path(__file__).parent.parent / "params.yaml")]
+    lenient = runner.invoke(app, args)
+    assert lenient.exit_code == 0, lenient.output
+    assert "affectnet/training.csv:4: facial_landmarks holds 134 numbers" in lenient.output
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 1 and "strict mode: 1 rejected" in strict.output
 
 
 def test_ferplus_majority_relabels_fer2013_and_keeps_the_account(raw_copy, tmp_path):

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from ferdata.faces import EXPRESSIONS, draw_face
 from ferdata.images import decode_gray
 from ferdata.sample import FER2013_COUNTS, JAFFE_SUBJECTS, fer2013_plan, write_sample
+from ferdata.taxonomy import CLASSES_7, SOURCE_LABELS
 
 FLOAT = r"-?\d\.\d{7}e[+-]\d{2}"  # CK+ writes floats as 2.4045593e+02
 SMALL = dict(fer2013_rows=700, ckplus_subjects=3, jaffe_subjects=2, seed=7)
@@ -55,7 +56,8 @@ def test_same_seed_writes_identical_bytes(sample, tmp_path):
     first, second = files(root), files(tmp_path / "again")
     assert first.keys() == second.keys()
     assert [k for k in first if first[k] != second[k]] == []
-    tiny = dict(fer2013_rows=30, ckplus_subjects=1, jaffe_subjects=1)
+    tiny = dict(fer2013_rows=30, ckplus_subjects=1, jaffe_subjects=1, rafdb_images=0, affectnet_rows=0,
+                folder_images=0)
     write_sample(tmp_path / "seed1", seed=1, **tiny)
     write_sample(tmp_path / "seed2", seed=2, **tiny)
     csv = "fer2013/fer2013.csv"
@@ -163,7 +165,11 @@ def test_truth_covers_every_sample_with_reader_ids(sample, truth):
     frames = {"ckplus-" + p.stem for p in (root / "ckplus" / "cohn-kanade-images").glob("*/*/*.png")}
     jaffe = {"jaffe-" + p.name.removesuffix(".tiff") for p in (root / "jaffe").glob("*.tiff")}
     fer = {f"fer2013-{i:06d}" for i in range(700)}
-    assert ids == fer | frames | jaffe
+    rafdb = {"raf-db-" + p.stem for p in (root / "raf-db" / "Image" / "original").glob("*.jpg")}
+    affectnet = {"affectnet-" + p.parent.name + "_" + p.stem
+                 for p in (root / "affectnet" / "Manually_Annotated_Images").glob("*/*.jpg")}
+    folder = {f"lab-photos-{p.parent.name}_{p.stem}" for p in (root / "lab-photos").glob("*/*.jpg")}
+    assert ids == fer | frames | jaffe | rafdb | affectnet | folder
     # the eye centres are the means of the landmark file's eye points
     some = sorted(frames)[5]
     subject, seq, _ = some.removeprefix("ckplus-").split("_")
@@ -178,9 +184,14 @@ def test_dlib_finds_the_drawn_faces_and_their_eyes(sample, truth):
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
     frames = sorted((root / "ckplus" / "cohn-kanade-images").glob("*/*/*.png"))[::4][:12]
-    images = frames + sorted((root / "jaffe").glob("*.tiff"))[::5][:8]
+    images = {"ckplus-" + p.stem: p for p in frames}
+    images |= {"jaffe-" + p.stem: p for p in sorted((root / "jaffe").glob("*.tiff"))[::5][:8]}
+    originals = sorted((root / "raf-db" / "Image" / "original").glob("*.jpg"))[:9]
+    images |= {"raf-db-" + p.stem: p for p in originals if p.stem != "train_00001"}  # that one is a FER2013 face
+    photos = sorted((root / "lab-photos").glob("*/*.jpg"))[:8]
+    images |= {f"lab-photos-{p.parent.name}_{p.stem}": p for p in photos}
     found, errors = 0, []
-    for path in images:
+    for sid, path in images.items():
         img = decode_gray(path)
         boxes = detector(img, 0)
         if len(boxes) != 1:
@@ -188,7 +199,6 @@ def test_dlib_finds_the_drawn_faces_and_their_eyes(sample, truth):
         found += 1
         shape = predictor(img, boxes[0])
         pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=float)
-        sid = ("ckplus-" + path.stem) if path.suffix == ".png" else "jaffe-" + path.stem
         t = truth["faces"][sid]
         left, right = np.array(t["left_eye"]), np.array(t["right_eye"])
         iod = np.linalg.norm(right - left)
@@ -228,6 +238,74 @@ def test_draw_face_truth_follows_pose(expression):
         assert grey(eye) < grey(cheek) - 40
 
 
+def test_rafdb_layout_names_splits_and_images(sample):
+    root, info = sample
+    lines = (root / "raf-db" / "EmoLabel" / "list_patition_label.txt").read_text().splitlines()
+    assert all(re.fullmatch(r"(train_\d{5}|test_\d{4})\.jpg [1-7]", line) for line in lines)
+    assert len(lines) == 60 == sum(info.counts["raf-db"].values())
+    assert sum(line.startswith("test_") for line in lines) == 12  # RAF-DB's 80/20
+    assert max(info.counts["raf-db"], key=info.counts["raf-db"].get) == "happy"
+    for line in lines[::7]:
+        stem = line.split(".")[0]
+        with Image.open(root / "raf-db" / "Image" / "original" / f"{stem}.jpg") as img:
+            assert img.format == "JPEG" and img.mode == "RGB"
+        with Image.open(root / "raf-db" / "Image" / "aligned" / f"{stem}_aligned.jpg") as img:
+            assert img.format == "JPEG" and img.mode == "RGB" and img.size == (100, 100)
+
+
+def test_a_fer2013_test_face_is_copied_into_rafdb_train(sample, truth):
+    root, _ = sample
+    [(fer_id, raf_id)] = truth["defects"]["cross_source_duplicates"]
+    labels, pixels, usage = read_fer(root)
+    row = int(fer_id.split("-")[1])
+    assert usage[row] == "PrivateTest" and raf_id == "raf-db-train_00001"
+    copy = decode_gray(root / "raf-db" / "Image" / "original" / "train_00001.jpg").astype(int)
+    assert np.abs(copy.ravel() - pixels[row]).max() <= 1
+    label_file = root / "raf-db" / "EmoLabel" / "list_patition_label.txt"
+    raf_code = label_file.read_text().split("train_00001.jpg ")[1][0]
+    assert SOURCE_LABELS["raf-db"][raf_code] == CLASSES_7[labels[row]]
+
+
+def test_affectnet_csvs_boxes_landmarks_and_codes(sample):
+    root, info = sample
+    header = ("subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,"
+              "valence,arousal")
+    rows = {}
+    for name in ("training.csv", "validation.csv"):
+        lines = (root / "affectnet" / name).read_text().splitlines()
+        assert lines[0] == header
+        rows[name] = [line.split(",") for line in lines[1:]]
+    assert {r[6] for r in rows["validation.csv"]} == {str(c) for c in range(8)}
+    assert {"8", "9", "10"} <= {r[6] for r in rows["training.csv"]}
+    for r in rows["training.csv"] + rows["validation.csv"]:
+        assert re.fullmatch(r"\d+/[0-9a-f]{56}\.jpg", r[0])
+        with Image.open(root / "affectnet" / "Manually_Annotated_Images" / r[0]) as img:
+            width, height = img.size
+        if r[6] == "10":
+            assert r[5] == "" and r[7:] == ["-2.000000", "-2.000000"]
+            continue
+        x, y, w, h = map(int, r[1:5])
+        assert w == h > 0 and x >= -w // 4 and y >= -h // 4 and x + w <= width * 1.25 and y + h <= height * 1.25
+        marks = np.array(r[5].split(";"), dtype=float).reshape(68, 2)
+        assert (marks[:, 0] > x - w / 2).all() and (marks[:, 0] < x + 1.5 * w).all()
+        assert all(-1 <= float(v) <= 1 for v in r[7:])
+    assert len(rows["training.csv"]) + len(rows["validation.csv"]) == sum(info.counts["affectnet"].values())
+
+
+def test_labelled_folder_layout(sample):
+    root, info = sample
+    folder = root / "lab-photos"
+    images = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/*.jpg"))
+    assert {p.split("/")[0] for p in images} == {"anger", "disgust", "fear", "happiness", "sadness",
+                                                 "surprise", "neutral", "contempt"}
+    assert all(re.fullmatch(r"[a-z]+/IMG_\d{4}\.jpg", p) for p in images)
+    lines = (folder / "splits.csv").read_text().splitlines()
+    assert lines[0] == "file,split" and sorted(line.split(",")[0] for line in lines[1:]) == images
+    assert {line.split(",")[1] for line in lines[1:]} == {"train", "val", "test"}
+    assert len(images) == 40 == sum(info.counts["lab-photos"].values())
+    assert [Path(p).name for p in info.defects["stray_files"]] == [".DS_Store", "Thumbs.db"]
+
+
 def test_refuses_to_overwrite_and_checks_arguments(tmp_path):
     (tmp_path / "fer2013").mkdir()
     (tmp_path / "fer2013" / "fer2013.csv").write_text("precious")
@@ -239,3 +317,5 @@ def test_refuses_to_overwrite_and_checks_arguments(tmp_path):
         write_sample(tmp_path / "x", jaffe_subjects=11)
     with pytest.raises(ValueError, match="fer2013_rows"):
         write_sample(tmp_path / "x", fer2013_rows=10)
+    with pytest.raises(ValueError, match="affectnet"):
+        write_sample(tmp_path / "x", affectnet_rows=5)

@@ -15,6 +15,8 @@ def test_class_order_is_fer2013s():
     ("ckplus", "0", "neutral"), ("ckplus", "1", "angry"), ("ckplus", "3", "disgust"),
     ("ckplus", "6", "sad"), ("ckplus", "7", "surprise"),
     ("jaffe", "DI", "disgust"), ("jaffe", "NE", "neutral"), ("jaffe", "SU", "surprise"),
+    ("raf-db", "1", "surprise"), ("raf-db", "4", "happy"), ("raf-db", "6", "angry"),
+    ("affectnet", "0", "neutral"), ("affectnet", "3", "surprise"), ("affectnet", "6", "angry"),
 ])
 def test_native_labels_map_to_canonical_classes(source, native, expected):
     assert Taxonomy.of_size(7).canonical(source, native) == expected
@@ -34,3 +36,10 @@ def test_every_source_maps_onto_known_classes_only():
 def test_unknown_taxonomy_size_is_refused():
     with pytest.raises(ValueError, match="7 or 8"):
         Taxonomy.of_size(6)
+
+
+def test_a_labelled_folder_brings_its_own_map():
+    labels = {"anger": "angry", "smirk": "contempt"}
+    assert Taxonomy.of_size(7).canonical("studio", "anger", labels) == "angry"
+    assert Taxonomy.of_size(7).canonical("studio", "smirk", labels) is None
+    assert Taxonomy.of_size(8).canonical("studio", "smirk", labels) == "contempt"

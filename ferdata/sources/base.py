@@ -10,10 +10,13 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
+from ferdata.images import ImageDecodeError, decode_gray
 from ferdata.manifest import Reject
 
 #: Called with the number of items just processed, to advance a progress bar.
 Progress = Callable[[int], None]
+#: Landmarks a source may give per face: dlib's 68-point scheme.
+POINTS = 68
 
 
 class MissingSourceError(FileNotFoundError):
@@ -36,6 +39,18 @@ class RawRecord:
     frame: int | None = None
     source_line: int | None = None
     pixels_row: int | None = None  # row in SourceBatch.pixels, when decoded at ingest
+    valence: float | None = None  # AffectNet's affect ratings, -1..1
+    arousal: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Given:
+    """What a source tells about a face besides its pixels, in the image's pixels: a face box
+    (left, top, right, bottom), 68 landmarks (68, 2), or that the image is an aligned face."""
+
+    box: tuple[float, float, float, float] | None = None
+    landmarks: np.ndarray | None = None
+    prealigned: bool = False
 
 
 @dataclass
@@ -46,6 +61,8 @@ class SourceBatch:
     rejects: list[Reject] = field(default_factory=list)
     seen: int = 0
     pixels: np.ndarray | None = None  # (N, 48, 48) uint8, indexed by RawRecord.pixels_row
+    given: dict[str, Given] = field(default_factory=dict)  # sample id -> box, landmarks, pre-aligned
+    labels: dict[str, str] | None = None  # native label -> class, when not taxonomy.SOURCE_LABELS'
 
 
 class Source(ABC):
@@ -71,6 +88,34 @@ class Source(ABC):
     @abstractmethod
     def read(self, progress: Progress | None = None) -> SourceBatch:
         """Read every sample; bad items become rejects, never exceptions."""
+
+
+class BadItem(ValueError):
+    """An input item that cannot become a sample: a reason code and a message for people;
+    ``kind`` is ``rejected`` (bad input) or ``dropped`` (not a sample by design)."""
+
+    def __init__(self, reason: str, message: str, sample_id: str | None = None,
+                 kind: str = "rejected") -> None:
+        super().__init__(message)
+        self.reason, self.message, self.sample_id, self.kind = reason, message, sample_id, kind
+
+    def of(self, sample_id: str) -> "BadItem":
+        """The same problem, attributed to a sample."""
+        return BadItem(self.reason, self.message, sample_id, self.kind)
+
+    def reject(self, source: str, location: str) -> Reject:
+        return Reject(source, location, self.reason, self.message, self.kind, self.sample_id)
+
+
+def read_image(path: Path, shown_as: str) -> np.ndarray:
+    """An image's grayscale pixels, else :class:`BadItem` (``missing_image``, ``unreadable_image``)
+    naming it as ``shown_as`` (its path under the source's root)."""
+    if not path.is_file():
+        raise BadItem("missing_image", f"image {shown_as} not found")
+    try:
+        return decode_gray(path)
+    except ImageDecodeError as exc:
+        raise BadItem("unreadable_image", f"{shown_as}: {exc}") from exc
 
 
 def content_hash(pixels: np.ndarray) -> str:

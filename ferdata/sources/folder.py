@@ -1,0 +1,149 @@
+"""Any labelled image folder: ``raw/<name>/<class>/<image>``, named and mapped in params.yaml.
+
+==========================================  ===============================================
+path under ``raw/<name>/``                  role
+==========================================  ===============================================
+``anger/IMG_0001.jpg``                      an image of the class the folder names (deeper
+                                            subfolders are fine: the top folder is the class)
+``splits.csv`` (optional)                   header ``file,split``; ``anger/IMG_0001.jpg,test``
+==========================================  ===============================================
+
+A folder source is a params entry, not code::
+
+    ingest:
+      sources: [fer2013, lab-photos]
+      folders:
+        lab-photos:
+          labels: {anger: angry, happiness: happy}   # class folder -> class
+
+Folders named after a class (``angry`` ... ``neutral``, ``contempt``) need no entry. Files
+that ``splits.csv`` lists get its split; the others get none, and the split stage assigns
+them. The sample id is ``<name>-<class folder>_<file stem>`` (deeper folders joined by ``_``).
+
+Every file is one item (``seen`` = records + rejects): a record; dropped ``not_an_image``
+(any file that is not an image, hidden files included); or rejected ``unknown_label`` (a
+class folder the map does not know), ``no_class_folder`` (an image directly in the root),
+``duplicate_sample_id``, ``unreadable_image`` or ``unknown_split`` (its splits.csv line
+names a split other than train / val / test; the reject points at that line). A splits.csv
+line that is no ``file,split`` pair, or names a file that does not exist, is one rejected
+item too (``malformed_row``, ``missing_image``), and so is a splits.csv without the header
+``file,split`` (``missing_header``: then no file gets a split from it).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ferdata.images import IMAGE_SUFFIXES
+from ferdata.sources.base import (
+    BadItem, MissingSourceError, Progress, RawRecord, Source, SourceBatch, content_hash, read_image,
+)
+from ferdata.taxonomy import CLASSES_8
+
+SPLITS_FILE = "splits.csv"
+SPLITS = ("train", "val", "test")
+
+
+class LabelledFolder(Source):
+    """Reads ``raw/<name>/<class>/<image>``; ``name`` and ``labels`` come from ``ingest.folders``."""
+
+    name = "folder"  # the registry's entry; each folder source reads under its own name
+
+    def __init__(self, root: Path, name: str, labels: dict | None = None) -> None:
+        super().__init__(root)
+        self.name = name
+        labels = dict(labels or {})
+        bad = {folder: label for folder, label in labels.items() if label not in CLASSES_8}
+        if bad:
+            raise ValueError(f"ingest.folders.{name}.labels: {bad} map to no class; "
+                             f"classes are {', '.join(CLASSES_8)}")
+        self.labels = {c: c for c in CLASSES_8} | {str(folder): label for folder, label in labels.items()}
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise MissingSourceError(f"{self.name}: no folder {self.root}; put its images in "
+                                     f"{self.root}/<class>/ (a folder source named in ingest.folders)")
+
+    def read(self, progress: Progress | None = None) -> SourceBatch:
+        batch = SourceBatch(labels=self.labels)
+        listed = self._read_splits(batch)
+        taken: set[str] = set()
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
+            location = path.relative_to(self.root).as_posix()
+            if location == SPLITS_FILE:
+                continue
+            batch.seen += 1
+            try:
+                record = self._record(path, location, listed.get(location), taken)
+            except BadItem as bad:
+                where = listed[location].line if bad.reason == "unknown_split" else location
+                batch.rejects.append(bad.reject(self.name, where))
+            else:
+                taken.add(record.sample_id)
+                batch.records.append(record)
+            if progress:
+                progress(1)
+        return batch
+
+    def _record(self, path: Path, location: str, listed: _Listed | None, taken: set[str]) -> RawRecord:
+        """One file's record, or :class:`BadItem` saying why it is none."""
+        folders = PurePosixPath(location).parts[:-1]
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise BadItem("not_an_image", "not an image file; ignored", kind="dropped")
+        if not folders:
+            raise BadItem("no_class_folder", f"an image directly in {self.root.name}/; "
+                                             "put it in the folder of its class")
+        sample_id = f"{self.name}-{'_'.join(PurePosixPath(location).with_suffix('').parts)}"
+        if folders[0] not in self.labels:
+            raise BadItem("unknown_label", f"class folder {folders[0]!r} is neither a class nor in "
+                                           f"ingest.folders.{self.name}.labels", sample_id)
+        if listed is not None and listed.split not in SPLITS:
+            raise BadItem("unknown_split", f"{location}: split {listed.split!r} is not one of "
+                                           f"{', '.join(SPLITS)}", sample_id)
+        if sample_id in taken:
+            raise BadItem("duplicate_sample_id", f"another file already has the id {sample_id}", sample_id)
+        try:
+            gray = read_image(path, location)
+        except BadItem as bad:
+            raise bad.of(sample_id) from None
+        return RawRecord(sample_id=sample_id, native_label=folders[0], source_file=location,
+                         width=gray.shape[1], height=gray.shape[0], content_hash=content_hash(gray),
+                         split=listed.split if listed else None)
+
+    def _read_splits(self, batch: SourceBatch) -> dict[str, _Listed]:
+        """splits.csv's lines by the file they name; lines that are no ``file,split`` pair, or
+        name no existing file, are rejected into ``batch`` as items of their own."""
+        path = self.root / SPLITS_FILE
+        if not path.is_file():
+            return {}
+        listed: dict[str, _Listed] = {}
+        with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+            rows = csv.reader(fh)
+            header = [h.strip().lower() for h in next(rows, [])]
+            problems = [] if header == ["file", "split"] else [
+                (1, BadItem("missing_header", f"expected the header file,split, found {','.join(header)!r}; "
+                                              "splits.csv not used"))]
+            for fields in rows if not problems else []:
+                if not any(f.strip() for f in fields):
+                    continue
+                file = fields[0].strip() if len(fields) == 2 else ""
+                if not file:
+                    problems.append((rows.line_num, BadItem("malformed_row", f"expected 'file,split', "
+                                                                             f"found {len(fields)} fields")))
+                elif not (self.root / file).is_file():
+                    problems.append((rows.line_num, BadItem("missing_image", f"image {file} not found")))
+                else:
+                    listed[file] = _Listed(fields[1].strip(), f"{SPLITS_FILE}:{rows.line_num}")
+        batch.seen += len(problems)
+        batch.rejects.extend(bad.reject(self.name, f"{SPLITS_FILE}:{line}") for line, bad in problems)
+        return listed
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A file's splits.csv entry: the split it names and where (``splits.csv:7``)."""
+
+    split: str
+    line: str
