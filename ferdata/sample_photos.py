@@ -10,7 +10,6 @@ stray ``Thumbs.db`` in the folder source.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -29,7 +29,7 @@ CSV whose header lacks a column is one rejected ``missing_header`` item.
 from __future__ import annotations
 
 import csv
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import numpy as np
 
