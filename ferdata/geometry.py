@@ -7,9 +7,14 @@ import numpy as np
 _AS_COMPLEX = np.array([1, 1j])
 
 
+def _normalised(weights: np.ndarray | None, count: int) -> np.ndarray:
+    """Point weights summing to 1 (equal weights when none are given)."""
+    return np.full(count, 1 / count) if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
+
+
 def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """The 2x3 similarity matrix minimising the weighted squared distance from src to dst."""
-    w = np.full(len(src), 1 / len(src)) if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
+    w = _normalised(weights, len(src))
     z, t = src @ _AS_COMPLEX, dst @ _AS_COMPLEX  # points as complex numbers x + iy
     zc, tc = w @ z, w @ t
     wz = w * np.conj(z - zc)
@@ -37,7 +42,7 @@ def invert(matrix: np.ndarray) -> np.ndarray:
 def levelling_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """The 2x3 similarity that turns the line src[0] -> src[1] parallel to dst[0] -> dst[1]
     and, with that rotation, fits scale and shift by weighted least squares over all points."""
-    w = np.full(len(src), 1 / len(src)) if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
+    w = _normalised(weights, len(src))
     z, t = src @ _AS_COMPLEX, dst @ _AS_COMPLEX
     turn = (t[1] - t[0]) / (z[1] - z[0])
     turn /= abs(turn)  # rotation only

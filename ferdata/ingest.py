@@ -19,7 +19,6 @@ from ferdata.given import GIVEN_FILE, write_given
 from ferdata.manifest import INGEST_SCHEMA, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
 from ferdata.sources.base import MissingSourceError, RawRecord, Source, SourceBatch
-from ferdata.sources.fer2013 import FER2013
 from ferdata.sources.registry import FOLDER, SOURCES
 from ferdata.taxonomy import Taxonomy
 
@@ -97,7 +96,7 @@ def unknown_sources(params: IngestParams) -> list[str]:
 
 def ferplus_folders_read(params: IngestParams, raw_dir: Path) -> bool:
     """Whether FER2013 comes as FER+'s folders, whose label.csv files hold the votes."""
-    return "fer2013" in params.sources and FER2013(raw_dir / "fer2013").has_ferplus_folders()
+    return "fer2013" in params.sources and params.reader("fer2013", raw_dir).has_ferplus_folders()
 
 
 def check_params(params: IngestParams, raw_dir: Path) -> None:
