@@ -34,8 +34,8 @@ from ferdata.params import ParamsError
 from ferdata.shards import PARTITION_SIZE
 
 KINDS = ("local", "dask")
-#: Tasks in flight per worker: enough to keep every worker busy while results are collected.
-TASKS_PER_WORKER = 2
+#: Tasks in flight per worker: enough to keep every worker busy while results are collected in order.
+TASKS_PER_WORKER = 4
 
 
 @dataclass
@@ -94,10 +94,11 @@ class Executor:
             yield fn(*first[0])
             return
         pending: deque = deque()
+        window = TASKS_PER_WORKER * self.workers
         try:
             for args in chain(first, tasks):
                 pending.append(self._submit(fn, args))
-                if len(pending) >= TASKS_PER_WORKER * self.workers:
+                if len(pending) >= window:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
@@ -157,14 +158,17 @@ class DaskExecutor(Executor):
 
     def __init__(self, params: ExecutorParams) -> None:
         super().__init__(params)
+        import dask
         from distributed import Client, LocalCluster
 
         self.cluster = None
         if params.address:
             self.client = Client(params.address)
         else:
-            self.cluster = LocalCluster(n_workers=params.workers or os.cpu_count() or 1, threads_per_worker=1,
-                                        processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+            # no dashboard, so no use for the workers' statistical profiler (it costs CPU time)
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                self.cluster = LocalCluster(n_workers=params.workers or os.cpu_count() or 1, threads_per_worker=1,
+                                            processes=True, dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
 
     @property
