@@ -12,7 +12,7 @@ cost per face against the smallest size. Baseline in the same run: the local pro
 (``executor.kind: local``) on the smallest size. Last, a projection of wall time at 1M faces
 against worker count from the measured costs per face.
 
-    .venv/bin/python benchmarks/bench_scale.py --cache ~/.cache/ferdata-bench [--sizes 100000,1000000]
+    .venv/bin/python benchmarks/bench_scale.py [--cache DIR] [--sizes 100000,1000000] [--workers 2]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import math
 import os
 import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -182,7 +183,8 @@ def build(raw: Path, out: Path, kind: str, workers: int) -> Run:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, required=True, help="folder for the drawn faces (reused)")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ferdata-bench-scale",
+                        help="folder for the drawn faces, reused by later runs (default: %(default)s)")
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated face counts")
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
     parser.add_argument("--keep", action="store_true", help="keep each size's processed/ folder")
