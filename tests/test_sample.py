@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ferdata.faces import EXPRESSIONS, draw_face
+from ferdata.faces import EXPRESSIONS, PEAKS, Occlusion, Pose, Subject, draw_face, render_faces
 from ferdata.images import decode_gray
 from ferdata.sample import FER2013_COUNTS, JAFFE_SUBJECTS, fer2013_plan, write_sample
 from ferdata.taxonomy import CLASSES_7, SOURCE_LABELS
@@ -206,6 +206,31 @@ def test_dlib_finds_the_drawn_faces_and_their_eyes(sample, truth):
                       / 2 / iod)
     assert found >= 0.9 * len(images)
     assert np.mean(errors) < 0.1
+
+
+def test_turned_lit_and_covered_faces_are_drawn_where_their_truth_says():
+    rng = np.random.default_rng(5)
+    looks = [dict(yaw_deg=25), dict(yaw_deg=-25), dict(pitch_deg=18), dict(pitch_deg=-18),
+             dict(yaw_deg=-15, pitch_deg=10, angle_deg=20, light=0.5, light_deg=30),
+             dict(yaw_deg=12, gamma=1.6, light=0.4, light_deg=200)]
+    covers = [Occlusion(), Occlusion(glasses=0.3), Occlusion(strand=0.2, strand_x=0.9),
+              Occlusion(hand=1.0, hand_x=0.1, hand_y=1.7), Occlusion(), Occlusion(glasses=0.8)]
+    poses = [Pose(center=(128, 130), scale=60, noise=1.0, **look) for look in looks]
+    people = [Subject.random(rng) for _ in looks]
+    images, points = render_faces(people, [PEAKS["happy"]] * len(looks), poses, (256, 256), rng, covers)
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    errors = []
+    for image, truth in zip(images, points):
+        boxes = detector(image, 0)
+        assert len(boxes) == 1
+        fit = np.array([(p.x, p.y) for p in predictor(image, boxes[0]).parts()], dtype=float)
+        iod = np.linalg.norm(truth[42:48].mean(0) - truth[36:42].mean(0))
+        errors.append(max(np.linalg.norm(fit[a:a + 6].mean(0) - truth[a:a + 6].mean(0)) for a in (36, 42)) / iod)
+    assert max(errors) < 0.15 and np.mean(errors) < 0.08
+    # a turned head: the nose tip moves toward the side the face turns to, against the jaw
+    nose_offset = [(pts[30, 0] - (pts[0, 0] + pts[16, 0]) / 2) / 60 for pts in points[:2]]
+    assert nose_offset[0] < -0.05 < 0.05 < nose_offset[1]
 
 
 def test_fer2013_classes_are_learnable(sample):
