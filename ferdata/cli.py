@@ -156,6 +156,9 @@ def label_issues(
     out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
     ferplus_csv: Optional[Path] = typer.Option(
         None, help="FER+ votes to measure the ranking against (default ROOT/raw/ferplus/fer2013new.csv if present)."),
+    truth: Optional[Path] = typer.Option(
+        None, help="A generated sample's truth, to measure the ranking against its planted wrong labels "
+                   "(default ROOT/raw/sample_truth.json if present)."),
 ) -> None:
     """Rank train by label doubt (out-of-fold CNN and cleanlab); flag the top within the budget."""
     from ferdata.issue_precision import precision_table
@@ -164,12 +167,15 @@ def label_issues(
     layout = Layout(root, None, out)
     default_votes = layout.raw / "ferplus" / "fer2013new.csv"
     votes = ferplus_csv or (default_votes if default_votes.exists() else None)
+    default_truth = layout.raw / "sample_truth.json"
+    truth = truth or (default_truth if default_truth.exists() else None)
     cfg = _section(load_params(params), "label_issues", LabelIssuesParams)
     result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes,
-                                               layout.metrics / "label_issues.json"))
+                                               layout.metrics / "label_issues.json", truth))
     console.print(label_issues_table(result))
-    if result.ferplus:
-        console.print(precision_table(result.ferplus, result.budget))
+    for found in (result.ferplus, result.planted):
+        if found:
+            console.print(precision_table(found, result.budget))
 
 
 def _balance(params: dict, layout: Layout) -> None:

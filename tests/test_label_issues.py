@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ferdata.ferplus import COLUMNS, EMOTION_CLASSES, VOTE_COLUMNS
-from ferdata.issue_precision import precision_at_ranks, precision_table
+from ferdata.issue_precision import planted_precision, precision_at_ranks, precision_table, read_planted
 from ferdata.label_issues import LabelIssuesParams, excluded_ids, label_issues_table, run_label_issues
 from ferdata.manifest import DATASET_SCHEMA, array_to_pixels
 from ferdata.params import ParamsError
@@ -122,6 +122,29 @@ def test_cnn_ranking_puts_flipped_faces_first(faces, tmp_path, capsys):
     assert top["top_5%"]["precision"] >= 0.8
     assert top["top_10%"]["precision"] >= 5 * FLIP_RATE
     assert precision == pytest.approx(top["budget"]["precision"], abs=1e-6)
+
+
+def test_planted_precision_counts_only_faces_the_truth_covers(tmp_path):
+    # 40 faces in rank order: the truth covers the first 30; it planted 4 wrong labels, one since corrected
+    truth = {"faces": {f"fer2013-{i:06d}": None for i in range(30)},
+             "label_errors": {f"fer2013-{i:06d}": {"label": "sad", "expression": "neutral"} for i in (0, 2, 3, 20)}}
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    issues = pa.table({"sample_id": [f"fer2013-{i:06d}" for i in range(40)],
+                       "label": ["neutral" if i == 3 else "sad" for i in range(40)],
+                       "is_label_issue": [i < 5 for i in range(40)]})
+    found = planted_precision(issues, read_planted(tmp_path / "truth.json"))
+    assert found["faces"] == 30 and found["wrong"] == 3 and found["base_rate"] == pytest.approx(0.1)
+    assert found["at_rank"]["budget"] == {"faces": 5, "wrong": 2, "precision": 0.4, "lift": pytest.approx(4.0)}
+    assert found["at_rank"]["top_10%"] == {"faces": 3, "wrong": 2, "precision": pytest.approx(2 / 3, abs=1e-6),
+                                           "lift": pytest.approx(20 / 3, abs=1e-3)}
+    assert found["recall_at_budget"] == pytest.approx(2 / 3, abs=1e-6)
+    (tmp_path / "clean.json").write_text(json.dumps({"faces": truth["faces"], "label_errors": {}}))
+    assert read_planted(tmp_path / "clean.json") is None
+    (tmp_path / "other.json").write_text(json.dumps({**truth, "faces": {"affectnet-1": None}}))
+    assert planted_precision(issues, read_planted(tmp_path / "other.json")) is None  # covers none of them
+    (tmp_path / "bad.json").write_text('{"faces": [')
+    with pytest.raises(ValueError, match=r"bad\.json: not a generated sample's truth file"):
+        read_planted(tmp_path / "bad.json")
 
 
 def test_every_sample_ranked_top_flagged_within_budget_deterministic_excludable(tmp_path):
