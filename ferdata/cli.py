@@ -58,6 +58,8 @@ def sample(
     folder_images: int = typer.Option(40, help="Images of the labelled folder lab-photos/ (0: none)."),
     seed: int = typer.Option(0, help="Seed: the same seed writes identical files."),
     full_fer2013: bool = typer.Option(False, help="Write a full-size fer2013.csv (35,887 rows)."),
+    label_errors: float = typer.Option(
+        0.06, help="Share of FER2013 Training rows given a wrong label (listed in sample_truth.json)."),
 ) -> None:
     """Write generated faces in every source's raw layout (tests, demo, benchmarks)."""
     from ferdata.sample import write_sample
@@ -66,7 +68,7 @@ def sample(
         info = write_sample(out, fer2013_rows=fer2013_rows, ckplus_subjects=ckplus_subjects,
                             jaffe_subjects=jaffe_subjects, rafdb_images=rafdb_images,
                             affectnet_rows=affectnet_rows, folder_images=folder_images, seed=seed,
-                            full_fer2013=full_fer2013)
+                            full_fer2013=full_fer2013, label_errors=label_errors)
     except (FileExistsError, ValueError) as exc:
         _fail(str(exc))
     console.print(info.summary())
