@@ -99,7 +99,7 @@ def main() -> None:
         outcomes, aligned = align_rows(params, rows, interim, interim)
         wall = time.perf_counter() - start
     status = np.array([o.status for o in outcomes])
-    print(f"aligned {len(rows)} faces in {wall:.1f} s ({params.workers or os.cpu_count()} workers); "
+    print(f"aligned {len(rows)} faces in {wall:.1f} s ({os.cpu_count()} workers); "
           f"params: {args.params}")
 
     check = checkers()

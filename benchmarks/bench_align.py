@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ferdata.align import AlignParams, run_align
+from ferdata.executor import ExecutorParams, LocalExecutor
 from ferdata.faces import PEAKS, Pose, Subject, render_faces
 from ferdata.manifest import INGEST_SCHEMA, read_table, write_table
 
@@ -156,10 +157,10 @@ class Run:
     statuses: dict[str, dict[str, int]]
 
 
-def timed(params: AlignParams, interim: Path, raw: Path, out: Path) -> Run:
-    with TreeMonitor() as monitor:
+def timed(params: AlignParams, interim: Path, raw: Path, out: Path, workers: int) -> Run:
+    with TreeMonitor() as monitor, LocalExecutor(ExecutorParams(workers=workers)) as pool:
         start = time.perf_counter()
-        result = run_align(params, interim, raw, out)
+        result = run_align(params, interim, raw, out, pool)
         wall = time.perf_counter() - start
     return Run(wall, monitor.cpu_seconds, monitor.peak_rss, result.statuses)
 
@@ -188,20 +189,20 @@ def main() -> None:
             ("CK+-size 640x490", ck, ck_raw, args.frames, args.single_frames, "20/s"),
         ]
         for k, (name, interim, raw, items, single_items, target) in enumerate(runs):
-            pool = timed(AlignParams(workers=args.workers, equalize=True), interim, raw, root / f"out-{k}")
+            pool = timed(AlignParams(equalize=True), interim, raw, root / f"out-{k}", args.workers)
             table.add_row(name, f"pool x{args.workers} (target {target})", str(items), f"{pool.wall:.1f}",
                           f"{items / pool.wall:.1f}", f"{pool.cpu * 1e3 / items:.2f}",
                           f"{pool.peak_rss / 2**20:.0f}", _statuses(pool.statuses))
             if k == 0:
-                per_face = timed(AlignParams(workers=args.workers, equalize=True, batched_fit=False),
-                                 interim, raw, root / "out-dlib")
+                per_face = timed(AlignParams(equalize=True, batched_fit=False), interim, raw, root / "out-dlib",
+                                 args.workers)
                 table.add_row(name, f"pool x{args.workers}, dlib's predictor per face", str(items),
                               f"{per_face.wall:.1f}", f"{items / per_face.wall:.1f}",
                               f"{per_face.cpu * 1e3 / items:.2f}", f"{per_face.peak_rss / 2**20:.0f}",
                               _statuses(per_face.statuses))
             one = min(single_items, items)
             small = subset(interim, one, root / f"subset-{k}")
-            single = timed(AlignParams(workers=1, equalize=True), small, raw, root / f"out1-{k}")
+            single = timed(AlignParams(equalize=True), small, raw, root / f"out1-{k}", 1)
             label = "single process" + (f" (first {one}, wall extrapolated)" if one < items else "")
             table.add_row(name, label, str(items), f"{single.wall * items / one:.1f}",
                           f"{one / single.wall:.1f}",

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ferdata.align import AlignParams, run_align
+from ferdata.executor import ExecutorParams, LocalExecutor
 from ferdata.given import GIVEN_FILE
 from ferdata.ingest import IngestParams, run_ingest
 from ferdata.manifest import read_table
@@ -52,16 +53,19 @@ def main() -> None:
         console.print(f"drawing {args.rows} AffectNet rows ...")
         write_affectnet(raw / "affectnet", np.random.default_rng(0), args.rows, {})
         interim = Path(tmp) / "interim"
-        ingest = stage(run_ingest, IngestParams(sources=["affectnet"]), raw, interim)
+        with LocalExecutor(ExecutorParams(workers=args.workers)) as pool:
+            ingest = stage(run_ingest, IngestParams(sources=["affectnet"]), raw, interim, None, pool)
         images = ingest[3].manifest_rows
         sizes = read_table(interim / "manifest.parquet").select(["width", "height"]).to_pandas()
         megapixels = float((sizes.width * sizes.height).mean() / 1e6)
-        align_params = AlignParams(workers=args.workers)
-        given = stage(run_align, align_params, interim, raw, Path(tmp) / "aligned")
+        align_params = AlignParams()
+        with LocalExecutor(ExecutorParams(workers=args.workers)) as pool:  # a pool per run: both start cold
+            given = stage(run_align, align_params, interim, raw, Path(tmp) / "aligned", pool)
         detector_interim = Path(tmp) / "interim-no-boxes"
         shutil.copytree(interim, detector_interim)
-        (detector_interim / GIVEN_FILE).unlink()
-        detected = stage(run_align, align_params, detector_interim, raw, Path(tmp) / "aligned-detector")
+        shutil.rmtree(detector_interim / GIVEN_FILE)
+        with LocalExecutor(ExecutorParams(workers=args.workers)) as pool:
+            detected = stage(run_align, align_params, detector_interim, raw, Path(tmp) / "aligned-detector", pool)
 
     table = Table(title=f"AffectNet layout: {args.rows} rows, {images} images of {megapixels:.2f} MP on "
                         f"average ({args.workers} workers, {psutil.cpu_count()} cores)")

@@ -44,13 +44,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +56,9 @@ import pyarrow as pa
 from PIL import Image
 from rich.table import Table
 
+from ferdata.executor import Executor, task_size, using
 from ferdata.geometry import apply, similarity
-from ferdata.given import rows_given
+from ferdata.given import GivenReader
 from ferdata.images import ImageDecodeError, decode_gray
 from ferdata.face_fit import COARSE_LEVELS, CanvasFitter, similarity_to
 from ferdata.landmarks import Box, LandmarkModel, anchor_points, eye_centres
@@ -68,6 +67,7 @@ from ferdata.manifest import (ALIGN_FIELDS, ALIGNED_SCHEMA, IMAGE_SIZE, INGEST_S
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
 from ferdata.resample import warp
+from ferdata.shards import ShardWriter
 from ferdata.sources.base import Given
 
 ALIGNED, NO_FACE, MULTIPLE_FACES, UNSTABLE_FIT, PASSTHROUGH = (
@@ -98,7 +98,6 @@ class AlignParams:
     passthrough: list = field(default_factory=list)  # sources not aligned at all
     use_source_landmarks: bool = False  # warp with the landmarks a source gives (AffectNet, CK+)
     realign: bool = False  # align images a source already aligned (RAF-DB's aligned/) again
-    workers: int = 0  # processes; 0 = every core
     chunk_size: int = 256  # most rows per task (fewer when that leaves a worker idle)
 
     def __post_init__(self) -> None:
@@ -110,7 +109,7 @@ class AlignParams:
                   ("mouth_weight", self.mouth_weight >= 0),
                   ("disagreement_threshold", self.disagreement_threshold > 0),
                   ("retries", self.retries >= 0),
-                  ("workers", self.workers >= 0), ("chunk_size", self.chunk_size >= 1)]
+                  ("chunk_size", self.chunk_size >= 1)]
         for name, ok in checks:
             if not ok:
                 raise ParamsError(f"params.yaml [align].{name}: out of range ({getattr(self, name)!r})")
@@ -420,46 +419,36 @@ def outcome(result: Alignment, given: Given | None) -> RowOutcome:
     return found
 
 
-_WORKER: ChunkWorker | None = None
+_WORKERS: dict[tuple, ChunkWorker] = {}
 
 
-def _init_worker(params: AlignParams, interim_dir: Path, raw_dir: Path) -> None:
-    global _WORKER
-    _WORKER = ChunkWorker(params, interim_dir, raw_dir)
+def align_chunk(params: AlignParams, interim_dir: Path, raw_dir: Path,
+                chunk: list[Row]) -> tuple[list[RowOutcome], np.ndarray]:
+    """Align one chunk of rows (a task of the executor); the worker, with its model, is built
+    once per process and settings."""
+    key = (repr(params), str(interim_dir), str(raw_dir))
+    if key not in _WORKERS:
+        _WORKERS.clear()
+        _WORKERS[key] = ChunkWorker(params, interim_dir, raw_dir)
+    return _WORKERS[key](chunk)
 
 
-def _run_chunk(chunk: list[Row]) -> tuple[list[RowOutcome], np.ndarray]:
-    assert _WORKER is not None
-    return _WORKER(chunk)
+def _chunks(rows: list[Row], size: int) -> Iterator[list[Row]]:
+    return (rows[i:i + size] for i in range(0, len(rows), size))
 
 
-def align_rows(params: AlignParams, rows: list[Row], interim_dir: Path,
-               raw_dir: Path) -> tuple[list[RowOutcome], np.ndarray]:
-    """Align every row, over a process pool unless one worker (or one chunk) suffices; in order."""
-    workers = params.workers or os.cpu_count() or 1
-    # at most chunk_size rows per task, and at least four tasks per worker when rows allow
-    size = max(1, min(params.chunk_size, math.ceil(len(rows) / (4 * workers))))
-    chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
-    workers = min(workers, len(chunks))
+def align_rows(params: AlignParams, rows: list[Row], interim_dir: Path, raw_dir: Path,
+               executor: Executor | None = None) -> tuple[list[RowOutcome], np.ndarray]:
+    """Align every row (held in memory), in order."""
     outcomes: list[RowOutcome] = []
     pixels = np.empty((len(rows), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    with progress_bar("align", total=len(rows)) as advance:
-        if workers <= 1:
-            worker = ChunkWorker(params, interim_dir, raw_dir)
-            results = map(worker, chunks)
-            pool = None
-        else:
-            pool = ProcessPoolExecutor(workers, mp_context=get_context("forkserver"),
-                                       initializer=_init_worker, initargs=(params, interim_dir, raw_dir))
-            results = pool.map(_run_chunk, chunks)
-        try:
-            for chunk_outcomes, chunk_pixels in results:
-                pixels[len(outcomes):len(outcomes) + len(chunk_outcomes)] = chunk_pixels
-                outcomes.extend(chunk_outcomes)
-                advance(len(chunk_outcomes))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+    with using(executor) as pool, progress_bar("align", total=len(rows)) as advance:
+        size = task_size(len(rows), pool.workers, params.chunk_size)
+        tasks = ((params, interim_dir, raw_dir, chunk) for chunk in _chunks(rows, size))
+        for chunk_outcomes, chunk_pixels in pool.map(align_chunk, tasks):
+            pixels[len(outcomes):len(outcomes) + len(chunk_outcomes)] = chunk_pixels
+            outcomes.extend(chunk_outcomes)
+            advance(len(chunk_outcomes))
     return outcomes, pixels
 
 
@@ -480,40 +469,62 @@ def _location(source_file: str, line: int | None) -> str:
     return f"{source_file}:{line}" if line is not None else source_file
 
 
-def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Path) -> AlignResult:
-    """Align every ingested sample; write aligned.parquet, rejects.parquet and align.json into out_dir."""
-    interim_dir, raw_dir, out_dir = Path(interim_dir), Path(raw_dir), Path(out_dir)
-    manifest_path = interim_dir / "manifest.parquet"
-    table = read_table(manifest_path)
-    missing = [name for name in INGEST_SCHEMA.names if name not in table.column_names]
-    if missing:
-        raise ValueError(f"{manifest_path}: missing columns {missing}")
-    table = table.select(INGEST_SCHEMA.names).cast(INGEST_SCHEMA)
-    cols = {name: table.column(name).to_pylist()
-            for name in ("sample_id", "source", "pixels_row", "source_file", "source_line")}
-    given, warnings = rows_given(cols["sample_id"], cols["source"], interim_dir, raw_dir)
-    rows = list(zip(cols["sample_id"], cols["source"], cols["pixels_row"], cols["source_file"], given))
-    outcomes, pixels = align_rows(params, rows, interim_dir, raw_dir)
+@dataclass
+class _Tally:
+    """What the partitions aligned so far add up to."""
 
-    keep = np.ones(len(rows), dtype=bool)
-    dropped, rejected = [], []
-    statuses: dict[str, Counter] = {}
+    statuses: dict[str, Counter] = field(default_factory=dict)
+    dropped: list[Reject] = field(default_factory=list)
+    rejected: list[Reject] = field(default_factory=list)
+    errors: dict[str, list[float]] = field(default_factory=dict)
+    rows: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def result(self) -> AlignResult:
+        lm_error = {source: {"images": len(e), "mean": float(np.mean(e)), "median": float(np.median(e)),
+                             "max": float(np.max(e)), "unit": "mean point distance / inter-ocular distance"}
+                    for source, e in sorted(self.errors.items())}
+        return AlignResult({s: dict(sorted(c.items())) for s, c in self.statuses.items()}, self.dropped,
+                           self.rejected, self.rows, lm_error, self.warnings)
+
+
+def _partition_tasks(params: AlignParams, table: pa.Table, givens: GivenReader, interim_dir: Path,
+                     raw_dir: Path, partition_size: int, size: int, warnings: list[str]) -> Iterator[tuple]:
+    """The align tasks of every partition in order: a partition's rows (and what their sources
+    give) are read only when its tasks are due."""
+    for start in range(0, table.num_rows, partition_size):
+        part = table.slice(start, partition_size)
+        cols = {name: part.column(name).to_pylist() for name in ("sample_id", "source", "pixels_row", "source_file")}
+        given, found = givens.rows(cols["sample_id"], cols["source"])
+        warnings.extend(found)
+        rows = list(zip(cols["sample_id"], cols["source"], cols["pixels_row"], cols["source_file"], given))
+        for chunk in _chunks(rows, size):
+            yield params, interim_dir, raw_dir, chunk
+
+
+def _aligned_partition(part: pa.Table, outcomes: list[RowOutcome], pixels: np.ndarray, params: AlignParams,
+                       tally: _Tally) -> pa.Table:
+    """One partition's aligned rows (failures dropped by policy, unreadable rows rejected),
+    counted into ``tally``."""
+    cols = {name: part.column(name).to_pylist() for name in ("sample_id", "source", "source_file", "source_line")}
+    keep = np.ones(part.num_rows, dtype=bool)
     for i, (outcome, source) in enumerate(zip(outcomes, cols["source"])):
         location = _location(cols["source_file"][i], cols["source_line"][i])
+        if outcome.landmark_error is not None:
+            tally.errors.setdefault(source, []).append(outcome.landmark_error)
         if outcome.status == UNREADABLE:
             keep[i] = False
-            rejected.append(Reject(source, location, UNREADABLE, outcome.message or "", "rejected",
-                                   cols["sample_id"][i]))
+            tally.rejected.append(Reject(source, location, UNREADABLE, outcome.message or "", "rejected",
+                                         cols["sample_id"][i]))
             continue
-        statuses.setdefault(source, Counter())[outcome.status] += 1
+        tally.statuses.setdefault(source, Counter())[outcome.status] += 1
         if outcome.status in FAILURES and params.policy(source) == "drop":
             keep[i] = False
-            dropped.append(Reject(source, location, outcome.status,
-                                  f"{outcome.status.replace('_', ' ')}; align.on_failure.{source} is drop",
-                                  "dropped", cols["sample_id"][i]))
-
+            tally.dropped.append(Reject(source, location, outcome.status,
+                                        f"{outcome.status.replace('_', ' ')}; align.on_failure.{source} is drop",
+                                        "dropped", cols["sample_id"][i]))
     kept = [o for o, k in zip(outcomes, keep) if k]
-    out = table.filter(pa.array(keep))
+    out = part.filter(pa.array(keep))
     columns = {
         "align_status": [o.status for o in kept],
         "faces_detected": [o.faces_detected for o in kept],
@@ -525,18 +536,43 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
     for f in ALIGN_FIELDS:
         values = array_to_pixels(pixels[keep]) if f.name == "pixels" else pa.array(columns[f.name], f.type)
         out = out.append_column(f, values)
-    out = out.cast(ALIGNED_SCHEMA)
+    tally.rows += out.num_rows
+    return out.cast(ALIGNED_SCHEMA)
 
-    errors: dict[str, list[float]] = {}
-    for o, source in zip(outcomes, cols["source"]):
-        if o.landmark_error is not None:
-            errors.setdefault(source, []).append(o.landmark_error)
-    lm_error = {source: {"images": len(e), "mean": float(np.mean(e)), "median": float(np.median(e)),
-                         "max": float(np.max(e)), "unit": "mean point distance / inter-ocular distance"}
-                for source, e in sorted(errors.items())}
-    result = AlignResult({s: dict(sorted(c.items())) for s, c in statuses.items()}, dropped, rejected,
-                         out.num_rows, lm_error, warnings)
-    _write_outputs(out_dir, out, result, params)
+
+def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Path,
+              executor: Executor | None = None) -> AlignResult:
+    """Align every ingested sample on ``executor`` (by default a local pool), a partition at a
+    time; write aligned.parquet (a shard per partition of sorted sample ids), rejects.parquet
+    and align.json into out_dir."""
+    interim_dir, raw_dir, out_dir = Path(interim_dir), Path(raw_dir), Path(out_dir)
+    manifest_path = interim_dir / "manifest.parquet"
+    table = read_table(manifest_path)
+    missing = [name for name in INGEST_SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{manifest_path}: missing columns {missing}")
+    table = table.select(INGEST_SCHEMA.names).cast(INGEST_SCHEMA).sort_by("sample_id")
+    tally = _Tally()
+    tmp = _fresh_sibling(out_dir, ".tmp")
+    writer = ShardWriter(tmp / "aligned.parquet", ALIGNED_SCHEMA)
+    with using(executor) as pool, progress_bar("align", total=table.num_rows) as advance:
+        size = task_size(table.num_rows, pool.workers, params.chunk_size)
+        results = pool.map(align_chunk, _partition_tasks(params, table, GivenReader(interim_dir, raw_dir),
+                                                         interim_dir, raw_dir, pool.partition_size, size,
+                                                         tally.warnings))
+        for k, start in enumerate(range(0, table.num_rows, pool.partition_size)):
+            part = table.slice(start, pool.partition_size)
+            outcomes: list[RowOutcome] = []
+            pixels = np.empty((part.num_rows, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+            while len(outcomes) < part.num_rows:
+                chunk_outcomes, chunk_pixels = next(results)
+                pixels[len(outcomes):len(outcomes) + len(chunk_outcomes)] = chunk_pixels
+                outcomes.extend(chunk_outcomes)
+                advance(len(chunk_outcomes))
+            writer.write(k, _aligned_partition(part, outcomes, pixels, params, tally))
+    writer.close()
+    result = tally.result()
+    _write_outputs(tmp, out_dir, result, params)
     return result
 
 
@@ -574,21 +610,25 @@ def _report(result: AlignResult, params: AlignParams) -> dict:
             "rejected": dict(Counter(r.reason for r in rejects)),
             "rejected_ids": [r.sample_id for r in rejects],
         }
-    settings = {k: v for k, v in asdict(params).items() if k not in ("workers", "chunk_size")}
+    settings = {k: v for k, v in asdict(params).items() if k != "chunk_size"}
     return {"rows": result.rows, "sources": sources, "landmark_error": result.landmark_error,
             "warnings": result.warnings, "params": settings}
 
 
-def _write_outputs(out_dir: Path, table: pa.Table, result: AlignResult, params: AlignParams) -> None:
-    """Write into a fresh sibling folder, then swap it in place of out_dir."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    old = out_dir.with_name(out_dir.name + ".old")
-    for path in (tmp, old):
-        shutil.rmtree(path, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write_table(table, tmp / "aligned.parquet")
+def _fresh_sibling(out_dir: Path, suffix: str) -> Path:
+    """An empty folder beside ``out_dir`` to assemble the stage's output in."""
+    path = out_dir.with_name(out_dir.name + suffix)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def _write_outputs(tmp: Path, out_dir: Path, result: AlignResult, params: AlignParams) -> None:
+    """Add the rejects and align.json to the assembled folder ``tmp``, then swap it in place of out_dir."""
     write_table(rejects_table(result.dropped + result.rejected), tmp / "rejects.parquet")
     (tmp / "align.json").write_text(json.dumps(_report(result, params), indent=2) + "\n")
+    old = out_dir.with_name(out_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
     if out_dir.exists():
         out_dir.rename(old)
     tmp.rename(out_dir)

@@ -50,6 +50,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from ferdata import dedup
 from ferdata.augment import AugmentParams, Transform, augment_images, online_config
+from ferdata.balance_memory import GB, ResampleSize, available_bytes, memory_advice
 from ferdata.export import replace_dir, write_class_pngs, write_json
 from ferdata.manifest import (
     BALANCE_FIELDS, BALANCED_SCHEMA, DATASET_SCHEMA, IMAGE_SIZE, array_to_pixels, check_labels, pixels_to_array,
@@ -79,6 +80,7 @@ class BalanceParams:
     pca_components: int = 100  # with feature_space pca
     augment: AugmentParams = field(default_factory=AugmentParams)
     augment_after: bool = False  # transform each new row an oversampler made
+    max_memory_gb: float | None = None  # most memory resampling may take; None: what is free when it starts
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -96,6 +98,10 @@ class BalanceParams:
             raise ParamsError(f"{_WHERE}.augment_after: transforms the rows an oversampler makes; "
                               f"use it with random_over, smote, borderline_smote or adasyn, not {self.method!r}")
         self.sampling_strategy = _checked_strategy(self.sampling_strategy)
+        if self.max_memory_gb is not None and (isinstance(self.max_memory_gb, bool)
+                                               or not isinstance(self.max_memory_gb, (int, float))
+                                               or self.max_memory_gb <= 0):
+            raise ParamsError(f"{_WHERE}.max_memory_gb: a number of GB > 0, or null, not {self.max_memory_gb!r}")
 
 
 def _checked_strategy(strategy: object) -> str | float | dict[str, int]:
@@ -172,6 +178,16 @@ def check_feasible(params: BalanceParams, counts: dict[str, int], targets: dict[
     if params.feature_space == "pca" and params.pca_components > min(total, IMAGE_SIZE * IMAGE_SIZE):
         raise ParamsError(f"{_WHERE}.pca_components: at most min(train faces, pixels) = "
                           f"{min(total, IMAGE_SIZE * IMAGE_SIZE)}, not {params.pca_components}")
+
+
+def check_memory(params: BalanceParams, real: int, new: int) -> None:
+    """Refuse, before any work, a resampling that would not fit in memory, naming the settings
+    that would (:mod:`ferdata.balance_memory`)."""
+    size = ResampleSize(real, new, params.pca_components if params.feature_space == "pca" else 0)
+    limit = int(params.max_memory_gb * GB) if params.max_memory_gb is not None else available_bytes()
+    advice = memory_advice(params.method, params.method in INTERPOLATING, size, limit, params.pca_components)
+    if advice is not None:
+        raise ParamsError(f"{_WHERE}: {advice}")
 
 
 @dataclass
@@ -359,12 +375,12 @@ def _check_input(table: pa.Table, path: Path, classes: Sequence[str]) -> None:
 
 
 def read_train(dataset_dir: Path, classes: Sequence[str]) -> pa.Table:
-    """The dataset manifest's train rows, in DATASET_SCHEMA, sorted by sample id."""
+    """The dataset manifest's train rows (only those are read), in DATASET_SCHEMA, sorted by
+    sample id."""
     path = Path(dataset_dir) / "manifest.parquet"
-    table = read_table(path)
+    table = read_table(path, filters=[("split", "==", "train")])
     _check_input(table, path, classes)
-    train = table.select(DATASET_SCHEMA.names).filter(pc.equal(table["split"], "train"))
-    return train.cast(DATASET_SCHEMA).sort_by("sample_id")
+    return table.select(DATASET_SCHEMA.names).cast(DATASET_SCHEMA).sort_by("sample_id")
 
 
 def _real_rows(train: pa.Table, keep: np.ndarray, params: BalanceParams) -> pa.Table:
@@ -452,6 +468,7 @@ def run_balance(params: BalanceParams, dataset_dir: Path, out_dir: Path,
     before = {c: int(n) for c, n in zip(classes, np.bincount(y, minlength=len(classes)))}
     targets = class_targets(params, before)
     check_feasible(params, before, targets)
+    check_memory(params, train.num_rows, sum(max(targets[c] - before[c], 0) for c in classes))
     images = pixels_to_array(train["pixels"])
     seconds = {"read": time.perf_counter() - clock}
 

@@ -6,14 +6,18 @@ Stage modules are imported inside commands so that ``ferdata --help`` stays fast
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable, NoReturn, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
 
 from ferdata.layout import Layout
 from ferdata.params import load_params, section
+
+if TYPE_CHECKING:
+    from ferdata.executor import Executor
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info logs drown the summaries
 
@@ -74,6 +78,13 @@ def sample(
     console.print(info.summary())
 
 
+def _executor(params: dict) -> AbstractContextManager[Executor]:
+    """The executor params.yaml's ``executor:`` section describes (a local pool by default)."""
+    from ferdata.executor import ExecutorParams, open_executor
+
+    return open_executor(_section(params, "executor", ExecutorParams))
+
+
 def _taxonomy_classes(params: dict) -> tuple[str, ...]:
     from ferdata.ingest import IngestParams
     from ferdata.taxonomy import Taxonomy
@@ -81,7 +92,7 @@ def _taxonomy_classes(params: dict) -> tuple[str, ...]:
     return Taxonomy.of_size(_section(params, "ingest", IngestParams).taxonomy).classes
 
 
-def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool) -> None:
+def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool, executor: Executor) -> None:
     from ferdata.corrections import CorrectionsError
     from ferdata.ingest import IngestParams, run_ingest
     from ferdata.sources.base import MissingSourceError
@@ -92,7 +103,7 @@ def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool) 
     if sources:
         cfg.sources = [s.strip() for s in sources.split(",") if s.strip()]
     try:
-        result = run_ingest(cfg, layout.raw, layout.interim, layout.corrections)
+        result = run_ingest(cfg, layout.raw, layout.interim, layout.corrections, executor)
     except (MissingSourceError, CorrectionsError, ValueError) as exc:
         _fail(str(exc))
     console.print(ingest_table(result))
@@ -114,14 +125,16 @@ def ingest(
     strict: bool = typer.Option(False, help="Exit non-zero if any input was rejected."),
 ) -> None:
     """Read raw/<source>/ into processed/interim/manifest.parquet, with rejects and an account."""
-    _ingest(load_params(params), Layout(root, raw_dir, out), sources, strict)
+    p = load_params(params)
+    with _executor(p) as executor:
+        _ingest(p, Layout(root, raw_dir, out), sources, strict, executor)
 
 
-def _align(params: dict, layout: Layout) -> None:
+def _align(params: dict, layout: Layout, executor: Executor) -> None:
     from ferdata.align import AlignParams, run_align, summary_table
 
     cfg = _section(params, "align", AlignParams)
-    result = _checked(lambda: run_align(cfg, layout.interim, layout.raw, layout.aligned))
+    result = _checked(lambda: run_align(cfg, layout.interim, layout.raw, layout.aligned, executor))
     console.print(summary_table(result))
 
 
@@ -132,14 +145,16 @@ def align(
     out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
 ) -> None:
     """Align every face with dlib's 68 landmarks and normalise it to 48x48 grayscale."""
-    _align(load_params(params), Layout(root, raw_dir, out))
+    p = load_params(params)
+    with _executor(p) as executor:
+        _align(p, Layout(root, raw_dir, out), executor)
 
 
-def _split(params: dict, layout: Layout) -> None:
+def _split(params: dict, layout: Layout, executor: Executor) -> None:
     from ferdata.split import SplitParams, run_split
 
     cfg = _section(params, "split", SplitParams)
-    result = _checked(lambda: run_split(cfg, layout.aligned, layout.dataset, _taxonomy_classes(params)))
+    result = _checked(lambda: run_split(cfg, layout.aligned, layout.dataset, _taxonomy_classes(params), executor))
     console.print(result.summary())
 
 
@@ -149,7 +164,9 @@ def split(
     out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
 ) -> None:
     """Final splits, dedup and leakage: processed/aligned -> processed/dataset (class folders)."""
-    _split(load_params(params), Layout(root, None, out))
+    p = load_params(params)
+    with _executor(p) as executor:
+        _split(p, Layout(root, None, out), executor)
 
 
 @app.command("label-issues")
@@ -212,9 +229,10 @@ def build(
 ) -> None:
     """Build the dataset without DVC: ingest, align, split and balance, in order."""
     p, layout = load_params(params), Layout(root, raw_dir, out)
-    _ingest(p, layout, sources, strict)
-    _align(p, layout)
-    _split(p, layout)
+    with _executor(p) as executor:
+        _ingest(p, layout, sources, strict, executor)
+        _align(p, layout, executor)
+        _split(p, layout, executor)
     _balance(p, layout)
 
 

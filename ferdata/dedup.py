@@ -9,20 +9,25 @@ the pair holds when the two images also agree pixel by pixel (``near_max_diff``)
 duplicates (equal aligned pixels or equal raw ``content_hash``) and confirmed near pairs
 are edges of one graph; its connected components of two or more samples are the
 duplicate groups.
+
+Only hashes take part in the search: the per-face work (:func:`face_stats`, a shard of
+faces at a time on the executor) gives each face its pHash, pixel standard deviation and
+pixel sha1; the pixels of the proposed pairs alone are read back to confirm them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
+import pyarrow.parquet as pq
 from scipy.fft import dct
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ferdata.manifest import IMAGE_SIZE
+from ferdata.manifest import IMAGE_SIZE, pixels_to_array
 
 SPLIT_ORDER = ("train", "val", "test")
 #: leak_policy -> the split whose copies a cross-split group keeps, by preference; drop_all keeps none.
@@ -89,6 +94,40 @@ def pixel_std(images: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass
+class FaceStats:
+    """Per face: the 64-bit pHash, the pixel standard deviation and the sha1 of the pixels."""
+
+    phash: np.ndarray  # uint64
+    std: np.ndarray  # float64
+    sha1: list[str]
+
+    @classmethod
+    def of(cls, images: np.ndarray) -> "FaceStats":
+        return cls(phash(images), pixel_std(images), pixel_hashes(images))
+
+    @classmethod
+    def concat(cls, parts: Sequence["FaceStats"]) -> "FaceStats":
+        return cls(np.concatenate([p.phash for p in parts]).astype(np.uint64),
+                   np.concatenate([p.std for p in parts]).astype(np.float64), [h for p in parts for h in p.sha1])
+
+    def take(self, rows: np.ndarray) -> "FaceStats":
+        return FaceStats(self.phash[rows], self.std[rows], [self.sha1[i] for i in rows])
+
+
+def face_stats(shard: str) -> FaceStats:
+    """The :class:`FaceStats` of a Parquet shard's ``pixels`` column (a task of the executor)."""
+    return FaceStats.of(pixels_to_array(pq.read_table(shard, columns=["pixels"])["pixels"]))
+
+
+class Faces(Protocol):
+    """Images by row: an (N, 48, 48) array, or anything that reads the rows it is indexed with."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray: ...
+
+
 def hash_hex(hashes: np.ndarray) -> list[str]:
     """Hashes as 16-digit hex strings (the manifest's ``phash`` column)."""
     return [f"{int(h):016x}" for h in hashes]
@@ -144,24 +183,28 @@ def candidate_pairs(phashes: np.ndarray, threshold: int) -> np.ndarray:
     return np.concatenate([same, near.reshape(-1, 2)]).astype(np.int64)
 
 
-def similar_pairs(images: np.ndarray, pairs: np.ndarray, max_diff: float) -> np.ndarray:
+def similar_pairs(images: Faces, pairs: np.ndarray, max_diff: float) -> np.ndarray:
     """The pairs whose images differ by at most ``max_diff`` grey levels on average, after
-    removing each image's mean brightness: a pixel-level check that a pHash match is a copy."""
+    removing each image's mean brightness: a pixel-level check that a pHash match is a copy.
+    Each image in a pair is read once."""
     keep = np.zeros(len(pairs), dtype=bool)
+    involved, local = np.unique(pairs, return_inverse=True)
+    faces = images[involved] if len(involved) else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    local = local.reshape(pairs.shape)
     for start in range(0, len(pairs), _CHUNK):
-        chunk = pairs[start:start + _CHUNK]
-        a = images[chunk[:, 0]].astype(np.float32)
-        b = images[chunk[:, 1]].astype(np.float32)
+        chunk = local[start:start + _CHUNK]
+        a = faces[chunk[:, 0]].astype(np.float32)
+        b = faces[chunk[:, 1]].astype(np.float32)
         a -= a.mean(axis=(1, 2), keepdims=True)
         b -= b.mean(axis=(1, 2), keepdims=True)
         keep[start:start + len(chunk)] = np.abs(a - b).mean(axis=(1, 2)) <= max_diff
     return pairs[keep]
 
 
-def duplicate_groups(images: np.ndarray, exact_keys: list[list[str]], threshold: int,
-                     max_diff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def duplicate_groups(images: Faces, exact_keys: list[list[str]], threshold: int, max_diff: float,
+                     hashes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group ids (-1 when unique) numbered by first member, whether each group is exact,
-    and each image's pHash.
+    and each image's pHash (computed from ``images`` unless given).
 
     ``exact_keys`` are per-sample key lists (e.g. pixel sha1, raw content hash): equal
     keys join samples. Near copies join them too: pHashes within ``threshold`` bits
@@ -170,7 +213,7 @@ def duplicate_groups(images: np.ndarray, exact_keys: list[list[str]], threshold:
     its members.
     """
     n = len(images)
-    hashes = phash(images)
+    hashes = phash(images) if hashes is None else hashes
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), hashes
     rows, cols, offset = [], [], n
@@ -259,25 +302,39 @@ class Dedup:
     drops: dict[int, tuple[str, str]]
 
 
-def deduplicate(images: np.ndarray, ids: Sequence[str], splits: Sequence[str | None],
+class _Rows:
+    """Some rows of ``faces``, indexed from 0."""
+
+    def __init__(self, faces: Faces, rows: np.ndarray) -> None:
+        self.faces, self.rows = faces, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.faces[self.rows[rows]]
+
+
+def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Sequence[str | None],
                 units: Sequence[str], content_hashes: Sequence[str], skip: set[int], *,
                 phash_threshold: int, near_max_diff: float, blank_std: float, leak_policy: str,
                 within_split: str) -> Dedup:
     """Drop blank images, group duplicates among the rest, resolve each group by policy.
 
-    Rows in ``skip`` (already dropped for another reason) take no part.
+    ``stats`` are the faces' hashes; ``images`` is read only for the pairs a pHash match
+    proposes. Rows in ``skip`` (already dropped for another reason) take no part.
     """
     drops: dict[int, tuple[str, str]] = {}
-    stds = pixel_std(images)
+    stds = stats.std
     for i in np.flatnonzero(stds < blank_std):
         if int(i) not in skip:
             drops[int(i)] = ("blank", f"near-constant image (pixel std {stds[i]:.2f} < blank_std {blank_std})")
-    rows = np.asarray([i for i in range(len(images)) if i not in skip and i not in drops], dtype=np.int64)
-    hashes = phash(images)
+    rows = np.asarray([i for i in range(len(ids)) if i not in skip and i not in drops], dtype=np.int64)
+    hashes = stats.phash
     sub_groups, exact, _ = duplicate_groups(
-        images[rows], [pixel_hashes(images[rows]), [content_hashes[i] for i in rows]], phash_threshold,
-        near_max_diff)
-    groups = np.full(len(images), -1, dtype=np.int64)
+        _Rows(images, rows), [[stats.sha1[i] for i in rows], [content_hashes[i] for i in rows]], phash_threshold,
+        near_max_diff, hashes[rows])
+    groups = np.full(len(ids), -1, dtype=np.int64)
     groups[rows] = sub_groups
     resolution = resolve_groups(sub_groups, [splits[i] for i in rows], [units[i] for i in rows],
                                 leak_policy, within_split)

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Sequence
 
@@ -23,8 +24,9 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from ferdata.manifest import Reject, rejects_table, write_table
+from ferdata.manifest import DATASET_SCHEMA, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
+from ferdata.shards import ShardWriter
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
@@ -64,10 +66,11 @@ def replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(old)
 
 
-def write_dataset(out_dir: Path, manifest: pa.Table, images: np.ndarray, dropped: list[Reject],
+def write_dataset(out_dir: Path, parts: Iterable[tuple[pa.Table, np.ndarray]], rows: int, dropped: list[Reject],
                   classes: Sequence[str], splits: Sequence[str], reports: dict[str, dict]) -> None:
-    """Write the whole dataset folder; ``images[k]`` is the picture of ``manifest`` row k,
-    stored at its ``path`` column. ``reports`` maps JSON file names to their contents."""
+    """Write the whole dataset folder from ``parts``: each a shard of the manifest and its
+    faces (``images[k]`` is the picture of row k, stored at its ``path`` column), ``rows``
+    in all. ``reports`` maps JSON file names to their contents."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -76,8 +79,14 @@ def write_dataset(out_dir: Path, manifest: pa.Table, images: np.ndarray, dropped
         for split in splits:
             for name in classes:
                 (tmp / split / name).mkdir(parents=True)
-        write_class_pngs(tmp, manifest["path"].to_pylist(), images, "split")
-        write_table(manifest, tmp / "manifest.parquet")
+        writer = ShardWriter(tmp / "manifest.parquet", DATASET_SCHEMA)
+        with progress_bar("split: write PNGs", total=rows) as advance:
+            for k, (manifest, images) in enumerate(parts):
+                writer.write(k, manifest)
+                for rel, pixels in zip(manifest["path"].to_pylist(), images):
+                    write_png(tmp / rel, pixels)
+                advance(manifest.num_rows)
+        writer.close()
         write_table(rejects_table(dropped), tmp / "dropped.parquet")
         for name, report in reports.items():
             write_json(tmp / name, report)

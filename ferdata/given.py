@@ -3,8 +3,8 @@
 AffectNet gives a face box and 68 landmarks per image; RAF-DB's ``Image/aligned`` files
 are faces its authors already aligned; CK+ has landmark files. Ingest writes the first
 two kinds to ``processed/interim/given.parquet`` (only samples that have any); align
-reads that file, and CK+'s files, through :func:`rows_given`. Coordinates are the source
-image's pixels.
+reads that file, and CK+'s files, through :class:`GivenReader`, a partition of rows at a
+time. Coordinates are the source image's pixels.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ferdata.manifest import read_table, write_table
+from ferdata.manifest import read_table
+from ferdata.shards import PARTITION_SIZE, Shards, write_sharded
 from ferdata.sources import ckplus
 from ferdata.sources.base import POINTS, Given
 
@@ -28,8 +30,8 @@ GIVEN_SCHEMA = pa.schema([
 ])
 
 
-def write_given(given: dict[str, Given], path: Path) -> None:
-    """``given`` as a Parquet table in :data:`GIVEN_SCHEMA`, sorted by sample id."""
+def write_given(given: dict[str, Given], path: Path, partition_size: int = PARTITION_SIZE) -> None:
+    """``given`` as Parquet shards in :data:`GIVEN_SCHEMA`, sorted by sample id."""
     ids = sorted(given)
     items = [given[i] for i in ids]
     boxes = np.array([g.box or (0.0,) * 4 for g in items], dtype=np.float32).reshape(-1, 4)
@@ -43,14 +45,12 @@ def write_given(given: dict[str, Given], path: Path) -> None:
                                           mask=pa.array([g.landmarks is None for g in items], pa.bool_())),
         pa.array([g.prealigned for g in items], pa.bool_()),
     ]
-    write_table(pa.Table.from_arrays(columns, schema=GIVEN_SCHEMA), path)
+    write_sharded(pa.Table.from_arrays(columns, schema=GIVEN_SCHEMA), path, partition_size)
 
 
-def read_given(path: Path) -> dict[str, Given]:
-    """The table :func:`write_given` wrote, by sample id; empty when there is no such file."""
-    if not Path(path).exists():
-        return {}
-    table = read_table(path).cast(GIVEN_SCHEMA)
+def _as_given(table: pa.Table) -> dict[str, Given]:
+    """Rows of :data:`GIVEN_SCHEMA` by sample id."""
+    table = table.cast(GIVEN_SCHEMA)
     boxes = table["box"].to_pylist()
     points = table["landmarks"].to_numpy(zero_copy_only=False)
     return {sid: Given(tuple(box) if box is not None else None,
@@ -59,23 +59,53 @@ def read_given(path: Path) -> dict[str, Given]:
                                                    table["prealigned"].to_pylist())}
 
 
-def rows_given(ids: list[str], sources: list[str], interim_dir: Path,
-               raw_dir: Path) -> tuple[list[Given | None], list[str]]:
-    """Each row's :class:`Given` (None when its source gives nothing), and warnings.
+def read_given(path: Path) -> dict[str, Given]:
+    """The whole table :func:`write_given` wrote, by sample id; empty when there is none."""
+    return _as_given(read_table(path)) if Path(path).exists() else {}
 
-    given.parquet supplies AffectNet's and RAF-DB's; a CK+ frame's landmarks come from its
-    ``Landmarks/`` file when present, and a file that cannot be read is a warning, not an error.
-    """
-    stored = read_given(Path(interim_dir) / GIVEN_FILE)
-    found: list[Given | None] = []
-    warnings: list[str] = []
-    for sample_id, source in zip(ids, sources):
-        given = stored.get(sample_id)
-        if given is None and source == ckplus.CKPlus.name:
-            try:
-                path = ckplus.landmarks_path(Path(raw_dir) / source, sample_id)
-                given = Given(landmarks=ckplus.read_landmarks(path)) if path is not None else None
-            except (ValueError, OSError) as exc:
-                warnings.append(str(exc))
-        found.append(given)
-    return found, warnings
+
+class GivenReader:
+    """What sources give about rows asked for in ascending sample-id order, a partition at a
+    time: given.parquet is read forward a shard at a time, so memory holds a shard or two,
+    whatever the dataset's size."""
+
+    def __init__(self, interim_dir: Path, raw_dir: Path) -> None:
+        path = Path(interim_dir) / GIVEN_FILE
+        self.shards = Shards(path).tables() if path.exists() else iter(())
+        self.raw_dir = Path(raw_dir)
+        self.ahead = GIVEN_SCHEMA.empty_table()  # rows read but not asked for yet
+
+    def _read_through(self, last_id: str) -> None:
+        """Read shards until one holds an id past ``last_id`` (or none is left)."""
+        while self.ahead.num_rows == 0 or self.ahead["sample_id"][-1].as_py() <= last_id:
+            table = next(self.shards, None)
+            if table is None:
+                return
+            self.ahead = pa.concat_tables([self.ahead, table.cast(GIVEN_SCHEMA)])
+
+    def rows(self, ids: list[str], sources: list[str]) -> tuple[list[Given | None], list[str]]:
+        """Each row's :class:`Given` (None when its source gives nothing), and warnings.
+
+        ``ids`` ascend, and follow those of the previous call. given.parquet supplies
+        AffectNet's and RAF-DB's; a CK+ frame's landmarks come from its ``Landmarks/`` file
+        when present, and a file that cannot be read is a warning, not an error.
+        """
+        stored: dict[str, Given] = {}
+        if ids:
+            self._read_through(ids[-1])
+            upto = pc.less_equal(self.ahead["sample_id"], ids[-1])
+            wanted = pc.and_(upto, pc.is_in(self.ahead["sample_id"], pa.array(ids, pa.string())))
+            stored = _as_given(self.ahead.filter(wanted))
+            self.ahead = self.ahead.filter(pc.invert(upto))
+        found: list[Given | None] = []
+        warnings: list[str] = []
+        for sample_id, source in zip(ids, sources):
+            given = stored.get(sample_id)
+            if given is None and source == ckplus.CKPlus.name:
+                try:
+                    path = ckplus.landmarks_path(self.raw_dir / source, sample_id)
+                    given = Given(landmarks=ckplus.read_landmarks(path)) if path is not None else None
+                except (ValueError, OSError) as exc:
+                    warnings.append(str(exc))
+            found.append(given)
+        return found, warnings

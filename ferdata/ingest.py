@@ -12,13 +12,15 @@ import numpy as np
 import pyarrow as pa
 
 from ferdata.corrections import CorrectionsReport, apply_corrections
+from ferdata.executor import Executor, using
 from ferdata.ferplus import FILE_NAME as FERPLUS_FILE
 from ferdata.ferplus import LABEL_MODES, apply_ferplus, apply_votes, read_ferplus_folders, write_agreement
 from ferdata.ferplus import SOURCE as FERPLUS_SOURCE
 from ferdata.given import GIVEN_FILE, write_given
 from ferdata.manifest import INGEST_SCHEMA, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
-from ferdata.sources.base import MissingSourceError, RawRecord, Source, SourceBatch
+from ferdata.shards import write_sharded
+from ferdata.sources.base import MissingSourceError, RawRecord, Source, SourceBatch, measure_images
 from ferdata.sources.registry import FOLDER, SOURCES
 from ferdata.taxonomy import Taxonomy
 
@@ -134,6 +136,37 @@ def read_sources(params: IngestParams, raw_dir: Path) -> dict[str, SourceBatch]:
         with progress_bar(f"ingest {name}") as advance:
             batches[name] = reader.read(advance)
     return batches
+
+
+#: Images per decoding task.
+IMAGES_PER_TASK = 256
+
+
+def measure_records(batches: dict[str, SourceBatch], executor: Executor) -> None:
+    """Decode and hash every image the readers left unread, a task of images at a time on the
+    executor; fill in each record's size and content hash, or turn it into a reject."""
+    unread = [(name, r) for name, batch in batches.items() for r in batch.records if r.image is not None]
+    size = IMAGES_PER_TASK  # fixed: a few hundred images are decoded here, not sent to workers
+    tasks = (([r.image for _, r in unread[i:i + size]],) for i in range(0, len(unread), size))
+    failed: dict[str, set[str]] = {}
+    done = 0
+    with progress_bar("ingest: decode and hash", total=len(unread)) as advance:
+        for chunk in executor.map(measure_images, tasks):
+            for (name, record), measured in zip(unread[done:done + len(chunk)], chunk):
+                if measured.reason is not None:
+                    batches[name].rejects.append(Reject(name, record.image.location, measured.reason,
+                                                        measured.message, "rejected", record.sample_id))
+                    failed.setdefault(name, set()).add(record.sample_id)
+                else:
+                    record.width, record.height, record.content_hash = (measured.width, measured.height,
+                                                                        measured.content_hash)
+                record.image = None
+            done += len(chunk)
+            advance(len(chunk))
+    for name, ids in failed.items():
+        batches[name].records = [r for r in batches[name].records if r.sample_id not in ids]
+        for sample_id in ids:
+            batches[name].given.pop(sample_id, None)
 
 
 def _not_in_taxonomy(source: str, record: RawRecord, taxonomy: Taxonomy) -> Reject:
@@ -252,12 +285,17 @@ def write_pixels(batches: dict[str, SourceBatch], out_dir: Path) -> dict[str, st
 
 
 def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path,
-               corrections: Path | None = None) -> IngestResult:
-    """Read the sources, draw val rows where asked, apply corrections.csv (if given and
-    present), and write manifest.parquet, rejects.parquet, pixels/, given.parquet and ingest.json."""
+               corrections: Path | None = None, executor: Executor | None = None) -> IngestResult:
+    """Read the sources (their images decoded and hashed on ``executor``, by default a local
+    pool), draw val rows where asked, apply corrections.csv (if given and present), and write
+    manifest.parquet (shards of sorted sample ids), rejects.parquet, pixels/, given.parquet
+    (shards) and ingest.json."""
     check_params(params, raw_dir)
     taxonomy = Taxonomy.of_size(params.taxonomy)
     batches = read_sources(params, raw_dir)
+    with using(executor) as pool:
+        measure_records(batches, pool)
+        partition_size = pool.partition_size
     drawn = draw_val(batches, params.val_from_train, params.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     pixel_files = write_pixels(batches, out_dir)
@@ -268,11 +306,11 @@ def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path,
         table, review = apply_corrections(table, corrections, taxonomy.classes)
         record_removals(review.rejects, rejects, accounts)
     count_accepted(table, accounts, taxonomy)
-    write_table(table, out_dir / "manifest.parquet")
+    write_sharded(table.sort_by("sample_id"), out_dir / "manifest.parquet", partition_size)
     write_table(rejects_table(rejects), out_dir / "rejects.parquet")
     kept = set(table["sample_id"].to_pylist())
     write_given({sid: g for b in batches.values() for sid, g in b.given.items() if sid in kept},
-                out_dir / GIVEN_FILE)
+                out_dir / GIVEN_FILE, partition_size)
     report = {
         "taxonomy": list(taxonomy.classes),
         "sources": {name: asdict(acc) for name, acc in accounts.items()},

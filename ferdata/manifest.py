@@ -94,16 +94,18 @@ def rejects_table(rejects: list[Reject]) -> pa.Table:
 def write_table(table: pa.Table, path: Path) -> None:
     """Write a table to Parquet atomically (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.tmp")  # hidden: a folder of shards is read without it
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
 
 
-def read_table(path: Path) -> pa.Table:
-    """Read a manifest or rejects table, naming the file when it is missing."""
+def read_table(path: Path, filters: list[tuple] | None = None) -> pa.Table:
+    """Read a manifest or rejects table (one file, or a folder of shards as one table), or the
+    rows that pass ``filters`` (pyarrow's, e.g. ``[("split", "==", "train")]``), naming the
+    path when it is missing."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; run the stage that writes it first")
-    return pq.read_table(path)
+    return pq.read_table(path, filters=filters)
 
 
 def pixels_to_array(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -169,6 +169,29 @@ def write_affectnet(folder: Path, rng: np.random.Generator, rows: int,
     return PhotoLayout(counts, {"affectnet_not_expressions": not_expressions})
 
 
+def affectnet_faces(folder: Path, rng: np.random.Generator, count: int, prefix: str, size: int = 96,
+                    batch: int = 256) -> list[str]:
+    """``count`` small AffectNet photos, each a face filling most of a ``size`` x ``size``
+    JPEG (codes 0-6, a person and pose of its own), written to
+    ``Manually_Annotated_Images/<prefix>/``; returns their CSV lines (box, landmarks, affect)
+    in writing order. Drawn a batch at a time: benchmarks make hundreds of thousands."""
+    lines = []
+    for start in range(0, count, batch):
+        n = min(batch, count - start)
+        codes = rng.integers(0, 7, size=n)
+        expressions = [_expression(rng, SOURCE_LABELS["affectnet"][str(c)]) for c in codes]
+        poses = [Pose(center=(size / 2 + rng.normal(0, size / 40), size * 0.47 + rng.normal(0, size / 40)),
+                      scale=rng.uniform(0.22, 0.27) * size, angle_deg=float(np.clip(rng.normal(0, 5), -12, 12)),
+                      brightness=rng.uniform(-25, 25), contrast=rng.uniform(0.8, 1.15), noise=rng.uniform(1, 3))
+                 for _ in range(n)]
+        images, points = render_faces([Subject.random(rng) for _ in range(n)], expressions, poses, (size, size), rng)
+        for k, (code, image, marks) in enumerate(zip(codes, images, points)):
+            path = f"{prefix}/{start + k:06d}{rng.bytes(8).hex()}.jpg"
+            _save_jpeg(folder / "Manually_Annotated_Images" / path, image)
+            lines.append(_affectnet_row(rng, path, int(code), marks, (size, size)))
+    return lines
+
+
 def _no_face(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """A photo of no face: a lit gradient with blobs and grain."""
     width, height = size

@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.console import Group
 from rich.table import Table
 
 from ferdata import dedup
+from ferdata.executor import Executor, using
 from ferdata.export import write_dataset
-from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, check_labels, pixels_to_array, read_table
+from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, array_to_pixels, check_labels
 from ferdata.params import ParamsError
+from ferdata.progress import progress_bar
+from ferdata.shards import LazyPixels, Shards
 from ferdata.taxonomy import CLASSES_7
 
 SPLITS = dedup.SPLIT_ORDER
@@ -223,10 +228,8 @@ def _location(row: dict) -> str:
 
 
 def _check_input(table: pa.Table, path: Path, classes: Sequence[str]) -> None:
-    """Refuse input that would make the dataset wrong rather than incomplete."""
-    missing = [name for name in ALIGNED_SCHEMA.names if name not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected the aligned manifest")
+    """Refuse input that would make the dataset wrong rather than incomplete (``table``: the
+    aligned manifest's columns without its pixels)."""
     ids = table["sample_id"].to_pylist()
     repeated = sorted(k for k, n in Counter(ids).items() if n > 1)
     if repeated:
@@ -243,22 +246,28 @@ def _units(rows: list[dict]) -> list[str]:
             for r in rows]
 
 
-def _dataset_table(table: pa.Table, kept: list[int], splits: list, folds: list, groups: np.ndarray,
-                   phashes: list[str], paths: list[str]) -> pa.Table:
-    """The kept rows with their final split and the DATASET_SCHEMA columns."""
-    out = table.take(pa.array(kept, pa.int64()))
-    out = out.set_column(out.schema.get_field_index("split"), ALIGNED_SCHEMA.field("split"),
-                         pa.array([splits[i] for i in kept], pa.string()))
-    extra = {
-        "fold": pa.array([folds[i] for i in kept], pa.int16()),
-        "dup_group": pa.array([int(groups[i]) if groups[i] >= 0 else None for i in kept], pa.int64()),
-        "phash": pa.array([phashes[i] for i in kept], pa.string()),
-        "path": pa.array(paths, pa.string()),
-        "origin": pa.array(["real"] * len(kept), pa.string()),
-    }
-    for name, column in extra.items():
-        out = out.append_column(DATASET_SCHEMA.field(name), column)
-    return out.cast(DATASET_SCHEMA)
+def _dataset_parts(table: pa.Table, images: LazyPixels, kept: list[int], splits: list, folds: list,
+                   groups: np.ndarray, phashes: list[str], paths: list[str],
+                   partition_size: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    """The kept rows with their final split and the DATASET_SCHEMA columns, and their faces,
+    ``partition_size`` rows at a time (a shard of the dataset manifest each)."""
+    for start in range(0, len(kept), partition_size):
+        rows = kept[start:start + partition_size]
+        faces = images[np.asarray(rows, dtype=np.int64)]
+        out = table.take(pa.array(rows, pa.int64()))
+        out = out.set_column(out.schema.get_field_index("split"), ALIGNED_SCHEMA.field("split"),
+                             pa.array([splits[i] for i in rows], pa.string()))
+        out = out.append_column(ALIGNED_SCHEMA.field("pixels"), array_to_pixels(faces))
+        extra = {
+            "fold": pa.array([folds[i] for i in rows], pa.int16()),
+            "dup_group": pa.array([int(groups[i]) if groups[i] >= 0 else None for i in rows], pa.int64()),
+            "phash": pa.array([phashes[i] for i in rows], pa.string()),
+            "path": pa.array(paths[start:start + partition_size], pa.string()),
+            "origin": pa.array(["real"] * len(rows), pa.string()),
+        }
+        for name, column in extra.items():
+            out = out.append_column(DATASET_SCHEMA.field(name), column)
+        yield out.select(DATASET_SCHEMA.names).cast(DATASET_SCHEMA), faces
 
 
 def _split_report(rows: list[dict], kept: list[int], splits: list, assignment: Assignment,
@@ -286,20 +295,44 @@ def _split_report(rows: list[dict], kept: list[int], splits: list, assignment: A
     }
 
 
-def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
-              taxonomy_classes: Sequence[str] = CLASSES_7) -> SplitResult:
-    """Read ``aligned_dir/aligned.parquet``; write the dataset folder ``out_dir``.
+#: The columns the split decisions read, per row (the rest stays in Arrow).
+_DECISION_COLUMNS = ["sample_id", "source", "label", "label_index", "split", "subject", "sequence", "source_file",
+                     "source_line", "content_hash"]
 
-    ``out_dir`` receives manifest.parquet (kept samples, DATASET_SCHEMA),
-    ``{train,val,test}/<class>/<sample_id>.png`` (every class folder, even empty),
-    dropped.parquet, split.json and dedup.json; it is replaced as a whole.
+
+def face_stats(shards: Shards, order: np.ndarray, executor: Executor) -> dedup.FaceStats:
+    """Every face's hashes, a shard at a time on the executor, in ``order``."""
+    parts = []
+    with progress_bar("split: hash faces", total=len(shards)) as advance:
+        for stats in executor.map(dedup.face_stats, ((str(f),) for f in shards.files)):
+            parts.append(stats)
+            advance(len(stats.sha1))
+    return dedup.FaceStats.concat(parts).take(order)
+
+
+def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
+              taxonomy_classes: Sequence[str] = CLASSES_7, executor: Executor | None = None) -> SplitResult:
+    """Read ``aligned_dir/aligned.parquet`` (a shard at a time: the faces are hashed on
+    ``executor``, by default a local pool, and only the faces of proposed duplicate pairs are
+    read back); write the dataset folder ``out_dir``.
+
+    ``out_dir`` receives manifest.parquet (kept samples in sample-id order, DATASET_SCHEMA,
+    shards of the executor's partition size), ``{train,val,test}/<class>/<sample_id>.png``
+    (every class folder, even empty), dropped.parquet, split.json and dedup.json; it is
+    replaced as a whole.
     """
     classes = tuple(taxonomy_classes)
     path = Path(aligned_dir) / "aligned.parquet"
-    table = read_table(path)
+    shards = Shards(path)
+    missing = [name for name in ALIGNED_SCHEMA.names if name not in shards.schema.names]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected the aligned manifest")
+    columns = [name for name in ALIGNED_SCHEMA.names if name != "pixels"]
+    table = shards.read(columns).cast(pa.schema([ALIGNED_SCHEMA.field(name) for name in columns]))
     _check_input(table, path, classes)
-    table = table.select(ALIGNED_SCHEMA.names).cast(ALIGNED_SCHEMA).sort_by("sample_id")
-    rows = table.drop_columns(["pixels"]).to_pylist()
+    order = pc.sort_indices(table["sample_id"]).to_numpy()
+    table = table.take(pa.array(order))
+    rows = table.select(_DECISION_COLUMNS).to_pylist()
     ids = [r["sample_id"] for r in rows]
     bad_split = {i: ("unknown_split", f"split {r['split']!r} is not one of {list(SPLITS)}")
                  for i, r in enumerate(rows) if r["split"] is not None and r["split"] not in SPLITS}
@@ -310,16 +343,20 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     for k, i in enumerate(valid):
         splits[i], folds[i] = assignment.split[k], assignment.fold[k]
 
-    images = pixels_to_array(table["pixels"])
+    images = LazyPixels(shards, order)
+    with using(executor) as pool:
+        stats = face_stats(shards, order, pool)
+        partition_size = pool.partition_size
     found = dedup.deduplicate(
-        images, ids, splits, _units(rows), [r["content_hash"] for r in rows], set(bad_split),
+        stats, images, ids, splits, _units(rows), [r["content_hash"] for r in rows], set(bad_split),
         phash_threshold=params.phash_threshold, near_max_diff=params.near_max_diff,
         blank_std=params.blank_std,
         leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
     drops = {**bad_split, **found.drops}
     kept = [i for i in range(len(rows)) if i not in drops]
     paths = [f"{splits[i]}/{rows[i]['label']}/{ids[i]}.png" for i in kept]
-    manifest = _dataset_table(table, kept, splits, folds, found.groups, dedup.hash_hex(found.hashes), paths)
+    parts = _dataset_parts(table, images, kept, splits, folds, found.groups, dedup.hash_hex(found.hashes), paths,
+                           partition_size)
     rejects = [Reject(rows[i]["source"], _location(rows[i]), reason, message, kind="dropped",
                       sample_id=ids[i]) for i, (reason, message) in sorted(drops.items())]
     dropped: dict[str, list[str]] = {}
@@ -329,7 +366,7 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     dedup_params = {k: getattr(params, k) for k in
                     ("phash_threshold", "near_max_diff", "blank_std", "leak_policy", "within_split_duplicates")}
     dedup_json = dedup.dedup_report(found, ids, splits, [r["label"] for r in rows], dedup_params)
-    write_dataset(Path(out_dir), manifest, images[kept], rejects, classes, SPLITS,
+    write_dataset(Path(out_dir), parts, len(kept), rejects, classes, SPLITS,
                   {"split.json": split_report, "dedup.json": dedup_json})
     return SplitResult(
         classes=classes, counts=split_report["counts"], subjects=split_report["subjects_per_split"],

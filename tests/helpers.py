@@ -9,7 +9,10 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 
+from ferdata.executor import ExecutorParams, LocalExecutor
+from ferdata.ingest import measure_records
 from ferdata.manifest import DATASET_SCHEMA, array_to_pixels
+from ferdata.sources.base import Source, SourceBatch
 from ferdata.taxonomy import CLASSES_7
 
 
@@ -53,6 +56,13 @@ def synthetic_dataset(counts: dict[str, list[int]], seed: int = 0,
     table = pa.Table.from_pylist(rows, schema=DATASET_SCHEMA.remove(DATASET_SCHEMA.get_field_index("pixels")))
     pixels = array_to_pixels(np.stack(images)) if images else pa.array([], DATASET_SCHEMA.field("pixels").type)
     return table.add_column(DATASET_SCHEMA.get_field_index("pixels"), DATASET_SCHEMA.field("pixels"), pixels)
+
+
+def read_measured(reader: Source) -> SourceBatch:
+    """A reader's batch as ingest sees it: every image decoded and hashed (in this process)."""
+    batch = reader.read()
+    measure_records({reader.name: batch}, LocalExecutor(ExecutorParams(workers=1)))
+    return batch
 
 
 def rejects_at(batch) -> dict[str, tuple[str, str]]:

@@ -15,6 +15,7 @@ from skimage.transform import warp as skimage_warp
 
 from ferdata.align import (AlignParams, Aligner, Template, apply, equalize, fit_residual, run_align,
                            similarity, summary_table, warp)
+from ferdata.executor import ExecutorParams, LocalExecutor
 from ferdata.faces import EXPRESSIONS, draw_face
 from ferdata.landmarks import eye_centres, mean_shape
 from ferdata.manifest import ALIGNED_SCHEMA, INGEST_SCHEMA, pixels_to_array, read_table, write_table
@@ -291,21 +292,22 @@ def interim(tmp_path_factory):
 
 def test_stage_writes_aligned_manifest_with_policy_applied(interim, tmp_path):
     raw, interim_dir, fer = interim
-    params = AlignParams(workers=1, on_failure={"fer2013": "keep", "ckplus": "drop", "jaffe": "drop"})
-    result = run_align(params, interim_dir, raw, tmp_path / "aligned")
+    params = AlignParams(on_failure={"fer2013": "keep", "ckplus": "drop", "jaffe": "drop"})
+    result = run_align(params, interim_dir, raw, tmp_path / "aligned", LocalExecutor(ExecutorParams(workers=1)))
 
     table = read_table(tmp_path / "aligned" / "aligned.parquet")
     assert table.schema.equals(ALIGNED_SCHEMA)
     ids = table.column("sample_id").to_pylist()
-    assert ids == ["fer2013-000000", "fer2013-000001", "fer2013-000002", "fer2013-000003",
-                   "ckplus-S005_001_00000001", "ckplus-S005_001_00000003", "jaffe-KA.FE1.1"]
+    assert ids == ["ckplus-S005_001_00000001", "ckplus-S005_001_00000003", "fer2013-000000", "fer2013-000001",
+                   "fer2013-000002", "fer2013-000003", "jaffe-KA.FE1.1"]  # in sample-id order
     statuses = dict(zip(ids, table.column("align_status").to_pylist()))
     assert statuses["fer2013-000002"] == "no_face"
     assert all(s == "aligned" for i, s in statuses.items() if i != "fer2013-000002")
     pixels = pixels_to_array(table.column("pixels"))
-    assert (pixels[2] == fer[2]).all()  # a kept failure: its own 48x48 frame
-    faces = table.column("faces_detected").to_pylist()
-    assert faces[:4] == [None] * 4 and faces[4:] == [1, 1, 1]
+    assert (pixels[ids.index("fer2013-000002")] == fer[2]).all()  # a kept failure: its own 48x48 frame
+    faces = dict(zip(ids, table.column("faces_detected").to_pylist()))
+    assert [faces[i] for i in ids if i.startswith("fer2013")] == [None] * 4
+    assert [faces[i] for i in ids if not i.startswith("fer2013")] == [1, 1, 1]
 
     report = json.loads((tmp_path / "aligned" / "align.json").read_text())
     ck = report["sources"]["ckplus"]
@@ -331,8 +333,9 @@ def test_stage_writes_aligned_manifest_with_policy_applied(interim, tmp_path):
 def test_stage_keep_policy_passthrough_and_worker_count_do_not_change_bytes(interim, tmp_path):
     raw, interim_dir, _ = interim
     keep_all = dict(on_failure={"fer2013": "keep", "ckplus": "keep", "jaffe": "keep"}, passthrough=["jaffe"])
-    run_align(AlignParams(workers=1, **keep_all), interim_dir, raw, tmp_path / "one")
-    run_align(AlignParams(workers=2, chunk_size=2, **keep_all), interim_dir, raw, tmp_path / "two")
+    run_align(AlignParams(**keep_all), interim_dir, raw, tmp_path / "one", LocalExecutor(ExecutorParams(workers=1)))
+    with LocalExecutor(ExecutorParams(workers=2, partition_size=3)) as pool:
+        run_align(AlignParams(chunk_size=2, **keep_all), interim_dir, raw, tmp_path / "two", pool)
 
     one = read_table(tmp_path / "one" / "aligned.parquet")
     assert one.equals(read_table(tmp_path / "two" / "aligned.parquet"))

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from ferdata.align import AlignParams, Aligner, apply, centre_crop, run_align
+from ferdata.executor import ExecutorParams, LocalExecutor
 from ferdata.faces import draw_face
 from ferdata.given import GIVEN_FILE, write_given
 from ferdata.manifest import INGEST_SCHEMA, pixels_to_array, read_table, write_table
@@ -66,7 +67,7 @@ def stage(tmp_path_factory):
 
 def _run(stage, tmp_path, **params):
     raw, interim, _, _ = stage
-    run_align(AlignParams(workers=1, on_failure={}, **params), interim, raw, tmp_path)
+    run_align(AlignParams(on_failure={}, **params), interim, raw, tmp_path, LocalExecutor(ExecutorParams(workers=1)))
     table = read_table(tmp_path / "aligned.parquet")
     rows = {r["sample_id"]: r for r in table.drop_columns(["pixels"]).to_pylist()}
     pixels = dict(zip(table["sample_id"].to_pylist(), pixels_to_array(table["pixels"])))

@@ -15,6 +15,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from ferdata.augment import Transform, apply_transform
 from ferdata.balance import BalanceParams, run_balance
+from ferdata.balance_memory import GB, ResampleSize
 from ferdata.export import write_png
 from ferdata.manifest import BALANCED_SCHEMA, array_to_pixels, pixels_to_array, read_table, write_table
 from ferdata.params import ParamsError, section
@@ -280,6 +281,21 @@ def test_parameter_errors_are_clear_and_come_before_any_work(raw, message, datas
     with pytest.raises(ParamsError, match=message):
         run_balance(section({"seed": 1, "balance": raw}, "balance", BalanceParams), dataset, tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+def test_resampling_that_would_not_fit_in_memory_is_refused_first_with_settings_that_fit(dataset, tmp_path):
+    real, new = sum(TRAIN), 7 * max(TRAIN) - sum(TRAIN)
+    pixels = ResampleSize(real, new).bytes("smote", True)
+    pca = ResampleSize(real, new, 10).bytes("smote", True)
+    assert pca < pixels
+    limit = (pca + pixels) / 2 / GB  # room for the PCA way only
+    with pytest.raises(ParamsError, match=rf"method smote would need about .* to make {new} faces from {real} .*"
+                                          r"feature_space: pca .*method: none with train.class_weights: true"):
+        run_balance(BalanceParams(method="smote", pca_components=10, max_memory_gb=limit), dataset, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    run_balance(BalanceParams(method="smote", feature_space="pca", pca_components=10, max_memory_gb=limit),
+                dataset, tmp_path / "b")
+    assert len(_manifest(tmp_path / "b")) == 7 * max(TRAIN)
 
 
 def test_same_seed_same_output_other_seed_other_faces(dataset, tmp_path):

@@ -10,7 +10,9 @@ import pytest
 from split_helpers import aligned_table, distinct_images, fer_rows, subject_rows, write_aligned
 
 from ferdata import dedup
+from ferdata.faces import PEAKS, Pose, Subject, render_faces
 from ferdata.split import SplitParams, run_split
+from ferdata.taxonomy import CLASSES_7
 
 
 def _near_copy(img: np.ndarray, seed: int) -> np.ndarray:
@@ -37,6 +39,24 @@ def test_banded_search_finds_exactly_the_brute_force_pairs(threshold):
     hashes = np.unique(np.concatenate([base, np.array(flips, dtype=np.uint64)]))
     expected = {(a, b) for a, b in combinations(range(len(hashes)), 2)
                 if dedup.hamming(hashes[a:a + 1], hashes[b:b + 1])[0] <= threshold}
+    assert {tuple(p) for p in dedup.near_pairs(hashes, threshold).tolist()} == expected
+
+
+@pytest.mark.parametrize("threshold", [4, 8])
+def test_banded_search_on_drawn_faces_finds_exactly_the_all_pairs_search(threshold):
+    """Drawn faces share their layout, so their pHashes crowd together: many pairs fall within
+    the threshold, and the band buckets are far from empty."""
+    rng = np.random.default_rng(threshold)
+    n = 200
+    poses = [Pose(center=(24 + rng.normal(0, 1), 23.5 + rng.normal(0, 1)), scale=rng.uniform(16, 19),
+                  angle_deg=float(rng.normal(0, 4)), brightness=rng.uniform(-20, 20)) for _ in range(n)]
+    expressions = [PEAKS[CLASSES_7[k]] for k in rng.integers(0, 7, n)]
+    faces, _ = render_faces([Subject.random(rng) for _ in range(n)], expressions, poses, (48, 48), rng)
+    hashes = np.unique(dedup.phash(faces))
+    i, j = np.triu_indices(len(hashes), k=1)
+    close = dedup.hamming(hashes[i], hashes[j]) <= threshold
+    expected = set(zip(i[close].tolist(), j[close].tolist()))
+    assert len(expected) >= 20
     assert {tuple(p) for p in dedup.near_pairs(hashes, threshold).tolist()} == expected
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_balanced, rejects_at
+from helpers import assert_balanced, read_measured, rejects_at
 from PIL import Image
 
 from ferdata.ingest import count_accepted, to_manifest
@@ -39,7 +39,7 @@ def write_affectnet(root: Path, training: list[str], validation: list[str] = (),
 def test_rows_give_ids_splits_affect_and_what_align_needs(tmp_path):
     write_affectnet(tmp_path, [row("689/737db2.jpg", "3"), row("12/ab9f.jpg", "0", affect="-2,-2")],
                     [row("5/ffe0.jpg", "6")], images=("689/737db2.jpg", "12/ab9f.jpg", "5/ffe0.jpg"))
-    batch = AffectNet(tmp_path).read()
+    batch = read_measured(AffectNet(tmp_path))
     records = {r.sample_id: r for r in batch.records}
     assert sorted((sid, r.native_label, r.split) for sid, r in records.items()) == [
         ("affectnet-12_ab9f", "0", "train"), ("affectnet-5_ffe0", "6", "test"),
@@ -59,7 +59,7 @@ def test_codes_8_to_10_are_dropped_and_contempt_follows_the_taxonomy(tmp_path):
     codes = [str(c) for c in range(11)]
     files = tuple(f"1/{c}.jpg" for c in codes)
     write_affectnet(tmp_path, [row(file, c) for file, c in zip(files, codes)], images=files)
-    batch = AffectNet(tmp_path).read()
+    batch = read_measured(AffectNet(tmp_path))
     assert rejects_at(batch) == {"training.csv:10": ("dropped", "expression_none"),
                                  "training.csv:11": ("dropped", "expression_uncertain"),
                                  "training.csv:12": ("dropped", "not_a_face")}
@@ -91,7 +91,7 @@ def test_every_bad_row_is_recorded_while_the_rest_is_read(tmp_path):
         row("1/ok.jpg"),                                       # listed twice
         row("../escape.jpg"),                                  # not under the image folder
     ], images=good)
-    batch = AffectNet(tmp_path).read()
+    batch = read_measured(AffectNet(tmp_path))
     assert [r.sample_id for r in batch.records] == ["affectnet-1_ok"]
     assert rejects_at(batch) == {
         "training.csv:3": ("rejected", "unknown_label"),
@@ -118,7 +118,7 @@ def test_every_bad_row_is_recorded_while_the_rest_is_read(tmp_path):
 def test_a_csv_without_the_columns_is_one_reject_and_the_other_is_read(tmp_path):
     write_affectnet(tmp_path, [], [row("1/a.jpg")], images=("1/a.jpg",))
     (tmp_path / "training.csv").write_text("path,expression\n1/a.jpg,1\n")
-    batch = AffectNet(tmp_path).read()
+    batch = read_measured(AffectNet(tmp_path))
     assert rejects_at(batch) == {"training.csv:1": ("rejected", "missing_header")}
     assert "face_x" in batch.rejects[0].message
     assert [r.split for r in batch.records] == ["test"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_balanced, png_claiming, rejects_at
+from helpers import assert_balanced, png_claiming, read_measured, rejects_at
 from PIL import Image
 
 from ferdata.ingest import count_accepted, to_manifest
@@ -45,7 +45,7 @@ def by_id(batch) -> dict:
 
 def test_last_peak_frames_get_the_label_and_the_first_frame_is_neutral(tmp_path):
     write_sequence(tmp_path, "S005", "001", 6, "   3.0000000e+00\n")
-    batch = CKPlus(tmp_path).read()
+    batch = read_measured(CKPlus(tmp_path))
     records = by_id(batch)
     chosen = sorted((r.frame, r.native_label) for r in records.values())
     assert chosen == [(1, "0"), (4, "3"), (5, "3"), (6, "3")]
@@ -59,7 +59,7 @@ def test_last_peak_frames_get_the_label_and_the_first_frame_is_neutral(tmp_path)
 
 def test_frame_counts_come_from_the_options(tmp_path):
     write_sequence(tmp_path, "S005", "001", 10, "7.0000000e+00\n")
-    batch = CKPlus(tmp_path, peak_frames=2, neutral_frames=3).read()
+    batch = read_measured(CKPlus(tmp_path, peak_frames=2, neutral_frames=3))
     assert sorted((r.frame, r.native_label) for r in batch.records) == [
         (1, "0"), (2, "0"), (3, "0"), (9, "7"), (10, "7")]
 
@@ -68,13 +68,13 @@ def test_frames_are_ordered_by_number_not_by_name(tmp_path):
     write_sequence(tmp_path, "S005", "001", 3, "5.0000000e+00\n")
     folder = tmp_path / "cohn-kanade-images" / "S005" / "001"
     Image.fromarray(frame(200)).save(folder / "S005_001_000000010.png")  # frame 10, sorts before 00000002
-    batch = CKPlus(tmp_path, peak_frames=1, neutral_frames=1).read()
+    batch = read_measured(CKPlus(tmp_path, peak_frames=1, neutral_frames=1))
     assert sorted((r.frame, r.native_label) for r in batch.records) == [(1, "0"), (10, "5")]
 
 
 def test_rgb_frames_are_converted_to_gray(tmp_path):
     write_sequence(tmp_path, "S010", "002", 4, "1.0000000e+00\n", rgb=True)
-    batch = CKPlus(tmp_path).read()
+    batch = read_measured(CKPlus(tmp_path))
     assert len(batch.records) == 4
     assert by_id(batch)["ckplus-S010_002_00000004"].content_hash == content_hash(frame(40))
 
@@ -82,7 +82,7 @@ def test_rgb_frames_are_converted_to_gray(tmp_path):
 def test_unlabelled_sequences_are_dropped_and_counted(tmp_path):
     write_sequence(tmp_path, "S005", "001", 5, "3.0000000e+00\n")
     write_sequence(tmp_path, "S005", "002", 5, None)
-    batch = CKPlus(tmp_path).read()
+    batch = read_measured(CKPlus(tmp_path))
     assert rejects_at(batch) == {"cohn-kanade-images/S005/002": ("dropped", "unlabelled_sequence")}
     assert {r.sequence for r in batch.records} == {"001"}
     assert_balanced(batch)
@@ -100,7 +100,7 @@ def test_a_bad_emotion_file_rejects_its_sequence_only(tmp_path, text, line, reas
     write_sequence(tmp_path, "S005", "001", 5, "3.0000000e+00\n")
     write_sequence(tmp_path, "S006", "001", 5, None)
     bad = write_emotion(tmp_path, "S006", "001", 5, text)
-    batch = CKPlus(tmp_path).read()
+    batch = read_measured(CKPlus(tmp_path))
     location = f"{bad.relative_to(tmp_path).as_posix()}:{line}"
     assert rejects_at(batch) == {location: ("rejected", reason)}
     assert str(batch.rejects[0]).startswith(f"Emotion/S006/001/S006_001_00000005_emotion.txt:{line}: ")
@@ -111,7 +111,7 @@ def test_a_bad_emotion_file_rejects_its_sequence_only(tmp_path, text, line, reas
 def test_two_emotion_files_for_one_sequence_are_rejected(tmp_path):
     write_sequence(tmp_path, "S005", "001", 5, "3.0000000e+00\n")
     write_emotion(tmp_path, "S005", "001", 4, "4.0000000e+00\n")
-    batch = CKPlus(tmp_path).read()
+    batch = read_measured(CKPlus(tmp_path))
     assert rejects_at(batch) == {
         "Emotion/S005/001/S005_001_00000004_emotion.txt:1": ("rejected", "bad_emotion_file")}
     assert batch.records == [] and batch.seen == 1
@@ -120,7 +120,7 @@ def test_two_emotion_files_for_one_sequence_are_rejected(tmp_path):
 def test_a_sequence_shorter_than_the_peak_uses_its_frames_and_records_the_shortfall(tmp_path):
     write_sequence(tmp_path, "S005", "001", 2, "6.0000000e+00\n")
     write_sequence(tmp_path, "S005", "002", 3, "6.0000000e+00\n")  # peak frames win over neutral
-    batch = CKPlus(tmp_path).read()
+    batch = read_measured(CKPlus(tmp_path))
     assert sorted((r.sequence, r.frame, r.native_label) for r in batch.records) == [
         ("001", 1, "6"), ("001", 2, "6"), ("002", 1, "6"), ("002", 2, "6"), ("002", 3, "6")]
     assert rejects_at(batch) == {"cohn-kanade-images/S005/001": ("rejected", "too_few_frames")}
@@ -131,7 +131,7 @@ def test_a_sequence_shorter_than_the_peak_uses_its_frames_and_records_the_shortf
 def test_an_emotion_file_without_frames_is_rejected(tmp_path):
     write_sequence(tmp_path, "S005", "001", 4, "3.0000000e+00\n")
     orphan = write_emotion(tmp_path, "S007", "003", 9, "5.0000000e+00\n")
-    batch = CKPlus(tmp_path).read()
+    batch = read_measured(CKPlus(tmp_path))
     assert rejects_at(batch) == {orphan.relative_to(tmp_path).as_posix(): ("rejected", "no_frames")}
     assert_balanced(batch)
 
@@ -143,7 +143,7 @@ def test_stray_files_are_counted_as_dropped_never_as_samples(tmp_path):
                  frames / "S005" / "001" / ".DS_Store", tmp_path / "Emotion" / "S005" / "001" / ".DS_Store"):
         junk.write_bytes(b"\0junk")
     Image.fromarray(frame(1)).save(frames / "S005" / "001" / "S005_001_copy.png")
-    batch = CKPlus(tmp_path).read()
+    batch = read_measured(CKPlus(tmp_path))
     assert rejects_at(batch) == {
         "cohn-kanade-images/.DS_Store": ("dropped", "not_an_image"),
         "cohn-kanade-images/S005/Thumbs.db": ("dropped", "not_an_image"),
@@ -162,7 +162,7 @@ def test_an_unreadable_chosen_frame_is_rejected_and_the_rest_kept(tmp_path, cont
     write_sequence(tmp_path, "S005", "001", 5, "3.0000000e+00\n")
     bad = tmp_path / "cohn-kanade-images" / "S005" / "001" / "S005_001_00000005.png"
     bad.write_bytes(content)
-    batch = CKPlus(tmp_path).read()
+    batch = read_measured(CKPlus(tmp_path))
     [reject] = batch.rejects
     assert (reject.location, reject.reason, reject.sample_id) == (
         "cohn-kanade-images/S005/001/S005_001_00000005.png", "unreadable_image", "ckplus-S005_001_00000005")
@@ -177,7 +177,7 @@ def test_the_ingest_account_adds_up_with_contempt_dropped(tmp_path):
     write_emotion(tmp_path, "S007", "001", 3, "abc\n")
     (tmp_path / "cohn-kanade-images" / "S005" / "001" / "Thumbs.db").write_bytes(b"\0")
     taxonomy = Taxonomy.of_size(7)
-    table, _, accounts = to_manifest({"ckplus": CKPlus(tmp_path).read()}, taxonomy)
+    table, _, accounts = to_manifest({"ckplus": read_measured(CKPlus(tmp_path))}, taxonomy)
     count_accepted(table, accounts, taxonomy)
     account = accounts["ckplus"]
     assert (account.seen, account.accepted) == (11, 5)
@@ -190,7 +190,7 @@ def test_the_ingest_account_adds_up_with_contempt_dropped(tmp_path):
 def test_reading_twice_gives_identical_batches(tmp_path):
     for subject in ("S011", "S005", "S010"):
         write_sequence(tmp_path, subject, "001", 5, "4.0000000e+00\n")
-    first, second = CKPlus(tmp_path).read(), CKPlus(tmp_path).read()
+    first, second = read_measured(CKPlus(tmp_path)), read_measured(CKPlus(tmp_path))
     assert first.records == second.records
     assert [r.subject for r in first.records][::4] == ["S005", "S010", "S011"]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers import assert_balanced, rejects_at
+from helpers import assert_balanced, read_measured, rejects_at
 from PIL import Image
 
 from ferdata.ingest import IngestParams, run_ingest
@@ -27,7 +27,7 @@ def test_class_folders_are_mapped_and_splits_csv_gives_splits(tmp_path):
     write_images(tmp_path, "anger/IMG_0001.jpg", "happiness/IMG_0002.png", "neutral/IMG_0003.jpg",
                  "happiness/2019/IMG_0004.jpg")
     (tmp_path / "splits.csv").write_text("file,split\nanger/IMG_0001.jpg,test\nhappiness/IMG_0002.png,val\n")
-    batch = LabelledFolder(tmp_path, name="lab-photos", labels=LABELS).read()
+    batch = read_measured(LabelledFolder(tmp_path, name="lab-photos", labels=LABELS))
     assert sorted((r.sample_id, r.native_label, r.split) for r in batch.records) == [
         ("lab-photos-anger_IMG_0001", "anger", "test"),
         ("lab-photos-happiness_2019_IMG_0004", "happiness", None),
@@ -44,7 +44,7 @@ def test_bad_files_and_splits_lines_are_recorded_while_the_rest_is_read(tmp_path
     (tmp_path / "anger" / "IMG_0006.jpg").write_bytes(b"")
     (tmp_path / "splits.csv").write_text("file,split\nanger/IMG_0001.jpg,train\nanger/IMG_0009.jpg,test\n"
                                          "happiness/IMG_0005.jpg,holdout\nanger/IMG_0004.jpg\n")
-    batch = LabelledFolder(tmp_path, name="mine", labels=LABELS).read()
+    batch = read_measured(LabelledFolder(tmp_path, name="mine", labels=LABELS))
     assert sorted(r.sample_id for r in batch.records) == ["mine-anger_IMG_0001", "mine-anger_IMG_0004"]
     assert rejects_at(batch) == {
         "joy/IMG_0002.jpg": ("rejected", "unknown_label"),
@@ -66,7 +66,7 @@ def test_bad_files_and_splits_lines_are_recorded_while_the_rest_is_read(tmp_path
 def test_a_splits_csv_without_its_header_is_one_reject(tmp_path):
     write_images(tmp_path, "anger/IMG_0001.jpg")
     (tmp_path / "splits.csv").write_text("anger/IMG_0001.jpg,test\n")
-    batch = LabelledFolder(tmp_path, name="mine", labels=LABELS).read()
+    batch = read_measured(LabelledFolder(tmp_path, name="mine", labels=LABELS))
     assert rejects_at(batch) == {"splits.csv:1": ("rejected", "missing_header")}
     assert [r.split for r in batch.records] == [None]
     assert_balanced(batch)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_balanced, rejects_at
+from helpers import assert_balanced, read_measured, rejects_at
 from PIL import Image
 
 from ferdata.sources.base import MissingSourceError, content_hash
@@ -42,7 +42,7 @@ def test_names_give_subject_label_and_sample_id(tmp_path):
     write_tiff(tmp_path, "KL.SU2.163.tif", 163)
     write_tiff(tmp_path, "YM.NE3.51.TIFF", 51)
     write_tiff(tmp_path, "tm.ha1.181.tiff", 181)
-    batch = JAFFE(tmp_path).read()
+    batch = read_measured(JAFFE(tmp_path))
     records = {r.sample_id: r for r in batch.records}
     assert sorted((sid, r.subject, r.native_label) for sid, r in records.items()) == [
         ("jaffe-KA.AN1.39", "KA", "AN"), ("jaffe-KL.SU2.163", "KL", "SU"),
@@ -58,7 +58,7 @@ def test_palette_and_rgb_tiffs_become_grayscale(tmp_path):
     indices = np.arange(48 * 64, dtype=np.uint32).reshape(48, 64).astype(np.uint8)
     write_palette_tiff(tmp_path, "KM.DI1.20.tiff", indices)
     write_tiff(tmp_path, "KR.FE1.70.tiff", 70, mode="RGB")
-    records = {r.sample_id: r for r in JAFFE(tmp_path).read().records}
+    records = {r.sample_id: r for r in read_measured(JAFFE(tmp_path)).records}
     assert records["jaffe-KM.DI1.20"].content_hash == content_hash(255 - indices)
     assert records["jaffe-KR.FE1.70"].content_hash == content_hash(face(70))
 
@@ -66,7 +66,7 @@ def test_palette_and_rgb_tiffs_become_grayscale(tmp_path):
 def test_images_may_sit_in_one_subfolder(tmp_path):
     write_tiff(tmp_path / "jaffe", "KA.AN1.39.tiff")
     (tmp_path / "README").write_text("The JAFFE images\n")
-    batch = JAFFE(tmp_path).read()
+    batch = read_measured(JAFFE(tmp_path))
     assert [r.source_file for r in batch.records] == ["jaffe/KA.AN1.39.tiff"]
     assert rejects_at(batch) == {"README": ("dropped", "not_an_image")}
     assert_balanced(batch)
@@ -84,7 +84,7 @@ def test_every_bad_file_is_recorded_while_the_rest_is_read(tmp_path):
     (tmp_path / "KA.HA1.29.tiff").write_bytes(b"")
     (tmp_path / "KA.HA1.30.tiff").write_bytes(b"II*\0 not really a tiff")
     write_tiff(tmp_path, "KA.AN1.39.tif")
-    batch = JAFFE(tmp_path).read()
+    batch = read_measured(JAFFE(tmp_path))
     assert sorted(r.sample_id for r in batch.records) == ["jaffe-KA.AN1.39", "jaffe-NA.SA1.100"]
     assert rejects_at(batch) == {
         "README.txt": ("dropped", "not_an_image"),
@@ -105,7 +105,7 @@ def test_every_bad_file_is_recorded_while_the_rest_is_read(tmp_path):
 def test_reading_twice_gives_identical_batches(tmp_path):
     for i, name in enumerate(["UY.SU1.200.tiff", "KA.AN1.39.tiff", "MK.FE2.131.tiff"]):
         write_tiff(tmp_path, name, 10 * i)
-    first, second = JAFFE(tmp_path).read(), JAFFE(tmp_path).read()
+    first, second = read_measured(JAFFE(tmp_path)), read_measured(JAFFE(tmp_path))
     assert first.records == second.records
     assert [r.subject for r in first.records] == ["KA", "MK", "UY"]
 

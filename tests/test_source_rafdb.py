@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_balanced, rejects_at
+from helpers import assert_balanced, read_measured, rejects_at
 from PIL import Image
 
 from ferdata.ingest import count_accepted, to_manifest
@@ -36,7 +36,7 @@ def write_rafdb(root: Path, lines: list[str], images: dict[str, int] | None = No
 def test_lines_give_ids_labels_splits_and_the_original_images(tmp_path):
     write_rafdb(tmp_path, ["train_00001.jpg 5", "train_00002.jpg 4", "test_0001.jpg 1"],
                 {"train_00001.jpg": 10, "train_00002.jpg": 20, "test_0001.jpg": 30})
-    batch = RAFDB(tmp_path).read()
+    batch = read_measured(RAFDB(tmp_path))
     records = {r.sample_id: r for r in batch.records}
     assert sorted((sid, r.native_label, r.split) for sid, r in records.items()) == [
         ("raf-db-test_0001", "1", "test"), ("raf-db-train_00001", "5", "train"),
@@ -49,7 +49,7 @@ def test_lines_give_ids_labels_splits_and_the_original_images(tmp_path):
 
 def test_aligned_images_are_read_and_marked_pre_aligned(tmp_path):
     write_rafdb(tmp_path, ["train_00001.jpg 7"], {"train_00001.jpg": 10})
-    batch = RAFDB(tmp_path, images="aligned").read()
+    batch = read_measured(RAFDB(tmp_path, images="aligned"))
     [record] = batch.records
     assert record.source_file == "Image/aligned/train_00001_aligned.jpg"
     assert (record.width, record.height) == (100, 100)
@@ -63,7 +63,7 @@ def test_labels_map_to_the_canonical_classes(tmp_path):
     write_rafdb(tmp_path, [f"{name} {c}" for name, c in zip(names, codes)],
                 {name: 9 * int(c) for name, c in zip(names, codes)})
     taxonomy = Taxonomy.of_size(7)
-    table, _, accounts = to_manifest({"raf-db": RAFDB(tmp_path).read()}, taxonomy)
+    table, _, accounts = to_manifest({"raf-db": read_measured(RAFDB(tmp_path))}, taxonomy)
     count_accepted(table, accounts, taxonomy)
     assert dict(zip(table["native_label"].to_pylist(), table["label"].to_pylist())) == {
         "1": "surprise", "2": "fear", "3": "disgust", "4": "happy", "5": "sad", "6": "angry", "7": "neutral"}
@@ -84,7 +84,7 @@ def test_every_bad_line_is_recorded_while_the_rest_is_read(tmp_path):
         "test_0001.jpg x",            # label not a number
     ], {"train_00001.jpg": 10, "train_00002.jpg": 20, "train_00003.jpg": 30, "photo_0001.jpg": 40})
     (tmp_path / "Image" / "original" / "train_00005.jpg").write_bytes(b"\xff\xd8 truncated")
-    batch = RAFDB(tmp_path).read()
+    batch = read_measured(RAFDB(tmp_path))
     assert [r.sample_id for r in batch.records] == ["raf-db-train_00001"]
     assert rejects_at(batch) == {
         f"{LABEL_FILE}:2": ("rejected", "unknown_label"),
@@ -104,7 +104,7 @@ def test_every_bad_line_is_recorded_while_the_rest_is_read(tmp_path):
 def test_a_missing_aligned_image_is_named_by_its_aligned_path(tmp_path):
     write_rafdb(tmp_path, ["train_00001.jpg 5"], {})
     Image.fromarray(photo(10)).save(tmp_path / "Image" / "original" / "train_00001.jpg")
-    batch = RAFDB(tmp_path, images="aligned").read()
+    batch = read_measured(RAFDB(tmp_path, images="aligned"))
     assert [r.message for r in batch.rejects] == ["image Image/aligned/train_00001_aligned.jpg not found"]
 
 

@@ -34,8 +34,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from ferdata.sources.base import (
-    POINTS, BadItem, Given, MissingSourceError, Progress, RawRecord, Source, SourceBatch, content_hash,
-    read_image,
+    POINTS, BadItem, Given, ImageToRead, MissingSourceError, Progress, RawRecord, Source, SourceBatch, unmeasured,
 )
 from ferdata.taxonomy import SOURCE_LABELS
 
@@ -88,7 +87,8 @@ class AffectNet(Source):
                 batch.seen += 1
                 line = rows.line_num
                 try:
-                    record, given = self._record(fields, position, len(header), split, line, taken)
+                    record, given = self._record(fields, position, len(header), split, f"{file_name}:{line}",
+                                                 line, taken)
                 except BadItem as bad:
                     batch.rejects.append(bad.reject(self.name, f"{file_name}:{line}"))
                 else:
@@ -97,9 +97,10 @@ class AffectNet(Source):
                     batch.given[record.sample_id] = given
                 progress(1)
 
-    def _record(self, fields: list[str], position: list[int], width: int, split: str, line: int,
-                taken: set[str]) -> tuple[RawRecord, Given]:
-        """One data row as a record and its box and landmarks, or :class:`BadItem`."""
+    def _record(self, fields: list[str], position: list[int], width: int, split: str, location: str,
+                line: int, taken: set[str]) -> tuple[RawRecord, Given]:
+        """One data row as a record (its image measured later) and its box and landmarks, or
+        :class:`BadItem`."""
         if len(fields) != width:
             raise BadItem("malformed_row", f"expected {width} comma-separated fields, found {len(fields)}")
         path, x, y, w, h, marks, code, valence, arousal = (fields[i].strip() for i in position)
@@ -117,14 +118,9 @@ class AffectNet(Source):
         affect = [_affect(name, text, sample_id) for name, text in (("valence", valence), ("arousal", arousal))]
         if sample_id in taken:
             raise BadItem("duplicate_sample_id", f"{path} is listed more than once", sample_id)
-        try:
-            gray = read_image(self.root / IMAGES / path, f"{IMAGES}/{path}")
-        except BadItem as bad:
-            raise bad.of(sample_id) from None
-        _check_inside(box, gray.shape, sample_id)
-        record = RawRecord(sample_id=sample_id, native_label=code, source_file=f"{IMAGES}/{path}",
-                           width=gray.shape[1], height=gray.shape[0], content_hash=content_hash(gray),
-                           split=split, source_line=line, valence=affect[0], arousal=affect[1])
+        image = ImageToRead(str(self.root / IMAGES / path), f"{IMAGES}/{path}", location, box)
+        record = unmeasured(image, sample_id=sample_id, native_label=code, source_file=f"{IMAGES}/{path}",
+                            split=split, source_line=line, valence=affect[0], arousal=affect[1])
         return record, Given(box=box, landmarks=landmarks)
 
 
@@ -167,13 +163,3 @@ def _affect(name: str, text: str, sample_id: str) -> float | None:
     if not -1 <= value <= 1:
         raise BadItem("bad_affect", f"{name} {value} is outside -1..1 (or -2, not rated)", sample_id)
     return value
-
-
-def _check_inside(box: tuple[float, float, float, float], shape: tuple[int, int], sample_id: str) -> None:
-    """Refuse a box less than half of which lies inside the image."""
-    left, top, right, bottom = box
-    height, width = shape
-    inside = max(0.0, min(right, width) - max(left, 0.0)) * max(0.0, min(bottom, height) - max(top, 0.0))
-    if inside < 0.5 * (right - left) * (bottom - top):
-        raise BadItem("box_outside_image", f"face box ({left:g}, {top:g}, {right:g}, {bottom:g}) lies mostly "
-                                           f"outside the {width}x{height} image", sample_id)

@@ -23,9 +23,25 @@ class MissingSourceError(FileNotFoundError):
     """A source named on the command line has no files where they are expected."""
 
 
+@dataclass(frozen=True)
+class ImageToRead:
+    """An image a reader names but leaves to ingest to decode and hash, many at a time
+    (:func:`measure_images`): its path, its name in messages (None: the message alone),
+    where a reject points, and a face box that must lie mostly inside it."""
+
+    path: str
+    shown_as: str | None
+    location: str
+    box: tuple[float, float, float, float] | None = None
+
+
 @dataclass
 class RawRecord:
-    """One accepted raw sample, before its label is mapped to the taxonomy."""
+    """One accepted raw sample, before its label is mapped to the taxonomy.
+
+    A record whose ``image`` is set is not measured yet: ingest fills ``width``, ``height``
+    and ``content_hash`` from the decoded image, or turns the record into a reject.
+    """
 
     sample_id: str
     native_label: str
@@ -41,6 +57,12 @@ class RawRecord:
     pixels_row: int | None = None  # row in SourceBatch.pixels, when decoded at ingest
     valence: float | None = None  # AffectNet's affect ratings, -1..1
     arousal: float | None = None
+    image: ImageToRead | None = None  # the image still to decode and hash
+
+
+def unmeasured(image: ImageToRead, **fields: object) -> RawRecord:
+    """A record whose size and content hash ingest measures later from ``image``."""
+    return RawRecord(width=0, height=0, content_hash="", image=image, **fields)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +138,51 @@ def read_image(path: Path, shown_as: str) -> np.ndarray:
         return decode_gray(path)
     except ImageDecodeError as exc:
         raise BadItem("unreadable_image", f"{shown_as}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Measured:
+    """An image's size and content hash, or the reason (``missing_image``, ``unreadable_image``,
+    ``box_outside_image``) and message that reject it."""
+
+    width: int = 0
+    height: int = 0
+    content_hash: str = ""
+    reason: str | None = None
+    message: str = ""
+
+
+def measure_images(images: list[ImageToRead]) -> list[Measured]:
+    """Decode, check and hash each image: a task of the executor."""
+    found = []
+    for image in images:
+        try:
+            gray = _decode(image)
+            if image.box is not None:
+                check_box_inside(image.box, gray.shape)
+            found.append(Measured(gray.shape[1], gray.shape[0], content_hash(gray)))
+        except BadItem as bad:
+            found.append(Measured(reason=bad.reason, message=bad.message))
+    return found
+
+
+def _decode(image: ImageToRead) -> np.ndarray:
+    if image.shown_as is not None:
+        return read_image(Path(image.path), image.shown_as)
+    try:
+        return decode_gray(Path(image.path))
+    except ImageDecodeError as exc:
+        raise BadItem("unreadable_image", str(exc)) from exc
+
+
+def check_box_inside(box: tuple[float, float, float, float], shape: tuple[int, ...]) -> None:
+    """Refuse a face box less than half of which lies inside the image (``box_outside_image``)."""
+    left, top, right, bottom = box
+    height, width = shape[:2]
+    inside = max(0.0, min(right, width) - max(left, 0.0)) * max(0.0, min(bottom, height) - max(top, 0.0))
+    if inside < 0.5 * (right - left) * (bottom - top):
+        raise BadItem("box_outside_image", f"face box ({left:g}, {top:g}, {right:g}, {bottom:g}) lies mostly "
+                                           f"outside the {width}x{height} image")
 
 
 def content_hash(pixels: np.ndarray) -> str:

@@ -32,9 +32,10 @@ from typing import Callable
 
 import numpy as np
 
-from ferdata.images import IMAGE_SUFFIXES, ImageDecodeError, decode_gray
+from ferdata.images import IMAGE_SUFFIXES
 from ferdata.manifest import Reject
-from ferdata.sources.base import MissingSourceError, Progress, RawRecord, Source, SourceBatch, content_hash
+from ferdata.sources.base import (ImageToRead, MissingSourceError, Progress, RawRecord, Source, SourceBatch,
+                                  unmeasured)
 from ferdata.taxonomy import SOURCE_LABELS
 
 FRAMES, EMOTION, LANDMARKS = "cohn-kanade-images", "Emotion", "Landmarks"
@@ -99,16 +100,11 @@ class CKPlus(Source):
             items.append(self._frame(frames[number], NEUTRAL if number in neutral else code, key, number))
         return items
 
-    def _frame(self, path: Path, label: str, key: tuple[str, str], number: int) -> RawRecord | Reject:
-        """One chosen frame, decoded to check it and to measure and hash it."""
-        sample_id = f"ckplus-{path.stem}"
-        try:
-            gray = decode_gray(path)
-        except ImageDecodeError as exc:
-            return self._reject(path, "unreadable_image", str(exc), sample_id=sample_id)
-        return RawRecord(sample_id=sample_id, native_label=label, source_file=self._rel(path),
-                         width=gray.shape[1], height=gray.shape[0], content_hash=content_hash(gray),
-                         subject=key[0], sequence=key[1], frame=number)
+    def _frame(self, path: Path, label: str, key: tuple[str, str], number: int) -> RawRecord:
+        """One chosen frame; ingest decodes it later to check, measure and hash it."""
+        return unmeasured(ImageToRead(str(path), None, self._rel(path)), sample_id=f"ckplus-{path.stem}",
+                          native_label=label, source_file=self._rel(path), subject=key[0], sequence=key[1],
+                          frame=number)
 
     def _scan(self, tree: str, keep: Callable[[Path], bool], stray: str,
               rejects: list[Reject]) -> dict[tuple[str, str], list[Path]]:

@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 
 from ferdata.images import IMAGE_SUFFIXES
 from ferdata.sources.base import (
-    BadItem, MissingSourceError, Progress, RawRecord, Source, SourceBatch, content_hash, read_image,
+    BadItem, ImageToRead, MissingSourceError, Progress, RawRecord, Source, SourceBatch, unmeasured,
 )
 from ferdata.taxonomy import CLASSES_8
 
@@ -88,7 +88,7 @@ class LabelledFolder(Source):
         return batch
 
     def _record(self, path: Path, location: str, listed: _Listed | None, taken: set[str]) -> RawRecord:
-        """One file's record, or :class:`BadItem` saying why it is none."""
+        """One file's record (its image measured later), or :class:`BadItem` saying why it is none."""
         folders = PurePosixPath(location).parts[:-1]
         if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
             raise BadItem("not_an_image", "not an image file; ignored", kind="dropped")
@@ -104,13 +104,8 @@ class LabelledFolder(Source):
                                            f"{', '.join(SPLITS)}", sample_id)
         if sample_id in taken:
             raise BadItem("duplicate_sample_id", f"another file already has the id {sample_id}", sample_id)
-        try:
-            gray = read_image(path, location)
-        except BadItem as bad:
-            raise bad.of(sample_id) from None
-        return RawRecord(sample_id=sample_id, native_label=folders[0], source_file=location,
-                         width=gray.shape[1], height=gray.shape[0], content_hash=content_hash(gray),
-                         split=listed.split if listed else None)
+        return unmeasured(ImageToRead(str(path), location, location), sample_id=sample_id,
+                          native_label=folders[0], source_file=location, split=listed.split if listed else None)
 
     def _read_splits(self, batch: SourceBatch) -> dict[str, _Listed]:
         """splits.csv's lines by the file they name; lines that are no ``file,split`` pair, or

@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ferdata.images import ImageDecodeError, decode_gray
 from ferdata.manifest import Reject
-from ferdata.sources.base import MissingSourceError, Progress, RawRecord, Source, SourceBatch, content_hash
+from ferdata.sources.base import (ImageToRead, MissingSourceError, Progress, RawRecord, Source, SourceBatch,
+                                  unmeasured)
 from ferdata.taxonomy import SOURCE_LABELS
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -71,13 +71,9 @@ class JAFFE(Source):
         if sample_id in ids:
             return Reject(self.name, location, "duplicate_sample_id", f"same sample id as {ids[sample_id]}",
                           sample_id=sample_id)
-        try:
-            gray = decode_gray(path)
-        except ImageDecodeError as exc:
-            return Reject(self.name, location, "unreadable_image", str(exc), sample_id=sample_id)
         ids[sample_id] = location
-        return RawRecord(sample_id=sample_id, native_label=code, source_file=location, width=gray.shape[1],
-                         height=gray.shape[0], content_hash=content_hash(gray), subject=subject)
+        return unmeasured(ImageToRead(str(path), None, location), sample_id=sample_id, native_label=code,
+                          source_file=location, subject=subject)
 
     def _image_folder(self) -> Path:
         """The root when it holds TIFFs, else its one subfolder that does."""

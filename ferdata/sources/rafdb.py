@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ferdata.sources.base import (
-    BadItem, Given, MissingSourceError, Progress, RawRecord, Source, SourceBatch, content_hash, read_image,
+    BadItem, Given, ImageToRead, MissingSourceError, Progress, RawRecord, Source, SourceBatch, unmeasured,
 )
 from ferdata.taxonomy import SOURCE_LABELS
 
@@ -76,7 +76,8 @@ class RAFDB(Source):
         return batch
 
     def _record(self, fields: list[str], line: int, taken: set[str]) -> RawRecord:
-        """The record a label line describes, or :class:`BadItem` saying what is wrong with it."""
+        """The record a label line describes (its image measured later), or :class:`BadItem`
+        saying what is wrong with it."""
         if len(fields) != 2:
             raise BadItem("malformed_row", f"expected '<image name> <label>', found {len(fields)} fields")
         name, code = fields
@@ -89,13 +90,8 @@ class RAFDB(Source):
         if code not in SOURCE_LABELS[self.name]:
             raise BadItem("unknown_label", f"label {code!r} is not one of 1..7", sample_id)
         file = self.image_file(name)
-        try:
-            gray = read_image(self.root / file, file)
-        except BadItem as bad:
-            raise bad.of(sample_id) from None
-        return RawRecord(sample_id=sample_id, native_label=code, source_file=file, width=gray.shape[1],
-                         height=gray.shape[0], content_hash=content_hash(gray),
-                         split=prefix, source_line=line)
+        return unmeasured(ImageToRead(str(self.root / file), file, f"{LABEL_FILE}:{line}"), sample_id=sample_id,
+                          native_label=code, source_file=file, split=prefix, source_line=line)
 
     def image_file(self, name: str) -> str:
         """Where the image a label line names is, under the root (``train_00001.jpg`` ->

@@ -1,0 +1,130 @@
+"""Sharded Parquet tables: a folder of ``part-00000.parquet``, ``part-00001.parquet`` ...
+that pyarrow (``pq.read_table(folder)``) and Dask (``dd.read_parquet(folder)``) read as one table.
+
+Stages write their large tables a partition at a time (:class:`ShardWriter`), so no process
+holds a whole dataset's faces, and read them back lazily (:class:`Shards`): a shard at a
+time, or chosen rows. Shard ``k`` holds the rows of partition ``k`` in row order, so the
+same rows and partition size give the same files whoever computed them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ferdata.manifest import pixels_to_array, write_table
+
+SHARD_GLOB = "part-*.parquet"
+#: Rows per shard unless params.yaml's ``executor.partition_size`` says otherwise.
+PARTITION_SIZE = 4096
+
+
+def shard_name(index: int) -> str:
+    """The file name of shard ``index``: zero-padded, so names sort in row order."""
+    return f"part-{index:05d}.parquet"
+
+
+class ShardWriter:
+    """Writes a folder of shards in :data:`schema`, each shard atomically; an empty table is
+    one empty shard, so readers always find the schema."""
+
+    def __init__(self, folder: Path, schema: pa.Schema) -> None:
+        self.folder, self.schema, self.written = Path(folder), schema, 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, index: int, table: pa.Table) -> None:
+        """Write ``table`` as shard ``index``."""
+        write_table(table.select(self.schema.names).cast(self.schema), self.folder / shard_name(index))
+        self.written += 1
+
+    def close(self) -> None:
+        if self.written == 0:
+            self.write(0, self.schema.empty_table())
+
+
+def write_sharded(table: pa.Table, folder: Path, partition_size: int) -> None:
+    """``table`` as shards of ``partition_size`` consecutive rows, replacing what ``folder``
+    held (a file or a folder) once every shard is written."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    writer = ShardWriter(tmp, table.schema)
+    for k, start in enumerate(range(0, table.num_rows, partition_size)):
+        writer.write(k, table.slice(start, partition_size))
+    writer.close()
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    elif folder.exists():
+        folder.unlink()
+    tmp.rename(folder)
+
+
+class Shards:
+    """A table stored as one Parquet file or a folder of shards, read a piece at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if self.path.is_file():
+            self.files = [self.path]
+        elif self.path.is_dir():
+            self.files = sorted(self.path.glob(SHARD_GLOB))
+        else:
+            self.files = []
+        if not self.files:
+            raise FileNotFoundError(f"{self.path}: not found; run the stage that writes it first")
+        counts = [pq.ParquetFile(f).metadata.num_rows for f in self.files]
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pq.read_schema(self.files[0])
+
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        """The whole table (or some of its columns)."""
+        return pa.concat_tables([pq.read_table(f, columns=columns) for f in self.files])
+
+    def tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """One table per shard, in order."""
+        for f in self.files:
+            yield pq.read_table(f, columns=columns)
+
+    def take(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+        """Rows by position in the whole table, in the order given; each shard they fall in is
+        read once."""
+        rows = np.asarray(rows, dtype=np.int64)
+        shard = np.searchsorted(self.starts, rows, side="right") - 1
+        order = np.argsort(shard, kind="stable")
+        by_shard, first = np.unique(shard[order], return_index=True)
+        parts = []
+        for k, lo, hi in zip(by_shard, first, [*first[1:], len(rows)]):
+            local = rows[order[lo:hi]] - self.starts[k]
+            parts.append(pq.read_table(self.files[k], columns=columns).take(pa.array(local)))
+        if not parts:
+            return pq.read_table(self.files[0], columns=columns).slice(0, 0)
+        inverse = np.empty(len(rows), dtype=np.int64)
+        inverse[order] = np.arange(len(rows))
+        return pa.concat_tables(parts).take(pa.array(inverse))
+
+
+class LazyPixels:
+    """The ``pixels`` column of sharded rows as an (N, 48, 48) array read on indexing:
+    ``faces[[3, 17]]`` reads only the shards holding those rows. ``order[i]`` is where row
+    ``i`` is stored (identity when None)."""
+
+    def __init__(self, shards: Shards, order: np.ndarray | None = None) -> None:
+        self.shards = shards
+        self.order = np.arange(len(shards)) if order is None else np.asarray(order, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return pixels_to_array(self.shards.take(self.order[np.asarray(rows, dtype=np.int64)], ["pixels"])["pixels"])
