@@ -18,6 +18,7 @@ and ``metrics/label_issues.json``: the counts and the precision table, a DVC met
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -170,10 +171,15 @@ def _out_of_fold(images: np.ndarray, labels: np.ndarray, n_classes: int,
     with progress_bar(f"label issues: {params.features} features", len(images)) as advance:
         features = oof_model.feature_matrix(images, params.features, advance)
 
+    folds_made = itertools.count(1)
+
     def make_model():
+        fold = next(folds_made)
         return oof_model.classifier(params.features, c=params.c, max_iter=params.max_iter,
                                     pca_components=params.pca_components, epochs=params.epochs,
-                                    batch_size=params.batch_size, seed=params.seed)
+                                    batch_size=params.batch_size, seed=params.seed,
+                                    label=f"label issues fold {fold}/{params.folds}",
+                                    later_epochs=(params.folds - fold) * params.epochs)
 
     with progress_bar(f"label issues: out-of-fold {params.features} models", params.folds) as advance:
         return oof_model.out_of_fold_probabilities(features, labels, n_classes, params.folds, make_model,
