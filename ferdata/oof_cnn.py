@@ -18,9 +18,6 @@ from ferdata.train import EpochLines, make_dataset, seed_everything
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
 
 LEARNING_RATE = 0.002
-#: Batch normalisation's moving statistics average over at most this share of the training steps
-#: (Keras's default, 100 steps, would leave a few hundred steps' statistics near their start).
-BATCH_NORM_WINDOW = 0.1
 WEIGHT_DECAY = 0.0001
 
 
@@ -46,9 +43,7 @@ class CnnClassifier:
         seed_everything(self.seed, deterministic=True)
         self.net_ = model_lib.five_layer(len(self.classes_))
         steps = self.epochs * -(-len(targets) // self.batch_size)
-        for layer in self.net_.layers:  # short runs: moving statistics that forget their start in time
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = max(0.0, min(layer.momentum, 1 - 1 / (BATCH_NORM_WINDOW * steps)))
+        model_lib.fit_batch_norm_window(self.net_, steps)
         schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
         self.net_.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])

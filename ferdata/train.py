@@ -253,6 +253,7 @@ def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: 
         class_weight: dict[int, float] | None = None, label: str = "train") -> tuple[list[dict], list[float]]:
     """Compile and fit ``net``; the per-epoch history rows and each epoch's seconds. Progress is
     shown under ``label`` (a bar, or a line per epoch)."""
+    model_lib.fit_batch_norm_window(net, params.epochs * int(train.cardinality()))
     net.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     log = EpochLog()
     with epoch_progress(label, params.epochs) as shown:
