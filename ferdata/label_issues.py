@@ -307,6 +307,15 @@ def excluded_ids(label_issues_dir: Path) -> set[str]:
     return set(path.read_text().split()) if path.is_file() else set()
 
 
+def flagged_ids(label_issues_dir: Path) -> set[str]:
+    """The ids the label-issues stage flagged, whether or not it excluded them from training."""
+    path = Path(label_issues_dir) / ISSUES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run the label-issues stage first")
+    issues = read_table(path)
+    return set(issues.filter(issues["is_label_issue"])["sample_id"].to_pylist())
+
+
 def label_issues_table(result: LabelIssuesResult) -> Table:
     """Per class: training samples, flagged and share; the budget and estimate in the caption."""
     table = Table(title=f"label issues: {result.flagged} of {result.samples} training samples flagged "

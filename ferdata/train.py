@@ -174,8 +174,13 @@ def read_augment(path: Path, seed: int) -> keras.Sequential:
     missing = [k for k in AUGMENT_KEYS if k not in data]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}; expected {list(AUGMENT_KEYS)}")
-    return model_lib.augmentation(bool(data["flip"]), float(data["rotation_deg"]), float(data["zoom"]),
-                                  float(data["shift"]), seed)
+    return augmentation_from(data, seed)
+
+
+def augmentation_from(config: dict, seed: int) -> keras.Sequential:
+    """The augmentation layers for an augment.json-style ``config`` ({flip, rotation_deg, zoom, shift})."""
+    return model_lib.augmentation(bool(config["flip"]), float(config["rotation_deg"]), float(config["zoom"]),
+                                  float(config["shift"]), seed)
 
 
 def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
