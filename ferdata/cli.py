@@ -242,7 +242,8 @@ def ablate(
     arms: Optional[str] = typer.Option(
         None, help="Comma-separated arms, raw among them (default: ablate.arms): "
                    "raw,aligned,aligned+dedup,build,build+clean."),
-    repeats: Optional[int] = typer.Option(None, help="Seeds per arm, seed .. seed+repeats-1 (default: ablate.repeats)."),
+    repeats: Optional[int] = typer.Option(None, help="Seeds per arm, seed .. seed+repeats-1 "
+                                                     "(default: ablate.repeats)."),
     resamples: Optional[int] = typer.Option(None, help="Bootstrap resamples (default: ablate.resamples)."),
 ) -> None:
     """Train the same network on arms that differ only in data; score each on FER2013's PrivateTest."""

@@ -98,7 +98,8 @@ def test_reported_scores_are_those_of_the_predictions(ablated):
             assert difference is None
             continue
         raw = report["arms"]["raw"]
-        assert difference["macro_recall"]["mean"] == pytest.approx(entry["macro_recall"] - raw["macro_recall"], abs=1e-5)
+        gain = entry["macro_recall"] - raw["macro_recall"]
+        assert difference["macro_recall"]["mean"] == pytest.approx(gain, abs=1e-5)
         for key in ("accuracy", "macro_recall"):
             assert difference[key]["low"] <= difference[key]["mean"] <= difference[key]["high"]
         assert f"│ {arm} " in output

@@ -37,4 +37,5 @@ def test_epoch_lines_and_durations():
     assert epoch_line("train", 3, 30, logs, 41.2, 27 * 41.2) == (
         "train epoch 3/30  loss 1.234  accuracy 0.512  val_loss 1.400  val_accuracy 0.498  41 s  eta 19 min")
     assert epoch_line("train", 30, 30, {"loss": 0.5}, 40, 0) == "train epoch 30/30  loss 0.500  40 s"
-    assert [duration(s) for s in (0.4, 99, 100, 5999, 6000, 9000)] == ["0 s", "99 s", "2 min", "100 min", "1.7 h", "2.5 h"]
+    assert [duration(s) for s in (0.4, 99, 100, 5999, 6000, 9000)] == [
+        "0 s", "99 s", "2 min", "100 min", "1.7 h", "2.5 h"]
