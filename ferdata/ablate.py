@@ -169,6 +169,7 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     classes = tuple(classes)
     recipe = replace(train, epochs=params.epochs or train.epochs)
     sources = ArmSources(layout, classes, balance)
+    sources.check(params.arms)
     labels = sources.test.labels
     augment_config = online_config(balance.augment)
     summaries: dict[str, dict] = {}

@@ -23,14 +23,20 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _runs(params: dict) -> str:
+    """``2 epochs, seed 42`` or ``30 epochs, seeds 42, 43, 44``."""
+    epochs, seeds = params["train"]["epochs"], params["seeds"]
+    return (f"{epochs} epoch{'s' if epochs != 1 else ''}, seed{'s' if len(seeds) != 1 else ''} "
+            f"{', '.join(str(s) for s in seeds)}")
+
+
 def ablation_tables(report: dict) -> Group:
     """Scores per arm with their difference from raw; per-class recall per arm; the per-class
     differences with their intervals."""
     classes, arms, test, params = report["classes"], report["arms"], report["test"], report["params"]
     level = f"{params['confidence']:.0%}"
-    seeds = ", ".join(str(s) for s in params["seeds"])
-    overall = Table(title=f"ablate: {test['faces']:,} FER2013 PrivateTest faces, {params['train']['epochs']} epochs, "
-                          f"seed(s) {seeds}; differences from raw in points, [{level} paired-bootstrap interval]")
+    overall = Table(title=f"ablate: {test['faces']:,} FER2013 PrivateTest faces, {_runs(params)}; "
+                          f"differences from raw in points, [{level} paired-bootstrap interval]")
     for col in ("arm", "train faces", "test answered", "accuracy", "vs raw", "macro recall", "vs raw"):
         overall.add_column(col, justify="left" if col == "arm" else "right")
     for name, arm in arms.items():
@@ -48,6 +54,8 @@ def ablation_tables(report: dict) -> Group:
     recall.add_row("support", *(str(test["support"][c]) for c in classes), end_section=True)
 
     others = [name for name in arms if arms[name]["difference_from_raw"] is not None]
+    if not others:
+        return Group(overall, recall)
     per_class = Table(title=f"ablate: per-class recall, difference from raw in points [{level} interval]")
     for col in ("class", *others):
         per_class.add_column(col, justify="left" if col == "class" else "right")
@@ -74,8 +82,7 @@ def ablation_figure(report: dict) -> Figure:
     ax.set_ylim(-0.6, len(names) - 0.4)
     ax.set_xlabel("macro recall minus raw's, points")
     params, test = report["params"], report["test"]
-    ax.set_title(f"ablation on {test['faces']:,} FER2013 PrivateTest faces, {params['train']['epochs']} epochs, "
-                 f"{params['repeats']} seed(s)\nbars: {params['confidence']:.0%} paired-bootstrap interval",
-                 fontsize=9)
+    ax.set_title(f"ablation on {test['faces']:,} FER2013 PrivateTest faces, {_runs(params)}\n"
+                 f"bars: {params['confidence']:.0%} paired-bootstrap interval", fontsize=9)
     fig.tight_layout()
     return fig

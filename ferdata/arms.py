@@ -101,6 +101,13 @@ class ArmSources:
                              f"every arm on them, so ingest fer2013")
         self.test = TestFaces(test["sample_id"].to_pylist(), _labels(test, self.classes, self.interim_path))
 
+    def check(self, arms: Sequence[str]) -> None:
+        """Fail before any training if an arm's input is missing (FileNotFoundError naming it)."""
+        if {"aligned+dedup", "build", "build+clean"} & set(arms) and not self.dataset_path.is_file():
+            raise FileNotFoundError(f"{self.dataset_path}: not found; run the split stage first")
+        if "build+clean" in arms:
+            flagged_ids(self.layout.label_issues)
+
     def arm(self, name: str) -> ArmData:
         """The named arm's faces (see the module docstring)."""
         if name == "raw":

@@ -154,6 +154,18 @@ def test_a_test_face_the_align_stage_dropped_counts_as_wrong(sources):
     assert len(arm.test_present) == len(arms.test.ids)
 
 
+def test_a_missing_input_stops_the_ablation_before_any_training(sources, tmp_path):
+    root = sources[0]
+    layout = Layout(tmp_path, processed_dir=tmp_path / "processed")
+    for name in ("interim", "aligned", "dataset"):
+        (tmp_path / "processed" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "processed" / name).symlink_to(root / "processed" / name)
+    arms = ArmSources(layout, CLASSES_7, BalanceParams())
+    arms.check(["raw", "build"])
+    with pytest.raises(FileNotFoundError, match="label_issues.parquet: not found; run the label-issues stage"):
+        arms.check(["raw", "build+clean"])
+
+
 def test_arms_must_include_raw_and_be_known(ablated):
     root = ablated[0]
     for arms, message in (("aligned,build", "raw"), ("raw,cleaned", "distinct arms")):
