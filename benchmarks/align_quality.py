@@ -94,7 +94,7 @@ def main() -> None:
         interim = Path(tmp)
         (interim / "pixels").mkdir()
         np.save(interim / "pixels" / "fer2013.npy", raw)
-        rows = [(r.sample_id, "fer2013", i, r.source_file) for i, r in enumerate(records)]
+        rows = [(r.sample_id, "fer2013", i, r.source_file, None) for i, r in enumerate(records)]
         start = time.perf_counter()
         outcomes, aligned = align_rows(params, rows, interim, interim)
         wall = time.perf_counter() - start

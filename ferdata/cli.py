@@ -58,6 +58,8 @@ def sample(
     folder_images: int = typer.Option(40, help="Images of the labelled folder lab-photos/ (0: none)."),
     seed: int = typer.Option(0, help="Seed: the same seed writes identical files."),
     full_fer2013: bool = typer.Option(False, help="Write a full-size fer2013.csv (35,887 rows)."),
+    label_errors: float = typer.Option(
+        0.06, help="Share of FER2013 Training rows given a wrong label (listed in sample_truth.json)."),
 ) -> None:
     """Write generated faces in every source's raw layout (tests, demo, benchmarks)."""
     from ferdata.sample import write_sample
@@ -66,7 +68,7 @@ def sample(
         info = write_sample(out, fer2013_rows=fer2013_rows, ckplus_subjects=ckplus_subjects,
                             jaffe_subjects=jaffe_subjects, rafdb_images=rafdb_images,
                             affectnet_rows=affectnet_rows, folder_images=folder_images, seed=seed,
-                            full_fer2013=full_fer2013)
+                            full_fer2013=full_fer2013, label_errors=label_errors)
     except (FileExistsError, ValueError) as exc:
         _fail(str(exc))
     console.print(info.summary())
@@ -156,6 +158,9 @@ def label_issues(
     out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
     ferplus_csv: Optional[Path] = typer.Option(
         None, help="FER+ votes to measure the ranking against (default ROOT/raw/ferplus/fer2013new.csv if present)."),
+    truth: Optional[Path] = typer.Option(
+        None, help="A generated sample's truth, to measure the ranking against its planted wrong labels "
+                   "(default ROOT/raw/sample_truth.json if present)."),
 ) -> None:
     """Rank train by label doubt (out-of-fold CNN and cleanlab); flag the top within the budget."""
     from ferdata.issue_precision import precision_table
@@ -164,12 +169,15 @@ def label_issues(
     layout = Layout(root, None, out)
     default_votes = layout.raw / "ferplus" / "fer2013new.csv"
     votes = ferplus_csv or (default_votes if default_votes.exists() else None)
+    default_truth = layout.raw / "sample_truth.json"
+    truth = truth or (default_truth if default_truth.exists() else None)
     cfg = _section(load_params(params), "label_issues", LabelIssuesParams)
     result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes,
-                                               layout.metrics / "label_issues.json"))
+                                               layout.metrics / "label_issues.json", truth))
     console.print(label_issues_table(result))
-    if result.ferplus:
-        console.print(precision_table(result.ferplus, result.budget))
+    for found in (result.ferplus, result.planted):
+        if found:
+            console.print(precision_table(found, result.budget))
 
 
 def _balance(params: dict, layout: Layout) -> None:
