@@ -261,6 +261,37 @@ def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
     console.print(result.summary())
 
 
+@app.command()
+def ablate(
+    params: Path = PARAMS, root: Path = ROOT,
+    epochs: Optional[int] = typer.Option(None, help="Epochs per run (default: ablate.epochs, else train.epochs)."),
+    arms: Optional[str] = typer.Option(
+        None, help="Comma-separated arms, raw among them (default: ablate.arms): "
+                   "raw,aligned,aligned+dedup,build,build+clean."),
+    repeats: Optional[int] = typer.Option(None, help="Seeds per arm, seed .. seed+repeats-1 "
+                                                     "(default: ablate.repeats)."),
+    resamples: Optional[int] = typer.Option(None, help="Bootstrap resamples (default: ablate.resamples)."),
+) -> None:
+    """Train the same network on arms that differ only in data; score each on FER2013's PrivateTest."""
+    from ferdata.ablate import AblateParams, run_ablate
+    from ferdata.ablation_report import ablation_tables
+    from ferdata.balance import BalanceParams
+    from ferdata.evaluate import EvaluateParams
+    from ferdata.train import TrainParams
+
+    p, layout = load_params(params), Layout(root)
+    given = {"epochs": epochs, "repeats": repeats, "resamples": resamples,
+             "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None}
+    p = {**p, "ablate": {**(p.get("ablate") or {}), **{k: v for k, v in given.items() if v is not None}}}
+    cfg = _section(p, "ablate", AblateParams)
+    result = _checked(lambda: run_ablate(
+        cfg, _section(p, "train", TrainParams), _section(p, "evaluate", EvaluateParams),
+        _section(p, "balance", BalanceParams), layout, _taxonomy_classes(p)))
+    console.print(ablation_tables(result.report))
+    console.print(f"metrics: {result.metrics_path}; predictions: {result.predictions_path}; "
+                  f"plot: {result.figure_path}", markup=False, highlight=False, soft_wrap=True)
+
+
 review_app = typer.Typer(invoke_without_command=True,
                          help="Review the dataset in the FiftyOne App; `review export` saves the tags.")
 app.add_typer(review_app, name="review")

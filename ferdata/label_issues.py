@@ -19,6 +19,7 @@ and ``metrics/label_issues.json``: the counts and the precision tables, a DVC me
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -177,10 +178,15 @@ def _out_of_fold(images: np.ndarray, labels: np.ndarray, n_classes: int,
     with progress_bar(f"label issues: {params.features} features", len(images)) as advance:
         features = oof_model.feature_matrix(images, params.features, advance)
 
+    folds_made = itertools.count(1)
+
     def make_model():
+        fold = next(folds_made)
         return oof_model.classifier(params.features, c=params.c, max_iter=params.max_iter,
                                     pca_components=params.pca_components, epochs=params.epochs,
-                                    batch_size=params.batch_size, seed=params.seed)
+                                    batch_size=params.batch_size, seed=params.seed,
+                                    label=f"label issues fold {fold}/{params.folds}",
+                                    later_epochs=(params.folds - fold) * params.epochs)
 
     with progress_bar(f"label issues: out-of-fold {params.features} models", params.folds) as advance:
         return oof_model.out_of_fold_probabilities(features, labels, n_classes, params.folds, make_model,
@@ -308,6 +314,15 @@ def excluded_ids(label_issues_dir: Path) -> set[str]:
         raise FileNotFoundError(f"{label_issues_dir / REPORT_FILE}: not found; run the label-issues stage first")
     path = label_issues_dir / EXCLUDED_FILE
     return set(path.read_text().split()) if path.is_file() else set()
+
+
+def flagged_ids(label_issues_dir: Path) -> set[str]:
+    """The ids the label-issues stage flagged, whether or not it excluded them from training."""
+    path = Path(label_issues_dir) / ISSUES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run the label-issues stage first")
+    issues = read_table(path)
+    return set(issues.filter(issues["is_label_issue"])["sample_id"].to_pylist())
 
 
 def label_issues_table(result: LabelIssuesResult) -> Table:

@@ -115,6 +115,10 @@ def test_cnn_ranking_puts_planted_wrong_labels_first(faces, tmp_path, capsys):
     result = run_on_faces(root, params, tmp_path / "issues")
     precision, recall, flagged = precision_recall(tmp_path / "issues", planted)
     top = result.planted["at_rank"]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("label issues fold")]
+    assert len(lines) == 3 * 8  # a line per fold and epoch: no terminal under pytest
+    assert lines[0].startswith("label issues fold 1/3 epoch 1/8  loss ") and " eta " in lines[0]
+    assert lines[-1].startswith("label issues fold 3/3 epoch 8/8  loss ") and " eta " not in lines[-1]
     with capsys.disabled():
         print(f"\nlabel issues, CNN, {n_train} drawn faces, {len(planted)} planted wrong ({base:.1%}): out-of-fold "
               f"accuracy {result.oof_accuracy:.3f}; precision top 5% {top['top_5%']['precision']:.3f}, "
