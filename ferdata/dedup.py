@@ -11,13 +11,18 @@ are edges of one graph; its connected components of two or more samples are the
 duplicate groups.
 
 Only hashes take part in the search: the per-face work (:func:`face_stats`, a shard of
-faces at a time on the executor) gives each face its pHash, pixel standard deviation and
-pixel sha1; the pixels of the proposed pairs alone are read back to confirm them.
+faces at a time on the executor) gives each face its pHash, pixel standard deviation, pixel
+sha1 and 8x8-pixel block means. Aligned faces crowd together in pHash space, so the pairs
+within the threshold grow with the square of the faces; each is first checked against a
+bound from the block means, which is never more than the pixel difference, and dropped as
+it is found when even the bound exceeds ``near_max_diff``. The faces of the pairs left
+alone are read back to confirm them pixel by pixel.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -46,6 +51,11 @@ MAX_PHASH_THRESHOLD = 15
 _HASH_SIZE = 8
 _DCT_SIZE = 32
 _CHUNK = 4096  # images converted to float at a time
+_BLOCK = 8  # side of the blocks whose means bound the pixel difference
+#: Float rounding allowance of the block bound, in grey levels: the bound may only let pairs through.
+_BOUND_SLACK = 1e-3
+#: Keeps the candidate pairs (arrays of first and second indices) that may still be copies.
+PairFilter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def pixel_hashes(images: np.ndarray) -> list[str]:
@@ -99,23 +109,26 @@ def pixel_std(images: np.ndarray) -> np.ndarray:
 
 @dataclass
 class FaceStats:
-    """Per face: the 64-bit pHash, the pixel standard deviation and the sha1 of the pixels."""
+    """Per face: the 64-bit pHash, the pixel standard deviation, the sha1 of the pixels and
+    the block means (:func:`block_means`)."""
 
     phash: np.ndarray  # uint64
     std: np.ndarray  # float64
     sha1: list[str]
+    blocks: np.ndarray  # (N, 36) float32
 
     @classmethod
     def of(cls, images: np.ndarray) -> "FaceStats":
-        return cls(phash(images), pixel_std(images), pixel_hashes(images))
+        return cls(phash(images), pixel_std(images), pixel_hashes(images), block_means(images))
 
     @classmethod
     def concat(cls, parts: Sequence["FaceStats"]) -> "FaceStats":
         return cls(np.concatenate([p.phash for p in parts]).astype(np.uint64),
-                   np.concatenate([p.std for p in parts]).astype(np.float64), [h for p in parts for h in p.sha1])
+                   np.concatenate([p.std for p in parts]).astype(np.float64), [h for p in parts for h in p.sha1],
+                   np.concatenate([p.blocks for p in parts]).astype(np.float32))
 
     def take(self, rows: np.ndarray) -> "FaceStats":
-        return FaceStats(self.phash[rows], self.std[rows], [self.sha1[i] for i in rows])
+        return FaceStats(self.phash[rows], self.std[rows], [self.sha1[i] for i in rows], self.blocks[rows])
 
 
 def face_stats(shard: str) -> FaceStats:
@@ -131,6 +144,28 @@ class Faces(Protocol):
     def __getitem__(self, rows: np.ndarray) -> np.ndarray: ...
 
 
+def block_means(images: np.ndarray) -> np.ndarray:
+    """(N, 36) float32: each image's 8x8-pixel block means, less the image's mean."""
+    n, h, w = images.shape
+    out = np.empty((n, (h // _BLOCK) * (w // _BLOCK)), dtype=np.float32)
+    for start in range(0, n, _CHUNK):
+        chunk = images[start:start + _CHUNK].astype(np.float32)
+        blocks = chunk.reshape(len(chunk), h // _BLOCK, _BLOCK, w // _BLOCK, _BLOCK).mean(axis=(2, 4))
+        out[start:start + len(chunk)] = (blocks - chunk.mean(axis=(1, 2))[:, None, None]).reshape(len(chunk), -1)
+    return out
+
+
+def block_distance(blocks: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Mean absolute difference of the block means of images i and j: at most the mean pixel
+    difference :func:`similar_pairs` measures (a block's mean difference is at most the mean
+    of its absolute differences), so a pair above ``near_max_diff`` here is no copy."""
+    out = np.empty(len(i), dtype=np.float32)
+    for start in range(0, len(i), _CHUNK * 16):
+        a, b = i[start:start + _CHUNK * 16], j[start:start + _CHUNK * 16]
+        out[start:start + len(a)] = np.abs(blocks[a] - blocks[b]).mean(axis=1)
+    return out
+
+
 def hash_hex(hashes: np.ndarray) -> list[str]:
     """Hashes as 16-digit hex strings (the manifest's ``phash`` column)."""
     return [f"{int(h):016x}" for h in hashes]
@@ -141,8 +176,9 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(a, b)).astype(np.int64)
 
 
-def near_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
-    """Index pairs (P, 2), i < j, of distinct positions whose hashes differ in <= threshold bits.
+def near_pairs(hashes: np.ndarray, threshold: int, keep: PairFilter | None = None) -> np.ndarray:
+    """Index pairs (P, 2), i < j, of distinct positions whose hashes differ in <= threshold bits
+    (and that ``keep``, if given, keeps: it filters each step's pairs as they are found).
 
     Each of the ``threshold + 1`` bands is sorted once; equal band values sit next to each
     other, so comparing each hash with its neighbour ``d`` places on (d = 1, 2, ... up to
@@ -151,7 +187,7 @@ def near_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
     if not 0 <= threshold <= MAX_PHASH_THRESHOLD:
         raise ValueError(f"phash threshold must be within 0..{MAX_PHASH_THRESHOLD}, not {threshold}")
     hashes = np.asarray(hashes, dtype=np.uint64)
-    found: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
+    found: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]  # pairs as i * n + j
     edges = np.linspace(0, 64, threshold + 2).astype(int)
     for lo, hi in zip(edges[:-1], edges[1:]):
         key = (hashes >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
@@ -163,8 +199,13 @@ def near_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
                 break
             i, j = order[:-d][same], order[d:][same]
             close = hamming(hashes[i], hashes[j]) <= threshold
-            found.append(np.stack([np.minimum(i, j)[close], np.maximum(i, j)[close]], axis=1))
-    return np.unique(np.concatenate(found), axis=0)
+            i, j = np.minimum(i, j)[close], np.maximum(i, j)[close]
+            if keep is not None:
+                kept = keep(i, j)
+                i, j = i[kept], j[kept]
+            found.append(i * len(hashes) + j)
+    pairs = np.unique(np.concatenate(found))
+    return np.stack([pairs // len(hashes), pairs % len(hashes)], axis=1)
 
 
 def _codes(values: list[str]) -> np.ndarray:
@@ -172,8 +213,9 @@ def _codes(values: list[str]) -> np.ndarray:
     return np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)[1].ravel()
 
 
-def candidate_pairs(phashes: np.ndarray, threshold: int) -> np.ndarray:
-    """Sample index pairs (P, 2) whose pHashes are equal or within ``threshold`` bits.
+def candidate_pairs(phashes: np.ndarray, threshold: int, keep: PairFilter | None = None) -> np.ndarray:
+    """Sample index pairs (P, 2) whose pHashes are equal or within ``threshold`` bits, and
+    that ``keep`` (given sample indices) keeps.
 
     Samples sharing one hash are paired with that hash's first sample; near hashes pair
     their first samples. Pairs are candidates only: :func:`similar_pairs` confirms them.
@@ -182,7 +224,10 @@ def candidate_pairs(phashes: np.ndarray, threshold: int) -> np.ndarray:
     code = code.ravel()
     others = np.flatnonzero(first[code] != np.arange(len(phashes)))
     same = np.stack([first[code[others]], others], axis=1)
-    near = first[near_pairs(unique_hashes, threshold)]
+    if keep is not None:
+        same = same[keep(same[:, 0], same[:, 1])]
+    keep_first = None if keep is None else (lambda i, j: keep(first[i], first[j]))
+    near = first[near_pairs(unique_hashes, threshold, keep_first)]
     return np.concatenate([same, near.reshape(-1, 2)]).astype(np.int64)
 
 
@@ -205,18 +250,22 @@ def similar_pairs(images: Faces, pairs: np.ndarray, max_diff: float) -> np.ndarr
 
 
 def duplicate_groups(images: Faces, exact_keys: list[list[str]], threshold: int, max_diff: float,
-                     hashes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     hashes: np.ndarray | None = None,
+                     blocks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group ids (-1 when unique) numbered by first member, whether each group is exact,
-    and each image's pHash (computed from ``images`` unless given).
+    and each image's pHash (the pHashes and block means are computed from ``images``
+    unless given).
 
     ``exact_keys`` are per-sample key lists (e.g. pixel sha1, raw content hash): equal
     keys join samples. Near copies join them too: pHashes within ``threshold`` bits
-    propose a pair, and the pair holds if the images differ by at most ``max_diff`` grey
-    levels (:func:`similar_pairs`). A group is exact when one key value is shared by all
-    its members.
+    propose a pair, the block means' bound drops the pairs that cannot be within
+    ``max_diff`` grey levels, and the pair holds if the images differ by at most
+    ``max_diff`` (:func:`similar_pairs`). A group is exact when one key value is shared by
+    all its members.
     """
     n = len(images)
     hashes = phash(images) if hashes is None else hashes
+    blocks = block_means(images) if blocks is None else blocks
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), hashes
     rows, cols, offset = [], [], n
@@ -225,7 +274,10 @@ def duplicate_groups(images: Faces, exact_keys: list[list[str]], threshold: int,
         rows.append(np.arange(n))
         cols.append(offset + codes)
         offset += int(codes.max()) + 1
-    pairs = similar_pairs(images, candidate_pairs(hashes, threshold), max_diff)
+    def may_be_copies(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return block_distance(blocks, i, j) <= max_diff + _BOUND_SLACK
+
+    pairs = similar_pairs(images, candidate_pairs(hashes, threshold, may_be_copies), max_diff)
     rows.append(pairs[:, 0])
     cols.append(pairs[:, 1])
     r, c = np.concatenate(rows), np.concatenate(cols)
@@ -337,7 +389,7 @@ def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Seq
     hashes = stats.phash
     sub_groups, exact, _ = duplicate_groups(
         _Rows(images, rows), [[stats.sha1[i] for i in rows], [content_hashes[i] for i in rows]], phash_threshold,
-        near_max_diff, hashes[rows])
+        near_max_diff, hashes[rows], stats.blocks[rows])
     groups = np.full(len(ids), -1, dtype=np.int64)
     groups[rows] = sub_groups
     resolution = resolve_groups(sub_groups, [splits[i] for i in rows], [units[i] for i in rows],

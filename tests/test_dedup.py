@@ -42,22 +42,39 @@ def test_banded_search_finds_exactly_the_brute_force_pairs(threshold):
     assert {tuple(p) for p in dedup.near_pairs(hashes, threshold).tolist()} == expected
 
 
+def _drawn_faces(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` drawn 48x48 faces of different people, framed as aligned faces are."""
+    poses = [Pose(center=(24 + rng.normal(0, 1), 23.5 + rng.normal(0, 1)), scale=rng.uniform(16, 19),
+                  angle_deg=float(rng.normal(0, 4)), brightness=rng.uniform(-20, 20)) for _ in range(n)]
+    expressions = [PEAKS[CLASSES_7[k]] for k in rng.integers(0, 7, n)]
+    return render_faces([Subject.random(rng) for _ in range(n)], expressions, poses, (48, 48), rng)[0]
+
+
 @pytest.mark.parametrize("threshold", [4, 8])
 def test_banded_search_on_drawn_faces_finds_exactly_the_all_pairs_search(threshold):
     """Drawn faces share their layout, so their pHashes crowd together: many pairs fall within
     the threshold, and the band buckets are far from empty."""
-    rng = np.random.default_rng(threshold)
-    n = 200
-    poses = [Pose(center=(24 + rng.normal(0, 1), 23.5 + rng.normal(0, 1)), scale=rng.uniform(16, 19),
-                  angle_deg=float(rng.normal(0, 4)), brightness=rng.uniform(-20, 20)) for _ in range(n)]
-    expressions = [PEAKS[CLASSES_7[k]] for k in rng.integers(0, 7, n)]
-    faces, _ = render_faces([Subject.random(rng) for _ in range(n)], expressions, poses, (48, 48), rng)
-    hashes = np.unique(dedup.phash(faces))
+    hashes = np.unique(dedup.phash(_drawn_faces(200, np.random.default_rng(threshold))))
     i, j = np.triu_indices(len(hashes), k=1)
     close = dedup.hamming(hashes[i], hashes[j]) <= threshold
     expected = set(zip(i[close].tolist(), j[close].tolist()))
     assert len(expected) >= 20
     assert {tuple(p) for p in dedup.near_pairs(hashes, threshold).tolist()} == expected
+
+
+def test_block_bound_never_drops_a_copy_and_spares_most_pixel_checks():
+    faces = _drawn_faces(200, np.random.default_rng(5))
+    faces = np.concatenate([faces, np.stack([_near_copy(f, k) for k, f in enumerate(faces[:20])])])
+    hashes, blocks = dedup.phash(faces), dedup.block_means(faces)
+    every = dedup.candidate_pairs(hashes, 8)
+    centred = faces.astype(np.float64) - faces.mean(axis=(1, 2), keepdims=True)
+    pixel = np.abs(centred[every[:, 0]] - centred[every[:, 1]]).mean(axis=(1, 2))
+    assert (dedup.block_distance(blocks, every[:, 0], every[:, 1]) <= pixel + 1e-4).all()
+
+    bounded = dedup.candidate_pairs(hashes, 8, lambda i, j: dedup.block_distance(blocks, i, j) <= 2.0 + 1e-3)
+    confirmed = {tuple(p) for p in dedup.similar_pairs(faces, every, 2.0).tolist()}
+    assert {tuple(p) for p in dedup.similar_pairs(faces, bounded, 2.0).tolist()} == confirmed
+    assert len(confirmed) >= 20 and len(bounded) < len(every) / 5
 
 
 def test_unrelated_pictures_are_not_grouped():
