@@ -103,7 +103,7 @@ class ArmSources:
 
     def check(self, arms: Sequence[str]) -> None:
         """Fail before any training if an arm's input is missing (FileNotFoundError naming it)."""
-        if {"aligned+dedup", "build", "build+clean"} & set(arms) and not self.dataset_path.is_file():
+        if {"aligned+dedup", "build", "build+clean"} & set(arms) and not self.dataset_path.exists():
             raise FileNotFoundError(f"{self.dataset_path}: not found; run the split stage first")
         if "build+clean" in arms:
             flagged_ids(self.layout.label_issues)
