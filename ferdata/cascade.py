@@ -1,13 +1,13 @@
-"""dlib's shape predictor evaluated for many faces at once, with NumPy.
+"""dlib's shape predictor, read from its file and evaluated for many faces at once.
 
 The model is dlib's own file (``face-recognition-models``' 68-point predictor): a cascade
 of 15 levels, each of 500 regression trees of depth 4 over 500 pixel-difference features
 (Kazemi and Sullivan, 2014). :class:`BatchPredictor` runs the same cascade as
 ``dlib::shape_predictor`` — features sampled at the nearest pixel, split tests, leaf
 updates — for a stack of faces, in compiled loops (:mod:`ferdata.cascade_kernel`), and can
-sample a face's pixels through a transform instead of from a rendered image. It spends
-about a fifth of dlib's CPU per face. Points come out unrounded (dlib rounds them to whole
-pixels), and they agree with dlib's to within that rounding (``tests/test_cascade.py``).
+sample a face's pixels through a transform instead of from a rendered image
+(``benchmarks/bench_align.py`` times it against dlib's one-face call). Points come out
+unrounded (dlib rounds them to whole pixels), and they agree with dlib's to within that rounding (``tests/test_cascade.py``).
 
 Reading the file's 16 million serialised floats takes about 20 s, so the arrays are kept
 in the user's cache directory (``$XDG_CACHE_HOME/ferdata``, else ``~/.cache/ferdata``),
