@@ -57,6 +57,7 @@ from ferdata.manifest import (
     read_table, write_table,
 )
 from ferdata.params import ParamsError
+from ferdata.progress import duration, note
 from ferdata.taxonomy import CLASSES_7
 
 INTERPOLATING = ("smote", "borderline_smote", "adasyn")
@@ -471,10 +472,13 @@ def run_balance(params: BalanceParams, dataset_dir: Path, out_dir: Path,
     check_memory(params, train.num_rows, sum(max(targets[c] - before[c], 0) for c in classes))
     images = pixels_to_array(train["pixels"])
     seconds = {"read": time.perf_counter() - clock}
+    note(f"balance: {len(y):,} train faces read; {params.method} towards {sum(targets.values()):,}")
 
     clock = time.perf_counter()
     gen = resample(params, images, y, {classes.index(c): t for c, t in targets.items() if before[c] > 0})
     seconds["resample"] = time.perf_counter() - clock
+    note(f"balance: {params.method} made {len(gen.labels):,} faces, kept {len(gen.keep):,}  "
+         f"{duration(seconds['resample'])}")
 
     clock = time.perf_counter()
     manifest = pa.concat_tables([_real_rows(train, gen.keep, params), _new_rows(gen, train, classes, params)])

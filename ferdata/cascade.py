@@ -1,14 +1,13 @@
-"""dlib's shape predictor evaluated for many faces at once, with NumPy.
+"""dlib's shape predictor, read from its file and evaluated for many faces at once.
 
 The model is dlib's own file (``face-recognition-models``' 68-point predictor): a cascade
 of 15 levels, each of 500 regression trees of depth 4 over 500 pixel-difference features
 (Kazemi and Sullivan, 2014). :class:`BatchPredictor` runs the same cascade as
 ``dlib::shape_predictor`` — features sampled at the nearest pixel, split tests, leaf
-updates — for a stack of faces at a time: the tree walks are array lookups across faces
-and each level's 500 leaf updates are one sparse matrix product. dlib walks the trees of
-one face at a time, and its time goes on memory stalls; the batch spends less than half
-of dlib's CPU per face. Points come out unrounded (dlib rounds them to whole pixels), and they
-agree with dlib's to within that rounding (``tests/test_cascade.py``).
+updates — for a stack of faces, in compiled loops (:mod:`ferdata.cascade_kernel`), and can
+sample a face's pixels through a transform instead of from a rendered image
+(``benchmarks/bench_align.py`` times it against dlib's one-face call). Points come out
+unrounded (dlib rounds them to whole pixels), and they agree with dlib's to within that rounding (``tests/test_cascade.py``).
 
 Reading the file's 16 million serialised floats takes about 20 s, so the arrays are kept
 in the user's cache directory (``$XDG_CACHE_HOME/ferdata``, else ``~/.cache/ferdata``),
@@ -27,7 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
+
+from ferdata.cascade_kernel import fit_faces
 
 
 class DlibReader:
@@ -139,13 +139,8 @@ class BatchPredictor:
 
     def __init__(self, arrays: CascadeArrays) -> None:
         self.arrays = arrays
-        levels, nodes = arrays.split_a.shape
-        leaves_per_level = arrays.leaves.shape[1]
-        self.trees = leaves_per_level - nodes
-        self.depth = int(math.log2(leaves_per_level // self.trees))
-        self.splits_per_tree = nodes // self.trees
-        self.reference = _complex(arrays.initial)  # (P,)
-        self.deltas = _complex(arrays.deltas)  # (L, F)
+        trees = arrays.leaves.shape[1] - arrays.split_a.shape[1]
+        self.depth = int(math.log2(arrays.leaves.shape[1] // trees))
 
     @classmethod
     def from_file(cls, path: Path) -> "BatchPredictor":
@@ -155,52 +150,23 @@ class BatchPredictor:
         """Landmarks (N, P, 2) in pixels for images (N, H, W) uint8 and boxes (N, 4) of whole
         pixels (left, top, right, bottom), the rectangle dlib's predictor is started from.
         ``levels`` runs only the cascade's first levels (a coarser, cheaper fit)."""
-        images = np.ascontiguousarray(images, dtype=np.uint8)
+        count, height, width = np.shape(images)
+        identity = np.broadcast_to(np.eye(2, 3), (count, 2, 3))
+        return self.on_canvases(images, identity, (height, width), 0.0, boxes, levels=levels)
+
+    def on_canvases(self, images: np.ndarray, to_image: np.ndarray, canvas_size: tuple[int, int], pad: float,
+                    boxes: np.ndarray, mirrored: bool = False, levels: int | None = None) -> np.ndarray:
+        """Landmarks (N, P, 2) in canvas pixels, fitted on each image (N, h, w) seen through its
+        canvas -> image map (N, 2, 3) on a canvas of (height, width), edges repeated ``pad``
+        pixels beyond the image, and mirrored left to right if asked
+        (:func:`ferdata.cascade_kernel.fit_faces`)."""
+        a = self.arrays
         boxes = np.asarray(boxes, np.float64)
-        count = len(images)
-        shapes = np.repeat(self.arrays.initial[None], count, axis=0).reshape(count, -1)  # (N, 2P), box units
-        # which leaf each tree of each face reached: a sparse 0/1 matrix, one entry per tree
-        entries = count * self.trees
-        chosen = sparse.csr_matrix((np.ones(entries, np.float32), np.zeros(entries, np.int32),
-                                    np.arange(0, entries + 1, self.trees, dtype=np.int32)),
-                                   shape=(count, self.arrays.leaves.shape[1]))
-        for level in range(len(self.deltas) if levels is None else levels):
-            features = self._feature_values(level, images, boxes, shapes)
-            chosen.indices[:] = self._reached_leaves(level, features).ravel()
-            shapes += chosen @ self.arrays.leaves[level]
-        return _to_pixels(shapes.astype(np.float64).reshape(count, -1, 2), boxes)
-
-    def _feature_values(self, level: int, images: np.ndarray, boxes: np.ndarray,
-                        shapes: np.ndarray) -> np.ndarray:
-        """(N, F) float32: the pixel under each of the level's features, 0 outside the image.
-
-        A feature hangs from a landmark of the current shape at an offset that turns and
-        scales with it (the similarity taking the mean shape onto the current one)."""
-        count, height, width = images.shape
-        current = _complex(shapes.reshape(count, -1, 2))  # (N, P)
-        turn = _similarity_factor(self.reference, current)[:, None]
-        points = turn * self.deltas[level] + current[:, self.arrays.anchors[level]]  # box units
-        left, top = boxes[:, :1], boxes[:, 1:2]
-        x = np.floor(left + points.real * (boxes[:, 2:3] - left) + 0.5)  # dlib rounds to whole pixels
-        y = np.floor(top + points.imag * (boxes[:, 3:4] - top) + 0.5)
-        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        at = np.where(inside, y * width + x, 0).astype(np.intp) + np.arange(count)[:, None] * (height * width)
-        return np.where(inside, images.ravel().take(at), 0).astype(np.float32)
-
-    def _reached_leaves(self, level: int, features: np.ndarray) -> np.ndarray:
-        """(N, T): the leaf each tree reaches, numbered across the level's trees. At node i a
-        tree goes left (2i + 1) when feature a - feature b exceeds the threshold, else right."""
-        count, per_face = features.shape
-        flat, offsets = features.ravel(), np.arange(count)[:, None] * per_face
-        first, second = self.arrays.split_a[level], self.arrays.split_b[level]
-        thresholds = self.arrays.thresholds[level]
-        tree_start = np.arange(self.trees) * self.splits_per_tree
-        node = np.zeros((count, self.trees), np.intp)
-        for _ in range(self.depth):
-            at = tree_start + node
-            difference = flat.take(offsets + first.take(at)) - flat.take(offsets + second.take(at))
-            node = 2 * node + 1 + (difference <= thresholds.take(at))
-        return np.arange(self.trees) * 2 ** self.depth + node - self.splits_per_tree
+        shapes = fit_faces(np.ascontiguousarray(images, np.uint8), np.ascontiguousarray(to_image, np.float64),
+                           (int(canvas_size[0]), int(canvas_size[1])), float(pad), bool(mirrored), boxes,
+                           len(a.leaves) if levels is None else int(levels), a.initial, a.anchors, a.deltas,
+                           a.split_a, a.split_b, a.thresholds, a.leaves, self.depth)
+        return _to_pixels(shapes.astype(np.float64), boxes)
 
 
 def _to_pixels(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -209,19 +175,6 @@ def _to_pixels(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     width, height = boxes[:, 2] - left, boxes[:, 3] - top
     return np.stack([left[:, None] + points[..., 0] * width[:, None],
                      top[:, None] + points[..., 1] * height[:, None]], axis=-1)
-
-
-def _complex(points: np.ndarray) -> np.ndarray:
-    """Points (..., 2) as complex numbers x + iy (...)."""
-    return points[..., 0].astype(np.float64) + 1j * points[..., 1]
-
-
-def _similarity_factor(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Per row of ``current`` (N, P complex), the rotation and scale (one complex factor) of
-    the least-squares similarity transform taking ``reference`` (P complex) onto it."""
-    centred_ref = reference - reference.mean()
-    centred = current - current.mean(axis=1, keepdims=True)
-    return (centred * np.conj(centred_ref)).sum(axis=1) / np.vdot(centred_ref, centred_ref).real
 
 
 @lru_cache(maxsize=2)

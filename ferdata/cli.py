@@ -62,6 +62,8 @@ def sample(
     folder_images: int = typer.Option(40, help="Images of the labelled folder lab-photos/ (0: none)."),
     seed: int = typer.Option(0, help="Seed: the same seed writes identical files."),
     full_fer2013: bool = typer.Option(False, help="Write a full-size fer2013.csv (35,887 rows)."),
+    label_errors: float = typer.Option(
+        0.06, help="Share of FER2013 Training rows given a wrong label (listed in sample_truth.json)."),
 ) -> None:
     """Write generated faces in every source's raw layout (tests, demo, benchmarks)."""
     from ferdata.sample import write_sample
@@ -70,7 +72,7 @@ def sample(
         info = write_sample(out, fer2013_rows=fer2013_rows, ckplus_subjects=ckplus_subjects,
                             jaffe_subjects=jaffe_subjects, rafdb_images=rafdb_images,
                             affectnet_rows=affectnet_rows, folder_images=folder_images, seed=seed,
-                            full_fer2013=full_fer2013)
+                            full_fer2013=full_fer2013, label_errors=label_errors)
     except (FileExistsError, ValueError) as exc:
         _fail(str(exc))
     console.print(info.summary())
@@ -173,6 +175,9 @@ def label_issues(
     out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
     ferplus_csv: Optional[Path] = typer.Option(
         None, help="FER+ votes to measure the ranking against (default ROOT/raw/ferplus/fer2013new.csv if present)."),
+    truth: Optional[Path] = typer.Option(
+        None, help="A generated sample's truth, to measure the ranking against its planted wrong labels "
+                   "(default ROOT/raw/sample_truth.json if present)."),
 ) -> None:
     """Rank train by label doubt (out-of-fold CNN and cleanlab); flag the top within the budget."""
     from ferdata.issue_precision import precision_table
@@ -181,12 +186,15 @@ def label_issues(
     layout = Layout(root, None, out)
     default_votes = layout.raw / "ferplus" / "fer2013new.csv"
     votes = ferplus_csv or (default_votes if default_votes.exists() else None)
+    default_truth = layout.raw / "sample_truth.json"
+    truth = truth or (default_truth if default_truth.exists() else None)
     cfg = _section(load_params(params), "label_issues", LabelIssuesParams)
     result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes,
-                                               layout.metrics / "label_issues.json"))
+                                               layout.metrics / "label_issues.json", truth))
     console.print(label_issues_table(result))
-    if result.ferplus:
-        console.print(precision_table(result.ferplus, result.budget))
+    for found in (result.ferplus, result.planted):
+        if found:
+            console.print(precision_table(found, result.budget))
 
 
 def _balance(params: dict, layout: Layout) -> None:
@@ -251,6 +259,37 @@ def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
     result = _checked(lambda: run_evaluate(cfg, layout.models, layout.dataset, layout.metrics, layout.plots,
                                            layout.predictions))
     console.print(result.summary())
+
+
+@app.command()
+def ablate(
+    params: Path = PARAMS, root: Path = ROOT,
+    epochs: Optional[int] = typer.Option(None, help="Epochs per run (default: ablate.epochs, else train.epochs)."),
+    arms: Optional[str] = typer.Option(
+        None, help="Comma-separated arms, raw among them (default: ablate.arms): "
+                   "raw,aligned,aligned+dedup,build,build+clean."),
+    repeats: Optional[int] = typer.Option(None, help="Seeds per arm, seed .. seed+repeats-1 "
+                                                     "(default: ablate.repeats)."),
+    resamples: Optional[int] = typer.Option(None, help="Bootstrap resamples (default: ablate.resamples)."),
+) -> None:
+    """Train the same network on arms that differ only in data; score each on FER2013's PrivateTest."""
+    from ferdata.ablate import AblateParams, run_ablate
+    from ferdata.ablation_report import ablation_tables
+    from ferdata.balance import BalanceParams
+    from ferdata.evaluate import EvaluateParams
+    from ferdata.train import TrainParams
+
+    p, layout = load_params(params), Layout(root)
+    given = {"epochs": epochs, "repeats": repeats, "resamples": resamples,
+             "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None}
+    p = {**p, "ablate": {**(p.get("ablate") or {}), **{k: v for k, v in given.items() if v is not None}}}
+    cfg = _section(p, "ablate", AblateParams)
+    result = _checked(lambda: run_ablate(
+        cfg, _section(p, "train", TrainParams), _section(p, "evaluate", EvaluateParams),
+        _section(p, "balance", BalanceParams), layout, _taxonomy_classes(p)))
+    console.print(ablation_tables(result.report))
+    console.print(f"metrics: {result.metrics_path}; predictions: {result.predictions_path}; "
+                  f"plot: {result.figure_path}", markup=False, highlight=False, soft_wrap=True)
 
 
 review_app = typer.Typer(invoke_without_command=True,

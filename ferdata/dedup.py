@@ -35,11 +35,14 @@ from scipy.sparse.csgraph import connected_components
 from ferdata.manifest import IMAGE_SIZE, pixels_to_array
 
 SPLIT_ORDER = ("train", "val", "test")
-#: leak_policy -> the split whose copies a cross-split group keeps, by preference; drop_all keeps none.
+#: leak_policy -> the split whose copies a cross-split group keeps, by preference; drop_all keeps
+#: none; keep_all keeps the copies on every side (published protocols that never deduplicated).
+KEEP_ALL = "keep_all"
 LEAK_POLICIES: dict[str, tuple[str, ...]] = {
     "keep_eval": ("test", "val", "train"),
     "keep_train": ("train", "val", "test"),
     "drop_all": (),
+    KEEP_ALL: SPLIT_ORDER,
 }
 WITHIN_SPLIT_POLICIES = ("keep_one", "keep_all")
 #: Above this threshold the bands get so narrow that bucket sizes approach all-pairs work.
@@ -309,9 +312,9 @@ def resolve_groups(groups: np.ndarray, splits: list[str], units: list[str],
 
     A group spanning several splits keeps only the copies in the split ``leak_policy``
     prefers (``keep_eval``: test, else val; ``keep_train``: train first; ``drop_all``:
-    none). Within the surviving split, ``keep_one`` keeps the first unit (in row order)
-    and ``keep_all`` keeps every copy. A unit is a set of rows never deduplicated against
-    each other (the frames of one CK+ sequence share one unit).
+    none; ``keep_all``: every split's). Within each surviving split, ``keep_one`` keeps the
+    first unit (in row order) and ``keep_all`` keeps every copy. A unit is a set of rows
+    never deduplicated against each other (the frames of one CK+ sequence share one unit).
     """
     if leak_policy not in LEAK_POLICIES:
         raise ValueError(f"leak_policy must be one of {sorted(LEAK_POLICIES)}, not {leak_policy!r}")
@@ -324,22 +327,23 @@ def resolve_groups(groups: np.ndarray, splits: list[str], units: list[str],
     for g, members in members_of.items():
         present = {splits[i] for i in members}
         kept_split = next((s for s in LEAK_POLICIES[leak_policy] if s in present), None)
+        survivors = members
         if len(present) > 1:
             result.leaking_groups.append(g)
-            survivors = [i for i in members if splits[i] == kept_split]
-            for i in members:
-                if splits[i] != kept_split:
-                    result.drop_reason[i] = "leak"
-                    if survivors:
-                        result.kept_for[i] = survivors[0]
-        else:
-            survivors = members
-        if within_split == "keep_one" and survivors:
-            first_unit = units[survivors[0]]
+            if leak_policy != KEEP_ALL:
+                survivors = [i for i in members if splits[i] == kept_split]
+                for i in members:
+                    if splits[i] != kept_split:
+                        result.drop_reason[i] = "leak"
+                        if survivors:
+                            result.kept_for[i] = survivors[0]
+        if within_split == "keep_one":
+            first: dict[str, int] = {}  # split -> the row whose unit that split keeps
             for i in survivors:
-                if units[i] != first_unit:
+                kept = first.setdefault(splits[i], i)
+                if units[i] != units[kept]:
                     result.drop_reason[i] = "duplicate"
-                    result.kept_for[i] = survivors[0]
+                    result.kept_for[i] = kept
     return result
 
 
@@ -419,7 +423,8 @@ def dedup_report(result: Dedup, ids: Sequence[str], splits: Sequence[str | None]
         "groups_found": len(members),
         "exact_groups": int(result.exact.sum()),
         "near_groups": int(len(result.exact) - result.exact.sum()),
-        "leaks_resolved": len(leaking),
+        "leaks_resolved": 0 if params.get("leak_policy") == KEEP_ALL else len(leaking),
+        "leaks_kept": len(leaking) if params.get("leak_policy") == KEEP_ALL else 0,
         "label_conflicts": sum(1 for m in members.values() if len({labels[i] for i in m}) > 1),
         "images_dropped": {reason: len(v) for reason, v in sorted(dropped.items())},
         "dropped": dict(sorted(dropped.items())),

@@ -20,7 +20,6 @@ import numpy as np
 
 from ferdata.geometry import homogeneous, levelling_similarity
 from ferdata.landmarks import Box, LandmarkModel, anchor_points, enlarge_box
-from ferdata.resample import render
 
 #: Point i of a face is point MIRRORED[i] of its mirror image (dlib's 68-point scheme).
 MIRRORED = np.array(
@@ -59,17 +58,16 @@ class CanvasFitter:
     def refine(self, images: list[np.ndarray], estimates: np.ndarray) -> Refined:
         """Fit each image on the canvas its estimate (N, 68, 2) places, as is and mirrored."""
         side = self.size * self.factor
-        matrices = [self.to_canvas @ homogeneous(similarity_to(p, self.anchors, self.weights)) for p in estimates]
-        canvases = np.stack([render(image, m[:2], side) for image, m in zip(images, matrices)])
-        direct = self.model.fit_stack(canvases, self.canvas_box, batched=self.batched)
-        mirror = self.model.fit_stack(np.ascontiguousarray(canvases[:, :, ::-1]), self.canvas_box,
-                                      batched=self.batched)[:, MIRRORED]
+        to_canvas = [self.to_canvas @ homogeneous(similarity_to(p, self.anchors, self.weights)) for p in estimates]
+        back = np.stack([np.linalg.inv(m)[:2] for m in to_canvas])  # canvas -> source
+        direct = self.model.fit_canvases(images, back, side, self.canvas_box, batched=self.batched)
+        mirror = self.model.fit_canvases(images, back, side, self.canvas_box, mirrored=True,
+                                         batched=self.batched)[:, MIRRORED]
         mirror[..., 0] = side - 1 - mirror[..., 0]
         mean = (direct + mirror) / 2
         gap = np.linalg.norm(direct - mirror, axis=-1).mean(axis=1)
         eyes = np.stack([anchor_points(p)[:2] for p in mean])
         interocular = np.linalg.norm(eyes[:, 1] - eyes[:, 0], axis=1)
-        back = np.stack([np.linalg.inv(m) for m in matrices])[:, :2]  # canvas -> source
         return Refined(_through(back, mean), gap / np.maximum(interocular, 1e-9))
 
 

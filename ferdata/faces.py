@@ -3,8 +3,10 @@
 A face is drawn in its own frame: the origin is the midpoint between the eyes, one unit
 is the inter-ocular distance (IOD), x points to the image's right and y down. A
 :class:`Subject` fixes a person's shape and tones, an :class:`Expression` the muscles
-(mouth curve and opening, brows, eyelids, nose wrinkle) and a :class:`Pose` where the face
-lands in the image (position, size, rotation, lighting). The 68 landmarks follow dlib's
+(mouth curve and opening, brows, eyelids, nose wrinkle), a :class:`Pose` where the face
+lands in the image and how the camera sees it (position, size, roll, a turned or tipped
+head seen in perspective, light, blur, noise) and an :class:`Occlusion` what covers part of
+it (glasses, a hand, a strand of hair). The 68 landmarks follow dlib's
 order and are points of the drawing itself (jaw on the face outline, brows on the brow
 centre lines, eye points on the lid curves, mouth points on the lip curves), so a
 detector and landmark fit can be scored against them.
@@ -49,6 +51,11 @@ class Expression:
     def scaled(self, intensity: float) -> "Expression":
         """This expression at ``intensity`` (0: neutral face, 1: this peak)."""
         values = {name: base + intensity * (vars(self)[name] - base) for name, base in _NEUTRAL.items()}
+        return Expression(**values, side=self.side)
+
+    def toward(self, other: "Expression", share: float) -> "Expression":
+        """This expression moved ``share`` of the way to ``other``: a face between two classes."""
+        values = {name: (1 - share) * vars(self)[name] + share * vars(other)[name] for name in _NEUTRAL}
         return Expression(**values, side=self.side)
 
 
@@ -122,15 +129,34 @@ _SUBJECT_BOUNDS = tuple(np.array(bounds) for bounds in zip(*_SUBJECT_RANGES.valu
 
 @dataclass(frozen=True)
 class Pose:
-    """Where a face lands in the image and how it is lit."""
+    """Where a face lands in the image, how the head is turned, and how it is lit and filmed."""
 
     center: tuple[float, float]  # image position of the face's centre (x, y), pixels
     scale: float  # inter-ocular distance in pixels
-    angle_deg: float = 0.0  # rotation; positive turns the face clockwise on screen
+    angle_deg: float = 0.0  # roll; positive turns the face clockwise on screen
+    yaw_deg: float = 0.0  # head turned toward the image's left (> 0) or right, seen in perspective
+    pitch_deg: float = 0.0  # head tipped down (> 0: looking down) or up
     brightness: float = 0.0  # added grey level
     contrast: float = 1.0  # factor on grey levels around mid-grey
+    light: float = 0.0  # side light, 0..1: the lit side up to this share brighter, the other as much darker
+    light_deg: float = 0.0  # direction the light falls from (0: image left, 90: above)
+    gamma: float = 1.0  # exposure curve: > 1 darkens the mid-tones, < 1 brightens them
     noise: float = 2.0  # standard deviation of pixel noise
     blur: float = 0.7  # Gaussian blur sigma in pixels (camera softness)
+
+
+@dataclass(frozen=True)
+class Occlusion:
+    """What covers part of a face, in the face frame; every default is: nothing."""
+
+    glasses: float = 0.0  # > 0: glasses, with lenses this dark (0..1)
+    hand: float = 0.0  # 1: a hand in front of the face
+    hand_x: float = 0.0  # palm centre (IOD, face frame)
+    hand_y: float = 1.4
+    hand_angle: float = 0.0  # fingers' direction, degrees clockwise from pointing up
+    strand: float = 0.0  # > 0: a strand of hair this wide (IOD) falling across the face
+    strand_x: float = 0.0  # where it crosses the eye line
+    strand_slope: float = 0.3  # sideways run per unit of fall
 
 
 @dataclass(frozen=True)
@@ -170,11 +196,12 @@ _LID_POWER = 0.8
 
 
 class _Params:
-    """Subjects and expressions of a batch as (N,) arrays, by field name."""
+    """Subjects, expressions and occlusions of a batch as (N,) arrays, by field name."""
 
     def __init__(self, subjects: list[Subject], expressions: list[Expression],
-                 dtype: type = np.float64) -> None:
-        for prefix, items in (("", subjects), ("x_", expressions)):
+                 dtype: type = np.float64, occlusions: list[Occlusion] | None = None) -> None:
+        occlusions = occlusions or [Occlusion()] * len(subjects)
+        for prefix, items in (("", subjects), ("x_", expressions), ("o_", occlusions)):
             columns = np.array([list(vars(i).values()) for i in items], dtype=dtype).T.copy()
             for name, column in zip(vars(items[0]), columns):
                 setattr(self, prefix + name, column)
@@ -311,11 +338,78 @@ def _pose_arrays(poses: list[Pose]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return np.cos(angle), np.sin(angle), scale, centre
 
 
+#: Distance of the camera from the face's centre (IOD): close, as webcams and phones are.
+CAMERA_DISTANCE = 4.0
+#: How far the middle of the face stands out from its outline (IOD): a turned head's nose and
+#: mouth move against its outline by this times the sine of the turn.
+_DOME_HEIGHT = 0.45
+_DOME_RADII = (1.2, 1.8)  # half width and half height of the dome, about the face centre
+
+
+class _HeadTurn:
+    """A head turned by its yaw and pitch: a rounded face (:data:`_DOME_HEIGHT`) whose plane
+    is seen in perspective from :data:`CAMERA_DISTANCE`. Coordinates are face-frame units
+    relative to :data:`FACE_CENTER`; arrays are shaped (N, ...), one face per row."""
+
+    def __init__(self, poses: list[Pose]) -> None:
+        yaw = np.deg2rad([pose.yaw_deg for pose in poses])
+        pitch = np.deg2rad([pose.pitch_deg for pose in poses])
+        cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+        # where the face's x and y axes point in 3-D: columns 1 and 2 of R_yaw @ R_pitch
+        r1 = np.stack([cy, np.zeros_like(yaw), -sy], -1)
+        r2 = np.stack([sy * sp, cp, cy * sp], -1)
+        d = CAMERA_DISTANCE
+        self.plane = np.zeros((len(poses), 3, 3))
+        self.plane[:, :2, 0], self.plane[:, :2, 1] = d * r1[:, :2], d * r2[:, :2]
+        self.plane[:, 2, 0], self.plane[:, 2, 1], self.plane[:, 2, 2] = r1[:, 2], r2[:, 2], d
+        self.unplane = np.linalg.inv(self.plane)
+        self.shift = _DOME_HEIGHT * np.stack([-sy, sp], -1)  # the dome's top moves against the outline
+
+    @staticmethod
+    def of(poses: list[Pose]) -> "_HeadTurn | None":
+        """The turn of these poses, or None when every face looks straight at the camera."""
+        return _HeadTurn(poses) if any(p.yaw_deg or p.pitch_deg for p in poses) else None
+
+    def _dome(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each point's shift (x, y) for its height on the dome."""
+        rx, ry = _DOME_RADII
+        height = np.clip(1 - (x / rx) ** 2 - (y / ry) ** 2, 0, None)
+        shift = self.shift.reshape((-1,) + (1,) * (x.ndim - 1) + (2,)).astype(x.dtype)
+        return shift[..., 0] * height, shift[..., 1] * height
+
+    def forward(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Frontal face-frame points -> where the turned head shows them."""
+        dx, dy = self._dome(x, y)
+        return _homography(self.plane, x + dx, y + dy)
+
+    def backward(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The inverse of :meth:`forward`: the plane exactly, the dome by three fixed-point steps
+        (for turns up to 30 degrees each step shrinks the error at least 2.5 times)."""
+        u, v = _homography(self.unplane, u, v)
+        x, y = u, v
+        for _ in range(3):
+            dx, dy = self._dome(x, y)
+            x, y = u - dx, v - dy
+        return x, y
+
+
+def _homography(h: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Homographies (N, 3, 3) applied to points x, y shaped (N, ...)."""
+    def entry(i: int, j: int) -> np.ndarray:
+        return h[:, i, j].reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+    w = entry(2, 0) * x + entry(2, 1) * y + entry(2, 2)
+    return ((entry(0, 0) * x + entry(0, 1) * y + entry(0, 2)) / w,
+            (entry(1, 0) * x + entry(1, 1) * y + entry(1, 2)) / w)
+
+
 def to_image(points: np.ndarray, poses: list[Pose]) -> np.ndarray:
     """Face-frame points (N, K, 2) -> image coordinates under each face's pose."""
     cos, sin, scale, centre = (a[:, None] for a in _pose_arrays(poses))
-    x = (points[..., 0] - FACE_CENTER[0]) * scale
-    y = (points[..., 1] - FACE_CENTER[1]) * scale
+    x, y = points[..., 0] - FACE_CENTER[0], points[..., 1] - FACE_CENTER[1]
+    turn = _HeadTurn.of(poses)
+    if turn is not None:
+        x, y = turn.forward(x, y)
+    x, y = x * scale, y * scale
     return np.stack([cos * x - sin * y + centre[..., 0], sin * x + cos * y + centre[..., 1]], -1)
 
 
@@ -385,6 +479,7 @@ class _Canvas:
 
     def __init__(self, p: _Params, poses: list[Pose], width: int, height: int) -> None:
         self.p, self.poses, self.width, self.height = p, poses, width, height
+        self._turn = _HeadTurn.of(poses)
         cos, sin, scale, centre = (a.astype(np.float32) for a in _pose_arrays(poses))
         self._rot = (cos[:, None, None], sin[:, None, None], scale[:, None, None],
                      centre[:, 0, None, None], centre[:, 1, None, None])
@@ -412,20 +507,25 @@ class _Canvas:
         cos, sin, scale, cx, cy = self._rot
         dx = np.arange(x0, x1, dtype=np.float32)[None, None, :] - cx
         dy = np.arange(y0, y1, dtype=np.float32)[None, :, None] - cy
-        # inverse rotation, then back to IOD units
-        u = (cos * dx + sin * dy) / scale + np.float32(FACE_CENTER[0])
-        v = (cos * dy - sin * dx) / scale + np.float32(FACE_CENTER[1])
-        return self.img[:, y0:y1, x0:x1], u, v
+        # inverse rotation, back to IOD units, then the head turned back to face the camera
+        u = (cos * dx + sin * dy) / scale
+        v = (cos * dy - sin * dx) / scale
+        if self._turn is not None:
+            u, v = self._turn.backward(u, v)
+        return self.img[:, y0:y1, x0:x1], u + np.float32(FACE_CENTER[0]), v + np.float32(FACE_CENTER[1])
 
     def param(self, name: str) -> np.ndarray:
         return getattr(self.p, name)[:, None, None]
 
 
 def _draw_neck(cv: _Canvas) -> None:
-    """The neck, from under the jaw down to the frame's edge."""
+    """The neck, from under the jaw down to the frame's edge (a tipped head's, a few face
+    heights down: a plane seen in perspective has a horizon)."""
     c, p = cv.param, cv.p
     w = 0.62 * p.jaw_width + 0.05
     far = 1.0 + (cv.width + cv.height) / np.array([pose.scale for pose in cv.poses])
+    tip = np.abs(np.sin(np.deg2rad([pose.pitch_deg for pose in cv.poses])))
+    far = np.minimum(far, 0.5 * CAMERA_DISTANCE / np.maximum(tip, 1e-6))
     img, u, v = cv.region(-w, 0.9, w, far)
     neck = _soft(np.abs(u) - 0.62 * c("jaw_width"), cv.edge) * _soft(1.0 - v, cv.edge)
     _paint(img, neck, 0.62 * c("skin"))
@@ -531,8 +631,75 @@ def _draw_mouth(cv: _Canvas) -> None:
     _paint(img, teeth, 0.85 * skin + 25)
 
 
+def _draw_glasses(cv: _Canvas) -> None:
+    """Frames around both eyes, a bridge and the arms to the ears; the lenses darken."""
+    c, edge = cv.param, cv.edge
+    dark = c("o_glasses")
+    worn = (dark > 0).astype(np.float32)
+    img, u, v = cv.region(-1.2, -0.3, 1.2, 0.25)
+    for cx in (-0.5, 0.5):
+        ring = _ellipse_distance(u, v, cx, -0.02, 0.29, 0.2)
+        img *= 1 - 0.85 * dark * _soft(ring, edge)
+        _paint(img, worn * _soft(np.abs(ring) - 0.025, edge), 25.0)
+    bridge = _segment_distance(u, v, -0.21, -0.07, 0.21, -0.07)
+    arms = np.minimum(_segment_distance(u, v, -0.79, -0.05, -1.15, -0.02),
+                      _segment_distance(u, v, 0.79, -0.05, 1.15, -0.02))
+    _paint(img, worn * _soft(np.minimum(bridge, arms) - 0.022, edge), 25.0)
+
+
+def _draw_hand(cv: _Canvas) -> None:
+    """A palm and four fingers in front of the face, outlined by their shadow."""
+    c, p, edge = cv.param, cv.p, cv.edge
+    hx, hy = p.o_hand_x, p.o_hand_y
+    img, u, v = cv.region(hx - 1.3, hy - 1.3, hx + 1.3, hy + 1.3)
+    angle = np.deg2rad(c("o_hand_angle"))
+    # coordinates along (s) and across (t) the fingers, from the palm's centre
+    du, dv = u - c("o_hand_x"), v - c("o_hand_y")
+    s, t = np.sin(angle) * du - np.cos(angle) * dv, np.cos(angle) * du + np.sin(angle) * dv
+    shape = _ellipse_distance(t, s, 0.0, 0.0, 0.4, 0.46)
+    for offset, length in ((-0.27, 0.78), (-0.09, 0.92), (0.09, 0.88), (0.27, 0.7)):
+        finger = _segment_distance(t, s, offset, 0.2, offset * 1.1, 0.2 + length) - 0.085
+        shape = np.minimum(shape, finger)
+    held = c("o_hand")
+    _paint(img, held * _soft(shape - 0.03, edge), 0.55 * c("skin"))
+    _paint(img, held * _soft(shape, edge), c("skin") * (1.0 - 0.08 * np.clip(s, -1, 1)))
+
+
+def _draw_strand(cv: _Canvas) -> None:
+    """A band of hair falling from the hairline across the face, fading out at its end."""
+    c, p, edge = cv.param, cv.p, cv.edge
+    img, u, v = cv.region(p.o_strand_x - 1.2, -1.6, p.o_strand_x + 1.2, 1.0)
+    slope = c("o_strand_slope")
+    across = np.abs(u - c("o_strand_x") - slope * v) / np.sqrt(1 + slope * slope)
+    band = _soft(across - 0.5 * c("o_strand"), 2 * edge) * np.clip((0.9 - v) / 0.5, 0, 1)
+    _paint(img, (c("o_strand") > 0) * band, c("hair"))
+
+
+#: Occluders, drawn in front of the face when any face of the batch has one.
+_OCCLUDERS = (("o_glasses", _draw_glasses), ("o_hand", _draw_hand), ("o_strand", _draw_strand))
+
+
+def _light(canvas: _Canvas) -> None:
+    """Side light (a gradient of grey levels across the image) and the exposure curve, in place."""
+    img, poses = canvas.img, canvas.poses
+    strength = np.array([p.light for p in poses], np.float32)
+    gamma = np.array([p.gamma for p in poses], np.float32)
+    if strength.any():
+        _, _, scale, cx, cy = canvas._rot
+        direction = np.deg2rad(np.array([p.light_deg for p in poses], np.float32))[:, None, None]
+        xs = np.arange(canvas.width, dtype=np.float32)[None, None, :] - cx
+        ys = np.arange(canvas.height, dtype=np.float32)[None, :, None] - cy
+        along = (np.cos(direction) * xs + np.sin(direction) * ys) / scale  # IOD units
+        img *= 1 - strength[:, None, None] * np.tanh(along / 1.2)
+    if (gamma != 1).any():
+        np.clip(img, 0, 255, out=img)
+        img[:] = 255 * (img / 255) ** gamma[:, None, None]
+
+
 def _finish(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
-    """Camera effects: blur (where anything was drawn), lighting, noise, 8-bit quantisation."""
+    """Camera effects: side light and exposure, blur (where anything was drawn), contrast and
+    brightness, noise, 8-bit quantisation."""
+    _light(canvas)
     img, poses = canvas.img, canvas.poses
     sig = np.array([p.blur for p in poses])
     if canvas.touched is not None:
@@ -555,15 +722,17 @@ def _finish(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
 
 def render_faces(
     subjects: list[Subject], expressions: list[Expression], poses: list[Pose],
-    size: tuple[int, int], rng: np.random.Generator,
+    size: tuple[int, int], rng: np.random.Generator, occlusions: list[Occlusion] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw N faces into (N, H, W) uint8 images of ``size`` (W, H); landmarks (N, 68, 2) in pixels.
 
-    When every face is the same person in the same pose (a CK+ sequence), the parts no
-    expression moves (neck, hair, face oval) are drawn once and shared.
+    ``occlusions`` (default: none) puts glasses, hands or hair in front of faces; the
+    landmarks stay the face's own points, covered or not. When every face is the same
+    person in the same pose (a CK+ sequence), the parts no expression moves (neck, hair,
+    face oval) are drawn once and shared.
     """
     width, height = size
-    canvas = _Canvas(_Params(subjects, expressions, np.float32), poses, width, height)
+    canvas = _Canvas(_Params(subjects, expressions, np.float32, occlusions), poses, width, height)
     fixed = (_draw_neck, _draw_head)
     if len(poses) > 1 and all(s == subjects[0] for s in subjects) and all(p == poses[0] for p in poses):
         base = _Canvas(_Params(subjects[:1], expressions[:1], np.float32), poses[:1], width, height)
@@ -576,6 +745,9 @@ def render_faces(
             draw(canvas)
     for draw in (_draw_eyes_and_brows, _draw_forehead_lines, _draw_nose, _draw_mouth):
         draw(canvas)
+    for field_name, draw in _OCCLUDERS:
+        if getattr(canvas.p, field_name).any():
+            draw(canvas)
     points = to_image(_landmarks(_Params(subjects, expressions)), poses)
     return _finish(canvas, rng), points
 

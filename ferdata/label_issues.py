@@ -9,15 +9,17 @@ budget, and no more than cleanlab's confident learning estimates to be wrong. Wr
 * ``label_issues.parquet``: every training sample in rank order, the flagged ones first;
 * ``label_issues.json``: counts per class, and, when FER+ votes are known, the ranking's
   precision against the FER+ majority at the budget and at fixed ranks
-  (:mod:`ferdata.issue_precision`);
+  (:mod:`ferdata.issue_precision`); on generated data, also against the wrong labels
+  ``sample_truth.json`` says were planted;
 * ``excluded_ids.txt``: with ``exclude_from_train: true``, the flagged ids that the balance
   stage leaves out (read them with :func:`excluded_ids`).
 
-and ``metrics/label_issues.json``: the counts and the precision table, a DVC metric.
+and ``metrics/label_issues.json``: the counts and the precision tables, a DVC metric.
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -32,7 +34,8 @@ from rich.table import Table
 
 from ferdata import oof_model
 from ferdata.export import replace_dir, write_json, write_json_atomic
-from ferdata.issue_precision import ferplus_reference, precision_at_ranks
+from ferdata.issue_precision import (PlantedTruth, ferplus_reference, planted_precision, precision_at_ranks,
+                                     read_planted)
 from ferdata.manifest import pixels_to_array, read_table, write_table
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
@@ -128,16 +131,20 @@ class LabelIssuesResult:
     oof_accuracy: float  # out-of-fold argmax == given label
     classes: dict[str, dict[str, int]]  # class -> samples, flagged
     ferplus: dict | None
+    planted: dict | None  # precision against the wrong labels a generated sample planted
     excluded: int
 
 
 def run_label_issues(params: LabelIssuesParams, dataset_dir: Path, out_dir: Path,
-                     ferplus_csv: Path | None = None, metrics_path: Path | None = None) -> LabelIssuesResult:
+                     ferplus_csv: Path | None = None, metrics_path: Path | None = None,
+                     truth_json: Path | None = None) -> LabelIssuesResult:
     """Rank ``dataset_dir/manifest.parquet``'s train split by label doubt; flag the top.
 
     ``ferplus_csv`` (fer2013new.csv) adds the precision against FER+ majority labels;
     without it, a ``soft_label`` column in the manifest serves when it holds FER+ vote
-    shares. ``metrics_path`` also receives the report's figures, for DVC.
+    shares. ``truth_json`` (a generated sample's ``sample_truth.json``) adds the precision
+    against the wrong labels it planted. ``metrics_path`` also receives the report's
+    figures, for DVC.
     """
     params.check()
     path = Path(dataset_dir) / MANIFEST
@@ -149,19 +156,20 @@ def run_label_issues(params: LabelIssuesParams, dataset_dir: Path, out_dir: Path
                          f"class(es); finding label issues needs 2 classes and at least {params.folds} samples")
     dense = np.searchsorted(present, labels)  # class indices 0..k-1 over the classes present
     reference = ferplus_reference(train, ferplus_csv)  # before the long part: a bad votes file fails fast
+    planted = read_planted(truth_json) if truth_json is not None else None
     probs, not_converged = _out_of_fold(pixels_to_array(train["pixels"]), dense, len(present), params)
     quality = get_label_quality_scores(dense, probs, method=params.ranking)
     estimated = int(num_label_issues(dense, probs))
     flagged = min(params.budget_faces(len(labels)), estimated)
     issues = _issues_table(train, present, dense, probs, quality, flagged, reference)
-    report = _report(params, issues, estimated, not_converged, ferplus_csv)
+    report = _report(params, issues, estimated, not_converged, ferplus_csv, planted)
     _write(Path(out_dir), issues, report, params.exclude_from_train)
     if metrics_path is not None:
         write_json_atomic(Path(metrics_path), _metrics(report))
     return LabelIssuesResult(
         out_dir=Path(out_dir), samples=len(labels), flagged=flagged, estimated_issues=estimated,
         budget=params.budget_label(), oof_accuracy=report["oof_accuracy"], classes=report["classes"],
-        ferplus=report["ferplus"], excluded=report["excluded"])
+        ferplus=report["ferplus"], planted=report["planted"], excluded=report["excluded"])
 
 
 def _out_of_fold(images: np.ndarray, labels: np.ndarray, n_classes: int,
@@ -170,10 +178,15 @@ def _out_of_fold(images: np.ndarray, labels: np.ndarray, n_classes: int,
     with progress_bar(f"label issues: {params.features} features", len(images)) as advance:
         features = oof_model.feature_matrix(images, params.features, advance)
 
+    folds_made = itertools.count(1)
+
     def make_model():
+        fold = next(folds_made)
         return oof_model.classifier(params.features, c=params.c, max_iter=params.max_iter,
                                     pca_components=params.pca_components, epochs=params.epochs,
-                                    batch_size=params.batch_size, seed=params.seed)
+                                    batch_size=params.batch_size, seed=params.seed,
+                                    label=f"label issues fold {fold}/{params.folds}",
+                                    later_epochs=(params.folds - fold) * params.epochs)
 
     with progress_bar(f"label issues: out-of-fold {params.features} models", params.folds) as advance:
         return oof_model.out_of_fold_probabilities(features, labels, n_classes, params.folds, make_model,
@@ -220,7 +233,7 @@ def _train_rows(table: pa.Table, path: Path) -> pa.Table:
 
 
 def _report(params: LabelIssuesParams, issues: pa.Table, estimated: int, not_converged: int,
-            ferplus_csv: Path | None) -> dict:
+            ferplus_csv: Path | None, planted: PlantedTruth | None) -> dict:
     labels = issues["label"].to_pylist()
     flags = issues["is_label_issue"].to_pylist()
     suggested = issues["suggested_label"].to_pylist()
@@ -248,19 +261,21 @@ def _report(params: LabelIssuesParams, issues: pa.Table, estimated: int, not_con
         "classes": classes,
         "flagged_as": _flagged_as(labels, suggested, flags),
         "ferplus": precision,
+        "planted": planted_precision(issues, planted) if planted is not None else None,
         "excluded": flagged if params.exclude_from_train else 0,
     }
 
 
 def _metrics(report: dict) -> dict:
-    """The report's figures for ``dvc metrics``: counts, accuracy and the FER+ precision table."""
+    """The report's figures for ``dvc metrics``: counts, accuracy and the precision tables."""
     keys = ("samples", "budget_faces", "estimated_issues", "flagged", "flagged_share", "oof_accuracy")
     found = {key: report[key] for key in keys}
-    if report["ferplus"] is not None:
-        fp = report["ferplus"]
-        found["ferplus"] = {"base_rate": fp["base_rate"], "recall_at_budget": fp["recall_at_budget"],
-                            **{key: {"precision": row["precision"], "lift": row["lift"]}
-                               for key, row in fp["at_rank"].items()}}
+    for reference in ("ferplus", "planted"):
+        if report[reference] is not None:
+            table = report[reference]
+            found[reference] = {"base_rate": table["base_rate"], "recall_at_budget": table["recall_at_budget"],
+                                **{key: {"precision": row["precision"], "lift": row["lift"]}
+                                   for key, row in table["at_rank"].items()}}
     return found
 
 
@@ -299,6 +314,15 @@ def excluded_ids(label_issues_dir: Path) -> set[str]:
         raise FileNotFoundError(f"{label_issues_dir / REPORT_FILE}: not found; run the label-issues stage first")
     path = label_issues_dir / EXCLUDED_FILE
     return set(path.read_text().split()) if path.is_file() else set()
+
+
+def flagged_ids(label_issues_dir: Path) -> set[str]:
+    """The ids the label-issues stage flagged, whether or not it excluded them from training."""
+    path = Path(label_issues_dir) / ISSUES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run the label-issues stage first")
+    issues = read_table(path)
+    return set(issues.filter(issues["is_label_issue"])["sample_id"].to_pylist())
 
 
 def label_issues_table(result: LabelIssuesResult) -> Table:

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 
 from ferdata.cascade import DlibReader, batch_predictor
+from ferdata.geometry import invert
+from ferdata.resample import render
 
 LEFT_EYE = slice(36, 42)
 RIGHT_EYE = slice(42, 48)
@@ -118,15 +120,47 @@ class LandmarkModel:
         """
         if not batched:
             return np.stack([self.fit(image, box) for image in images]).reshape(-1, 68, 2)
-        corners = [int(round(v)) for v in astuple(box)[:4]]
-        return batch_predictor(self.path)(images, np.tile(corners, (len(images), 1)), levels)
+        return batch_predictor(self.path)(images, np.tile(_corners(box), (len(images), 1)), levels)
 
     def fit_many_magnified(self, images: np.ndarray, box: Box, factor: int, levels: int | None = None,
                            batched: bool = True) -> np.ndarray:
         """:meth:`fit_stack` on the stack enlarged ``factor`` times (bilinear); points in the
         originals' pixels. dlib samples whole pixels, so a small face fits more finely enlarged."""
-        big = np.stack([enlarge(image, factor) for image in images]) if factor > 1 else images
-        return shrink_points(self.fit_stack(big, enlarge_box(box, factor), levels, batched), factor)
+        if not batched:
+            big = np.stack([enlarge(image, factor) for image in images])
+            return shrink_points(self.fit_stack(big, enlarge_box(box, factor), levels, batched=False), factor)
+        count, height, width = images.shape
+        shrink = np.array([[1 / factor, 0.0, (1 / factor - 1) / 2], [0.0, 1 / factor, (1 / factor - 1) / 2]])
+        points = batch_predictor(self.path).on_canvases(
+            images, np.broadcast_to(shrink, (count, 2, 3)), (height * factor, width * factor), 0.0,
+            np.tile(_corners(enlarge_box(box, factor)), (count, 1)), levels=levels)
+        return shrink_points(points, factor)
+
+    def fit_canvases(self, images: list[np.ndarray], to_image: np.ndarray, side: int, box: Box,
+                     mirrored: bool = False, batched: bool = True) -> np.ndarray:
+        """The 68 points (N, 68, 2) of each image seen through its canvas -> image map (N, 2, 3)
+        on a side x side canvas (:func:`ferdata.resample.render`: edges repeated half the image's
+        size beyond it), mirrored left to right if asked; points in canvas pixels."""
+        points = np.empty((len(images), 68, 2))
+        if not batched:
+            for i, (image, back) in enumerate(zip(images, to_image)):
+                canvas = render(image, invert(back), side)
+                points[i] = self.fit(np.ascontiguousarray(canvas[:, ::-1]) if mirrored else canvas, box)
+            return points
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        corners = _corners(box)
+        for (height, width), members in by_shape.items():
+            points[members] = batch_predictor(self.path).on_canvases(
+                np.stack([images[i] for i in members]), to_image[members], (side, side),
+                float(max(height, width) // 2), np.tile(corners, (len(members), 1)), mirrored)
+        return points
+
+
+def _corners(box: Box) -> list[int]:
+    """The box's corners as the whole pixels dlib starts from."""
+    return [int(round(v)) for v in astuple(box)[:4]]
 
 
 def enlarge(image: np.ndarray, factor: int) -> np.ndarray:

@@ -46,6 +46,10 @@ class Layout:
         return self.processed / "label_issues"
 
     @property
+    def ablation(self) -> Path:
+        return self.processed / "ablation"
+
+    @property
     def reports(self) -> Path:
         return self.processed / "reports"
 

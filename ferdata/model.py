@@ -79,6 +79,21 @@ def baseline(n_classes: int) -> keras.Model:
 
 MODELS = {"five_layer": five_layer, "baseline": baseline}
 
+#: Batch normalisation's moving statistics average over at most this share of a run's training steps.
+BATCH_NORM_WINDOW = 0.1
+
+
+def fit_batch_norm_window(net: keras.Model, steps: int, share: float = BATCH_NORM_WINDOW) -> None:
+    """Let batch normalisation's moving statistics forget their start within ``share`` of a
+    run of ``steps`` training steps. Keras's momentum (0.99) averages over about 100 steps,
+    which leaves a run of a few hundred steps predicting with statistics near their initial
+    values; runs of 1,000 steps or more keep Keras's momentum (as does an unknown count, < 1)."""
+    if steps < 1:
+        return
+    for layer in net.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = max(0.0, min(layer.momentum, 1 - 1 / (share * steps)))
+
 
 def build_model(name: str, n_classes: int) -> keras.Model:
     """The named architecture with ``n_classes`` outputs."""

@@ -12,24 +12,29 @@ from __future__ import annotations
 import numpy as np
 
 from ferdata import model as model_lib
-from ferdata.train import make_dataset, seed_everything
+from ferdata.progress import is_terminal
+from ferdata.train import EpochLines, make_dataset, seed_everything
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
 
 LEARNING_RATE = 0.002
-#: Batch normalisation's moving statistics average over at most this share of the training steps
-#: (Keras's default, 100 steps, would leave a few hundred steps' statistics near their start).
-BATCH_NORM_WINDOW = 0.1
 WEIGHT_DECAY = 0.0001
 
 
 class CnnClassifier:
-    """``fit(images, labels)`` then ``predict_proba(images)``; images are (N, 48, 48) uint8."""
+    """``fit(images, labels)`` then ``predict_proba(images)``; images are (N, 48, 48) uint8.
 
-    def __init__(self, epochs: int, batch_size: int, seed: int) -> None:
+    Where no terminal is attached, each epoch prints a line under ``label``; its time left
+    counts ``later_epochs`` more (the folds still to come).
+    """
+
+    def __init__(self, epochs: int, batch_size: int, seed: int, label: str = "label issues",
+                 later_epochs: int = 0) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
         self.seed = seed
+        self.label = label
+        self.later_epochs = later_epochs
 
     def fit(self, images: np.ndarray, labels: np.ndarray) -> CnnClassifier:
         """Train a fresh network on ``images`` with class labels ``labels`` (any integers)."""
@@ -38,15 +43,14 @@ class CnnClassifier:
         seed_everything(self.seed, deterministic=True)
         self.net_ = model_lib.five_layer(len(self.classes_))
         steps = self.epochs * -(-len(targets) // self.batch_size)
-        for layer in self.net_.layers:  # short runs: moving statistics that forget their start in time
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = max(0.0, min(layer.momentum, 1 - 1 / (BATCH_NORM_WINDOW * steps)))
+        model_lib.fit_batch_norm_window(self.net_, steps)
         schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
         self.net_.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
-                          loss="sparse_categorical_crossentropy")
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         flip = model_lib.augmentation(flip=True, rotation_deg=0, zoom=0, shift=0, seed=self.seed)
         batches = make_dataset(np.asarray(images)[..., None], targets, self.batch_size, self.seed, flip)
-        self.net_.fit(batches, epochs=self.epochs, shuffle=False, verbose=0)
+        lines = [] if is_terminal() else [EpochLines(self.label, self.epochs, self.later_epochs)]
+        self.net_.fit(batches, epochs=self.epochs, shuffle=False, verbose=0, callbacks=lines)
         return self
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

@@ -60,13 +60,15 @@ def feature_matrix(images: np.ndarray, kind: str, advance: Advance = lambda n: N
 
 
 def classifier(kind: str, *, c: float, max_iter: int, pca_components: int, epochs: int,
-               batch_size: int, seed: int) -> Pipeline | CnnClassifier:
-    """The CNN; or standardised HOG, or whitened PCA of the pixels, then multinomial
-    logistic regression."""
+               batch_size: int, seed: int, label: str = "label issues", later_epochs: int = 0
+               ) -> Pipeline | CnnClassifier:
+    """The CNN (its progress shown under ``label``, ``later_epochs`` still to come after it);
+    or standardised HOG, or whitened PCA of the pixels, then multinomial logistic regression."""
     if kind == "cnn":
         from ferdata.oof_cnn import CnnClassifier
 
-        return CnnClassifier(epochs=epochs, batch_size=batch_size, seed=seed)
+        return CnnClassifier(epochs=epochs, batch_size=batch_size, seed=seed, label=label,
+                             later_epochs=later_epochs)
     model = LogisticRegression(C=c, max_iter=max_iter)
     if kind == "hog":
         return make_pipeline(StandardScaler(), model)

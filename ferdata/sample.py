@@ -4,10 +4,13 @@ The real datasets are licensed and cannot ship with the project, so :func:`write
 draws faces (:mod:`ferdata.faces`) and writes them exactly as each dataset is
 distributed (see FORMATS.md), with a few planted defects for later stages to find. This
 module writes FER2013, CK+, JAFFE and FER+; :mod:`ferdata.sample_photos` writes RAF-DB,
-AffectNet and a labelled folder.
+AffectNet and a labelled folder. FER2013 and the photo layouts are hard the way real
+photos are (:mod:`ferdata.conditions`: pose, light, occluders, blur, weak and in-between
+expressions), and a share of FER2013's Training rows carry a wrong label, mostly the
+class confusable with the face's expression; CK+ and JAFFE stay studio-clean, as they are.
 ``sample_truth.json`` records what only the generator knows: every face's true eye and
-mouth centres (keyed by the sample id the readers give), the planted defects, and the
-expressions of the unlabelled CK+ sequences.
+mouth centres (keyed by the sample id the readers give), the planted defects and wrong
+labels, and the expressions of the unlabelled CK+ sequences.
 
 Every file is a pure function of the arguments: the same seed writes identical bytes.
 """
@@ -24,7 +27,8 @@ import numpy as np
 from PIL import Image
 from rich.table import Table
 
-from ferdata.faces import PEAKS, Expression, FaceTruth, Pose, Subject, render_faces
+from ferdata.conditions import CONFUSABLE, Shown, crop_pose, is_clear, jittered, occlusion, shown
+from ferdata.faces import PEAKS, FaceTruth, Occlusion, Pose, Subject, render_faces
 from ferdata.progress import progress_bar
 from ferdata.sample_photos import FOLDER_NAME, write_affectnet, write_folder, write_rafdb
 from ferdata.taxonomy import CLASSES_7, SOURCE_LABELS
@@ -50,9 +54,10 @@ FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disg
                    "contempt", "unknown", "NF")
 FERPLUS_CLASS = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
                  "sad": "sadness", "surprise": "surprise", "neutral": "neutral"}
-#: Expressions annotators mix up most; a doubtful face's stray votes go to its partner.
-CONFUSABLE = {"sad": "neutral", "neutral": "sad", "fear": "surprise", "surprise": "fear",
-              "angry": "disgust", "disgust": "angry", "happy": "neutral"}
+#: Share of FER2013 Training rows written with a wrong label, unless the caller says otherwise.
+LABEL_ERRORS = 0.06
+#: Share of the wrong labels that name the class confusable with the face's expression.
+CONFUSED_SHARE = 0.7
 _CHUNK = 64  # faces rendered per batch: small arrays stay in cache
 
 
@@ -102,7 +107,7 @@ class SampleInfo:
 def write_sample(
     out: Path, *, fer2013_rows: int = 700, ckplus_subjects: int = 12, jaffe_subjects: int = 4,
     rafdb_images: int = 60, affectnet_rows: int = 60, folder_images: int = 40,
-    seed: int = 0, full_fer2013: bool = False,
+    seed: int = 0, full_fer2013: bool = False, label_errors: float = LABEL_ERRORS,
 ) -> SampleInfo:
     """Write ``out/fer2013/``, ``out/ckplus/``, ``out/jaffe/``, ``out/ferplus/`` (FER+ votes
     for the FER2013 rows), ``out/raf-db/``, ``out/affectnet/``, ``out/lab-photos/`` (a
@@ -110,8 +115,10 @@ def write_sample(
     layout out.
 
     ``full_fer2013`` writes all 35,887 rows (FER2013's exact per-Usage class counts)
-    instead of ``fer2013_rows``; any row count keeps FER2013's proportions. Existing
-    outputs are never overwritten: choose an empty folder.
+    instead of ``fer2013_rows``; any row count keeps FER2013's proportions. ``label_errors``
+    is the share of FER2013 Training rows whose label is not the expression drawn (listed
+    in ``sample_truth.json`` → ``label_errors``; the FER+ votes follow the face, not the
+    label). Existing outputs are never overwritten: choose an empty folder.
     Everything is written to a temporary folder inside ``out`` and renamed into place.
     """
     out = Path(out)
@@ -121,6 +128,8 @@ def write_sample(
         raise ValueError(f"ckplus_subjects must be 1..150, not {ckplus_subjects}")
     if not 1 <= jaffe_subjects <= len(JAFFE_SUBJECTS):
         raise ValueError(f"jaffe_subjects must be 1..{len(JAFFE_SUBJECTS)}, not {jaffe_subjects}")
+    if not 0 <= label_errors <= 0.5:
+        raise ValueError(f"label_errors must be a share of the Training rows, 0..0.5, not {label_errors}")
     photos = {"raf-db": rafdb_images, "affectnet": affectnet_rows, FOLDER_NAME: folder_images}
     bad = {name: n for name, n in photos.items() if n < 0 or 0 < n < 10}
     if bad:
@@ -135,11 +144,10 @@ def write_sample(
     try:
         faces: dict[str, FaceTruth | None] = {}
         fer = _write_fer2013(tmp / "fer2013", fer_rng, FER2013_FULL_ROWS if full_fer2013 else fer2013_rows,
-                             faces)
+                             label_errors, faces)
         ck = _write_ckplus(tmp / "ckplus", ck_rng, ckplus_subjects, faces)
         jaffe_counts = _write_jaffe(tmp / "jaffe", jaffe_rng, jaffe_subjects, faces)
-        _write_ferplus(tmp / "ferplus", np.random.default_rng([seed, 3]), fer.labels, fer.usages,
-                       {int(sid.split("-")[1]) for sid in fer.defects["blank"]})
+        _write_ferplus(tmp / "ferplus", np.random.default_rng([seed, 3]), fer.shown, fer.usages)
         counts = {"fer2013": fer.counts, "ckplus": ck.counts, "jaffe": jaffe_counts}
         defects = {**fer.defects, "stray_files": ck.stray_files}
         rng = {name: np.random.default_rng([seed, k]) for k, name in enumerate(photos, start=4)}
@@ -160,7 +168,7 @@ def write_sample(
             fer2013_usage=fer.usage, ckplus_sequences=ck.sequences,
             ckplus_unlabelled=len(ck.unlabelled), ckplus_frames=ck.frames, defects=defects)
         header = {"seed": seed, "counts": info.counts, "defects": info.defects,
-                  "ckplus_unlabelled": ck.unlabelled}
+                  "label_errors": fer.label_errors, "ckplus_unlabelled": ck.unlabelled}
         _write_truth(tmp / "sample_truth.json", header, faces)
         for target in targets:
             (tmp / target.name).rename(target)
@@ -187,18 +195,6 @@ def _write_truth(path: Path, header: dict, faces: dict[str, FaceTruth | None]) -
 
 # ---------------------------------------------------------------- faces
 
-def _vary(peak: Expression, rng: np.random.Generator, intensity: float) -> Expression:
-    """A person's rendition of an expression: scaled, with small jitter, either side."""
-    values = vars(peak.scaled(intensity)).copy()
-    curve, raise_, inner, eye, width = rng.normal(0, 1, 5).tolist()
-    values.update(
-        side=1.0 if rng.random() < 0.5 else -1.0, mouth_curve=values["mouth_curve"] + 0.015 * curve,
-        brow_raise=values["brow_raise"] + 0.012 * raise_, brow_inner=values["brow_inner"] + 0.012 * inner,
-        eye_open=values["eye_open"] * (1 + 0.05 * eye),
-        mouth_width=values["mouth_width"] * (1 + 0.03 * width))
-    return Expression(**values)
-
-
 def _apportion(total: int, weights: tuple[int, ...] | list[float]) -> list[int]:
     """Split ``total`` in proportion to ``weights`` (largest remainder), summing exactly."""
     w = np.asarray(weights, dtype=np.float64)
@@ -216,16 +212,25 @@ class _FerResult:
     counts: dict[str, int]
     usage: dict[str, int]
     defects: dict[str, list]
-    labels: np.ndarray
+    labels: np.ndarray  # as written
     usages: list[str]
     images: np.ndarray
+    shown: list[Shown | None]  # the expression each row's face shows; None: blank
+    clear: np.ndarray  # per row: the face is seen plainly (ferdata.conditions.is_clear)
+    label_errors: dict[str, dict[str, str]]  # sample id -> the label written, the expression drawn
 
 
 def _fer_copy(fer: _FerResult, rng: np.random.Generator) -> tuple[str, np.ndarray, int]:
-    """A PrivateTest face no other defect involves, to plant in another source: id, image, class."""
+    """A PrivateTest face no other defect involves, to plant in another source: id, image, class.
+
+    The face is a clear one where there is one: the copy is a JPEG, and a blurred or
+    covered face's copy can align a little differently from its original, enough to pass
+    the split stage's pixel check for near copies unnoticed.
+    """
     pairs = fer.defects["exact_duplicates"] + fer.defects["near_duplicates"]
     planted = set(fer.defects["blank"]) | {sid for pair in pairs for sid in pair}
     rows = [r for r, usage in enumerate(fer.usages) if usage == "PrivateTest" and _fer_id(r) not in planted]
+    rows = [r for r in rows if fer.clear[r]] or rows
     row = rows[int(rng.integers(len(rows)))]
     return _fer_id(row), fer.images[row], int(fer.labels[row])
 
@@ -244,25 +249,41 @@ def fer2013_plan(rows: int, rng: np.random.Generator) -> tuple[list[str], np.nda
     return usages, np.concatenate(labels)
 
 
-def _fer_face(rng: np.random.Generator, label: int) -> tuple[Subject, Expression, Pose]:
-    """A FER2013-style crop: the face fills the 48x48 frame, pose and lighting vary."""
-    expression = _vary(PEAKS[CLASSES_7[label]], rng, rng.uniform(0.55, 1.1))
-    pose = Pose(center=(24 + rng.normal(0, 1.2), 23.5 + rng.normal(0, 1.2)), scale=rng.uniform(15.5, 19.5),
-                angle_deg=float(np.clip(rng.normal(0, 5), -12, 12)), brightness=rng.uniform(-30, 30),
-                contrast=rng.uniform(0.75, 1.2), noise=rng.uniform(1, 4),
-                blur=round(rng.uniform(0.4, 0.9), 1))
-    return Subject.random(rng), expression, pose
+def _fer_face(rng: np.random.Generator, drawn: int) -> tuple[Subject, Shown, Pose, Occlusion]:
+    """A FER2013-style crop of a face showing class ``drawn``: it fills the 48x48 frame, and
+    pose, light, camera, occluders and the expression's strength vary (:mod:`ferdata.conditions`)."""
+    return Subject.random(rng), shown(rng, CLASSES_7[drawn]), crop_pose(rng), occlusion(rng)
+
+
+def _plan_label_errors(labels: np.ndarray, usages: list[str], share: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """The class each row's face shows: its label, except on ``share`` of the Training rows.
+
+    There the face shows the class confusable with the label (:data:`CONFUSED_SHARE` of
+    them: a sad face labelled neutral) or another class at random. The labels, and so the
+    per-Usage class counts, stay as planned.
+    """
+    drawn = labels.copy()
+    train = np.flatnonzero(np.array(usages) == "Training")
+    for row in np.sort(rng.choice(train, int(round(share * len(train))), replace=False)):
+        label = int(labels[row])
+        others = [k for k in range(len(CLASSES_7)) if k != label]
+        confusable = CLASSES_7.index(CONFUSABLE[CLASSES_7[label]])
+        drawn[row] = confusable if rng.random() < CONFUSED_SHARE else others[int(rng.integers(len(others)))]
+    return drawn
 
 
 def _plant_fer_defects(images: np.ndarray, labels: np.ndarray, usages: list[str],
-                       truths: list[FaceTruth | None], rng: np.random.Generator) -> dict[str, list]:
+                       truths: list[FaceTruth | None], shown_rows: list[Shown | None], mislabelled: np.ndarray,
+                       rng: np.random.Generator) -> dict[str, list]:
     """Copy Training faces into the test splits (exact and near), blank one Training row.
 
-    A copy takes a row of the same class, so the per-Usage class counts stay as planned.
+    A copy takes a row of the same class, so the per-Usage class counts stay as planned;
+    rows with a wrong label take no part, so no copy carries one into the test splits.
     """
     usage = np.array(usages)
     is_train = usage == "Training"
-    free = np.ones(len(labels), bool)
+    free = ~mislabelled
 
     def pick(candidates: np.ndarray) -> int:
         candidates = np.flatnonzero(candidates & free)
@@ -274,7 +295,7 @@ def _plant_fer_defects(images: np.ndarray, labels: np.ndarray, usages: list[str]
         sourced = np.isin(labels, labels[is_train & free])
         target = pick((usage == split) & sourced)
         source = pick(is_train & (labels == labels[target]))
-        truths[target] = truths[source]
+        truths[target], shown_rows[target] = truths[source], shown_rows[source]
         return source, target
 
     defects: dict[str, list] = {"exact_duplicates": [], "near_duplicates": [], "blank": []}
@@ -289,7 +310,7 @@ def _plant_fer_defects(images: np.ndarray, labels: np.ndarray, usages: list[str]
     defects["near_duplicates"].append([_fer_id(source), _fer_id(target)])
     blank = pick(is_train)
     images[blank] = int(rng.integers(0, 256))
-    truths[blank] = None
+    truths[blank] = shown_rows[blank] = None
     defects["blank"].append(_fer_id(blank))
     return defects
 
@@ -298,21 +319,28 @@ def _fer_id(row: int) -> str:
     return f"fer2013-{row:06d}"
 
 
-def _write_fer2013(folder: Path, rng: np.random.Generator, rows: int,
+def _write_fer2013(folder: Path, rng: np.random.Generator, rows: int, label_errors: float,
                    faces: dict[str, FaceTruth | None]) -> _FerResult:
     """fer2013.csv: header ``emotion,pixels,Usage``, one 48x48 face per row."""
     usages, labels = fer2013_plan(rows, rng)
+    drawn = _plan_label_errors(labels, usages, label_errors, rng)
     n = len(labels)
     images = np.empty((n, 48, 48), np.uint8)
     truths: list[FaceTruth | None] = []
+    shown_rows: list[Shown | None] = []
+    clear = np.zeros(n, bool)
     with progress_bar("sample fer2013", n) as advance:
         for start in range(0, n, _CHUNK):
-            batch = [_fer_face(rng, int(k)) for k in labels[start:start + _CHUNK]]
-            imgs, points = render_faces(*map(list, zip(*batch)), (48, 48), rng)
-            images[start:start + len(batch)] = imgs
+            people, shows, poses, covers = zip(*(_fer_face(rng, int(k)) for k in drawn[start:start + _CHUNK]))
+            expressions = [show.expression(rng) for show in shows]
+            imgs, points = render_faces(list(people), expressions, list(poses), (48, 48), rng, list(covers))
+            images[start:start + len(imgs)] = imgs
             truths += [FaceTruth.from_landmarks(p) for p in points]
-            advance(len(batch))
-    defects = _plant_fer_defects(images, labels, usages, truths, rng)
+            shown_rows += shows
+            clear[start:start + len(imgs)] = [is_clear(pose, cover) for pose, cover in zip(poses, covers)]
+            advance(len(imgs))
+    mislabelled = drawn != labels
+    defects = _plant_fer_defects(images, labels, usages, truths, shown_rows, mislabelled, rng)
     folder.mkdir(parents=True)
     words = np.array([str(i) for i in range(256)], dtype=object)
     with open(folder / "fer2013.csv", "w", newline="\n") as fh:
@@ -321,31 +349,46 @@ def _write_fer2013(folder: Path, rng: np.random.Generator, rows: int,
             fh.write(f"{label},{' '.join(words[image.ravel()])},{usage}\n")
     for row, truth in enumerate(truths):
         faces[_fer_id(row)] = truth
+    errors = {_fer_id(row): {"label": CLASSES_7[labels[row]], "expression": CLASSES_7[drawn[row]]}
+              for row in np.flatnonzero(mislabelled).tolist()}
     return _FerResult(
         counts={c: int((labels == k).sum()) for k, c in enumerate(CLASSES_7)},
-        usage={u: usages.count(u) for u in USAGES}, defects=defects, labels=labels, usages=usages, images=images)
+        usage={u: usages.count(u) for u in USAGES}, defects=defects, labels=labels, usages=usages, images=images,
+        shown=shown_rows, clear=clear, label_errors=errors)
 
 
-def _write_ferplus(folder: Path, rng: np.random.Generator, labels: np.ndarray, usages: list[str],
-                   blank: set[int]) -> None:
+def _votes(rng: np.random.Generator, face: Shown | None) -> dict[str, int]:
+    """Ten annotators' votes on a face: not-a-face for a blank row; otherwise most for the class
+    it shows, some for its confusable class as far as it leans there, some for neutral when
+    the expression is weak, and now and then a stray vote."""
+    votes = dict.fromkeys(FERPLUS_COLUMNS, 0)
+    if face is None:
+        votes["NF"] = 10
+        return votes
+    partner = 0.9 * face.lean
+    neutral = 0.0 if face.name == "neutral" else 0.6 * max(0.0, 0.55 - face.intensity)
+    others = [c for c in CLASSES_7 if c not in (face.name, face.partner, "neutral")]
+    stray = 0.03
+    names = [face.name, face.partner, "neutral", *others]
+    shares = [1 - partner - neutral - stray, partner, neutral] + [stray / len(others)] * len(others)
+    for name, count in zip(names, rng.multinomial(10, shares).tolist()):
+        votes[FERPLUS_CLASS[name]] += count
+    return votes
+
+
+def _write_ferplus(folder: Path, rng: np.random.Generator, shown_rows: list[Shown | None],
+                   usages: list[str]) -> None:
     """fer2013new.csv: ten annotators' votes per fer2013.csv row, as FER+ distributes them.
 
-    Most faces get a clear majority for their drawn class; about one in six is doubtful and
-    splits its votes with a confusable class (sometimes losing the majority); blank rows are
-    voted not-a-face, and about one row in 200 has no image name, as in the real file.
+    The votes follow the face (:func:`_votes`), not the label fer2013.csv gives it, so they
+    mostly name the true expression of a row with a wrong label; about one row in 200 has
+    no image name, as in the real file.
     """
     folder.mkdir(parents=True)
     with open(folder / "fer2013new.csv", "w", newline="\n") as fh:
         fh.write("Usage,Image name," + ",".join(FERPLUS_COLUMNS) + "\n")
-        for row, (label, usage) in enumerate(zip(labels, usages)):
-            votes = dict.fromkeys(FERPLUS_COLUMNS, 0)
-            name = CLASSES_7[int(label)]
-            if row in blank:
-                votes["NF"] = 10
-            else:
-                other = int(rng.integers(4, 7)) if rng.random() < 1 / 6 else int(rng.integers(0, 3))
-                votes[FERPLUS_CLASS[name]] = 10 - other
-                votes[FERPLUS_CLASS[CONFUSABLE[name]]] += other
+        for row, (face, usage) in enumerate(zip(shown_rows, usages)):
+            votes = _votes(rng, face)
             image = "" if rng.random() < 1 / 200 else f"fer{row:07d}.png"
             fh.write(f"{usage},{image}," + ",".join(str(votes[c]) for c in FERPLUS_COLUMNS) + "\n")
 
@@ -399,7 +442,7 @@ def _render_sequence(subject: _CkSubject, code: int,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """6-9 frames morphing from the neutral face to the peak; the head holds still."""
     n = int(rng.integers(6, 10))
-    peak = _vary(PEAKS[SOURCE_LABELS["ckplus"][str(code)]], rng, rng.uniform(0.85, 1.1))
+    peak = jittered(PEAKS[SOURCE_LABELS["ckplus"][str(code)]], rng, rng.uniform(0.85, 1.1))
     t = np.linspace(0.0, 1.0, n)
     intensity = t * t * (3 - 2 * t)
     pose = Pose(center=(320 + rng.normal(0, 15), subject.size[1] / 2 + rng.normal(0, 12)),
@@ -482,7 +525,7 @@ def _write_jaffe(folder: Path, rng: np.random.Generator, subjects: int,
     number = done = 0
     for code in JAFFE_SUBJECTS[:subjects]:
         person = Subject.random(rng)
-        expressions = [_vary(PEAKS[names[e]], rng, rng.uniform(0.8, 1.1)) for e, _ in plan]
+        expressions = [jittered(PEAKS[names[e]], rng, rng.uniform(0.8, 1.1)) for e, _ in plan]
         poses = [Pose(center=(128 + rng.normal(0, 4), 134 + rng.normal(0, 4)), scale=rng.uniform(52, 64),
                       angle_deg=rng.normal(0, 3), brightness=rng.uniform(-15, 15), noise=rng.uniform(1, 2.5))
                  for _ in plan]

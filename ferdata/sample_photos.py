@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ferdata.faces import PEAKS, Expression, FaceTruth, Pose, Subject, render_faces
+from ferdata.conditions import occlusion, photo_pose, shown
+from ferdata.faces import Expression, FaceTruth, Pose, Subject, render_faces
 from ferdata.sources.affectnet import NOT_EXPRESSIONS
 from ferdata.taxonomy import CLASSES_7, SOURCE_LABELS
 
@@ -46,22 +47,19 @@ class PhotoLayout:
 
 def _face(rng: np.random.Generator, expression: Expression, size: tuple[int, int],
           subject: Subject | None = None, pose: Pose | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One face somewhere in a photo of ``size`` (W, H), or where ``pose`` says: image, landmarks."""
-    width, height = size
+    """One face in a photo of ``size`` (W, H): where ``pose`` says, or anywhere, turned, lit
+    and covered as real photos are (:mod:`ferdata.conditions`). Returns image, landmarks."""
+    cover = None
     if pose is None:
-        scale = rng.uniform(0.12, 0.2) * min(size)
-        margin = 2.2 * scale
-        pose = Pose(center=(rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)),
-                    scale=scale, angle_deg=float(np.clip(rng.normal(0, 5), -12, 12)),
-                    brightness=rng.uniform(-25, 25), contrast=rng.uniform(0.8, 1.15), noise=rng.uniform(1, 3))
-    images, points = render_faces([subject or Subject.random(rng)], [expression], [pose], size, rng)
+        pose, cover = photo_pose(rng, size), [occlusion(rng)]
+    images, points = render_faces([subject or Subject.random(rng)], [expression], [pose], size, rng, cover)
     return images[0], points[0]
 
 
 def _expression(rng: np.random.Generator, name: str) -> Expression:
-    """A person's take on a class's peak expression: its intensity and favoured side vary."""
-    peak = PEAKS[name].scaled(rng.uniform(0.7, 1.1))
-    return Expression(**{**vars(peak), "side": 1.0 if rng.random() < 0.5 else -1.0})
+    """A person's take on a class's expression: its strength, its lean toward a confusable
+    class and its favoured side vary (:func:`ferdata.conditions.shown`)."""
+    return shown(rng, name, strong=(0.7, 1.1)).expression(rng)
 
 
 def _save_jpeg(path: Path, gray: np.ndarray, quality: int = 90, exact: bool = False) -> None:

@@ -48,7 +48,7 @@ class SplitParams:
     phash_threshold: int = 4  # Hamming distance (of 64 bits) for near-duplicates
     near_max_diff: float = 2.0  # a pHash pair is a copy if mean |pixel difference| is at most this
     blank_std: float = 2.0  # images whose pixel std is below this are dropped as blank
-    leak_policy: str = "keep_eval"  # keep_eval | keep_train | drop_all
+    leak_policy: str = "keep_eval"  # keep_eval | keep_train | drop_all | keep_all
     within_split_duplicates: str = "keep_one"  # keep_one | keep_all
 
     def __post_init__(self) -> None:
@@ -86,6 +86,7 @@ class SplitResult:
     subjects: dict[str, dict[str, int]]  # source -> split -> subjects
     groups: int
     leaks_resolved: int
+    leaks_kept: int  # leak_policy keep_all: groups left on several sides
     dropped: dict[str, list[str]]  # reason -> sample ids
     out_dir: Path
 
@@ -105,7 +106,8 @@ class SplitResult:
         for source, per_split in self.subjects.items():
             lines.append(f"{source} subjects: " + ", ".join(f"{s} {per_split[s]}" for s in SPLITS))
         dropped = ", ".join(f"{reason} {len(ids)}" for reason, ids in sorted(self.dropped.items())) or "none"
-        lines.append(f"duplicate groups {self.groups}, leaks resolved {self.leaks_resolved}, "
+        kept = f", leaks kept on every side {self.leaks_kept}" if self.leaks_kept else ""
+        lines.append(f"duplicate groups {self.groups}, leaks resolved {self.leaks_resolved}{kept}, "
                      f"dropped: {dropped} (ids in dedup.json, dropped.parquet)")
         return Group(*lines)
 
@@ -371,5 +373,6 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     return SplitResult(
         classes=classes, counts=split_report["counts"], subjects=split_report["subjects_per_split"],
         groups=dedup_json["groups_found"], leaks_resolved=dedup_json["leaks_resolved"],
+        leaks_kept=dedup_json["leaks_kept"],
         dropped=dropped, out_dir=Path(out_dir),
     )

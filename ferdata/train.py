@@ -14,6 +14,8 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +29,7 @@ from ferdata import model as model_lib
 from ferdata.export import replace_dir, write_json, write_json_atomic
 from ferdata.manifest import pixels_to_array, read_table
 from ferdata.params import ParamsError
-from ferdata.progress import progress_bar
+from ferdata.progress import epoch_line, is_terminal, plain_line, progress_bar
 from ferdata.taxonomy import CLASSES_7
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
@@ -172,8 +174,13 @@ def read_augment(path: Path, seed: int) -> keras.Sequential:
     missing = [k for k in AUGMENT_KEYS if k not in data]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}; expected {list(AUGMENT_KEYS)}")
-    return model_lib.augmentation(bool(data["flip"]), float(data["rotation_deg"]), float(data["zoom"]),
-                                  float(data["shift"]), seed)
+    return augmentation_from(data, seed)
+
+
+def augmentation_from(config: dict, seed: int) -> keras.Sequential:
+    """The augmentation layers for an augment.json-style ``config`` ({flip, rotation_deg, zoom, shift})."""
+    return model_lib.augmentation(bool(config["flip"]), float(config["rotation_deg"]), float(config["zoom"]),
+                                  float(config["shift"]), seed)
 
 
 def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
@@ -200,6 +207,34 @@ class EpochLog(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+class EpochLines(keras.callbacks.Callback):
+    """A plain line per epoch (:func:`ferdata.progress.epoch_line`) for logs, where no bar is
+    drawn; the time left counts ``later_epochs`` more epochs after this fit (other folds)."""
+
+    def __init__(self, label: str, epochs: int, later_epochs: int = 0, write=plain_line) -> None:
+        super().__init__()
+        self.label, self.epochs, self.later_epochs, self.write = label, epochs, later_epochs, write
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+        left = (self.epochs - epoch - 1 + self.later_epochs) * float(np.mean(self.seconds))
+        self.write(epoch_line(self.label, epoch + 1, self.epochs, logs or {}, self.seconds[-1], left))
+
+
+@contextmanager
+def epoch_progress(label: str, epochs: int, later_epochs: int = 0) -> Iterator[keras.callbacks.Callback]:
+    """A callback that shows training's progress: a bar on a terminal, else a line per epoch."""
+    if not is_terminal():
+        yield EpochLines(label, epochs, later_epochs)
+        return
+    with progress_bar(f"{label} epochs", total=epochs) as advance:
+        yield keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: advance(1))
+
+
 def _callbacks(params: TrainParams) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = []
     if params.plateau_patience:
@@ -220,12 +255,13 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: TrainParams,
-        class_weight: dict[int, float] | None = None) -> tuple[list[dict], list[float]]:
-    """Compile and fit ``net``; the per-epoch history rows and each epoch's seconds."""
+        class_weight: dict[int, float] | None = None, label: str = "train") -> tuple[list[dict], list[float]]:
+    """Compile and fit ``net``; the per-epoch history rows and each epoch's seconds. Progress is
+    shown under ``label`` (a bar, or a line per epoch)."""
+    model_lib.fit_batch_norm_window(net, params.epochs * int(train.cardinality()))
     net.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     log = EpochLog()
-    with progress_bar(f"train: {params.model} epochs", total=params.epochs) as advance:
-        shown = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: advance(1))
+    with epoch_progress(label, params.epochs) as shown:
         history = net.fit(train, validation_data=val, epochs=params.epochs, class_weight=class_weight,
                           callbacks=[log, shown, *_callbacks(params)], shuffle=False, verbose=0)
     rows = []

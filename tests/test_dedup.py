@@ -143,6 +143,13 @@ def test_other_leak_policies(tmp_path, policy, kept, gone):
     assert all(dropped[planted[k]]["reason"] == "leak" for k in gone)
 
 
+def test_keep_all_keeps_every_side_of_a_leak_and_reports_it_kept(tmp_path):
+    planted, manifest, dropped, report = _fer_with_planted_copies(tmp_path, leak_policy="keep_all", blank_std=0.0)
+    assert not dropped and all(sid in manifest for sid in planted.values())
+    assert (report["leaks_resolved"], report["leaks_kept"]) == (0, 2)
+    assert manifest[planted["exact_train"]]["dup_group"] == manifest[planted["exact_test"]]["dup_group"]
+
+
 def test_blank_threshold_is_a_parameter(tmp_path):
     planted, manifest, dropped, _ = _fer_with_planted_copies(tmp_path, blank_std=0.0)
     assert planted["blank"] in manifest and planted["blank"] not in dropped

@@ -1,5 +1,6 @@
-"""The generated sample: exact raw layouts, determinism, planted defects, and faces that
-dlib's real detector and landmark model find where the generator drew them."""
+"""The generated sample: exact raw layouts, determinism, planted defects and wrong labels,
+FER+ votes that follow the faces, and faces that dlib's real detector and landmark model
+find where the generator drew them, turned, lit and covered as real photos are."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ferdata.faces import EXPRESSIONS, draw_face
+from ferdata.conditions import CONFUSABLE
+from ferdata.faces import EXPRESSIONS, PEAKS, Occlusion, Pose, Subject, draw_face, render_faces
+from ferdata.ferplus import majority_labels, read_ferplus
 from ferdata.images import decode_gray
-from ferdata.sample import FER2013_COUNTS, JAFFE_SUBJECTS, fer2013_plan, write_sample
+from ferdata.oof_model import hog_features
+from ferdata.sample import FER2013_COUNTS, JAFFE_SUBJECTS, LABEL_ERRORS, fer2013_plan, write_sample
 from ferdata.taxonomy import CLASSES_7, SOURCE_LABELS
 
 FLOAT = r"-?\d\.\d{7}e[+-]\d{2}"  # CK+ writes floats as 2.4045593e+02
@@ -159,6 +163,42 @@ def test_planted_fer2013_defects_are_where_the_truth_says(sample, truth):
     assert len({p.tobytes() for p in pixels}) == len(pixels) - 2
 
 
+def test_planted_wrong_labels_are_recorded_and_mostly_confusable(sample, truth):
+    root, _ = sample
+    labels, _, usage = read_fer(root)
+    errors = truth["label_errors"]
+    rows = {int(sid.split("-")[1]): entry for sid, entry in errors.items()}
+    assert len(rows) == round(LABEL_ERRORS * (usage == "Training").sum())
+    assert {usage[row] for row in rows} == {"Training"}
+    for row, entry in rows.items():
+        assert CLASSES_7[labels[row]] == entry["label"] != entry["expression"]
+    confusable = sum(CONFUSABLE[e["label"]] == e["expression"] for e in errors.values())
+    assert confusable >= 0.5 * len(errors)  # most wrong labels name the class the face is confused with
+    defects = truth["defects"]
+    planted = {sid for pair in defects["exact_duplicates"] + defects["near_duplicates"] for sid in pair}
+    assert not planted & set(errors) and not set(defects["blank"]) & set(errors)
+    # the written labels keep FER2013's class counts per Usage
+    planned_usage, planned = fer2013_plan(700, np.random.default_rng(0))
+    for name in ("Training", "PublicTest", "PrivateTest"):
+        assert np.array_equal(np.bincount(labels[usage == name], minlength=7),
+                              np.bincount(planned[np.array(planned_usage) == name], minlength=7))
+
+
+def test_ferplus_votes_follow_the_face_not_its_wrong_label(sample, truth):
+    root, _ = sample
+    labels, _, _ = read_fer(root)
+    majority = majority_labels(read_ferplus(root / "ferplus" / "fer2013new.csv"))
+    errors = {int(sid.split("-")[1]): entry for sid, entry in truth["label_errors"].items()}
+    says_expression = sum(majority[row] == e["expression"] for row, e in errors.items())
+    says_label = sum(majority[row] == e["label"] for row, e in errors.items())
+    print(f"FER+ majority on {len(errors)} wrong labels: the face's expression {says_expression}, "
+          f"the wrong label {says_label}")
+    assert says_expression >= 2 * says_label and says_expression >= 0.5 * len(errors)
+    clean = [row for row in range(len(labels)) if row not in errors and majority[row] is not None]
+    agree = np.mean([majority[row] == CLASSES_7[labels[row]] for row in clean])
+    assert agree >= 0.9  # where FER+ has a majority, it names a correct label
+
+
 def test_truth_covers_every_sample_with_reader_ids(sample, truth):
     root, info = sample
     ids = set(truth["faces"])
@@ -208,15 +248,42 @@ def test_dlib_finds_the_drawn_faces_and_their_eyes(sample, truth):
     assert np.mean(errors) < 0.1
 
 
-def test_fer2013_classes_are_learnable(sample):
+def test_turned_lit_and_covered_faces_are_drawn_where_their_truth_says():
+    rng = np.random.default_rng(5)
+    looks = [dict(yaw_deg=25), dict(yaw_deg=-25), dict(pitch_deg=18), dict(pitch_deg=-18),
+             dict(yaw_deg=-15, pitch_deg=10, angle_deg=20, light=0.5, light_deg=30),
+             dict(yaw_deg=12, gamma=1.6, light=0.4, light_deg=200)]
+    covers = [Occlusion(), Occlusion(glasses=0.3), Occlusion(strand=0.2, strand_x=0.9),
+              Occlusion(hand=1.0, hand_x=0.1, hand_y=1.7), Occlusion(), Occlusion(glasses=0.8)]
+    poses = [Pose(center=(128, 130), scale=60, noise=1.0, **look) for look in looks]
+    people = [Subject.random(rng) for _ in looks]
+    images, points = render_faces(people, [PEAKS["happy"]] * len(looks), poses, (256, 256), rng, covers)
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    errors = []
+    for image, truth in zip(images, points):
+        boxes = detector(image, 0)
+        assert len(boxes) == 1
+        fit = np.array([(p.x, p.y) for p in predictor(image, boxes[0]).parts()], dtype=float)
+        iod = np.linalg.norm(truth[42:48].mean(0) - truth[36:42].mean(0))
+        errors.append(max(np.linalg.norm(fit[a:a + 6].mean(0) - truth[a:a + 6].mean(0)) for a in (36, 42)) / iod)
+    assert max(errors) < 0.15 and np.mean(errors) < 0.08
+    # a turned head: the nose tip moves toward the side the face turns to, against the jaw
+    nose_offset = [(pts[30, 0] - (pts[0, 0] + pts[16, 0]) / 2) / 60 for pts in points[:2]]
+    assert nose_offset[0] < -0.05 < 0.05 < nose_offset[1]
+
+
+def test_fer2013_classes_are_learnable_but_not_separable(sample):
     labels, pixels, usage = read_fer(sample[0])
-    x = pixels.reshape(-1, 16, 3, 16, 3).mean((2, 4)).reshape(len(pixels), -1)
+    features = hog_features(pixels.reshape(-1, 48, 48).astype(np.uint8))
     train = usage == "Training"
-    scaler = StandardScaler().fit(x[train])
+    scaler = StandardScaler().fit(features[train])
     with threadpool_limits(1):  # BLAS threads only contend on a small problem
-        model = LogisticRegression(C=0.1, max_iter=300).fit(scaler.transform(x[train]), labels[train])
-    accuracy = (model.predict(scaler.transform(x[~train])) == labels[~train]).mean()
-    assert accuracy > 0.5  # seven classes: chance is about 0.25 (the majority class)
+        model = LogisticRegression(C=0.003, max_iter=500).fit(scaler.transform(features[train]), labels[train])
+    accuracy = (model.predict(scaler.transform(features[~train])) == labels[~train]).mean()
+    # chance is about 0.25 (the majority class); pose, light, occluders, weak expressions and
+    # wrong labels keep a linear model on the raw crops far from a perfect score
+    assert 0.35 < accuracy < 0.8
 
 
 @pytest.mark.parametrize("expression", EXPRESSIONS)

@@ -8,6 +8,8 @@ import hashlib
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,3 +130,10 @@ def test_a_worker_killed_mid_run_changes_nothing(raw, local, cluster, tmp_path):
         client.unregister_worker_plugin(KillOnce.name)
     assert marker.exists() and before - after  # a worker process died mid-run
     assert _tree(tmp_path / "processed" / "aligned") == _tree(local / "aligned")
+
+
+def test_fiftyone_imports_in_a_process_that_has_used_dask():
+    # dask brings importlib-metadata, whose newer releases break FiftyOne's import once loaded
+    done = subprocess.run([sys.executable, "-c", "import distributed, dask.dataframe, fiftyone"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -104,7 +104,7 @@ def test_params_section_defaults_and_bad_values():
     with pytest.raises(ParamsError, match="auxiliary_mode"):
         SplitParams(auxiliary_mode={"jaffe": "test"})
     with pytest.raises(ParamsError, match="leak_policy"):
-        SplitParams(leak_policy="keep_all")
+        SplitParams(leak_policy="keep_both")
     with pytest.raises(ParamsError, match="phash_threshold"):
         SplitParams(phash_threshold=40)
 

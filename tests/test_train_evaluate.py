@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +227,19 @@ def test_class_weights_are_read_from_the_balance_stage_file(tmp_path):
     path.write_text(json.dumps({"by_index": {"9": 1.0}}))
     with pytest.raises(ValueError, match="label indexes"):
         read_class_weights(path, CLASSES_7)
+
+
+def test_without_a_terminal_training_prints_a_line_per_epoch(tmp_path, capsys):
+    dataset, balanced = write_inputs(tmp_path, [10] * 7, 3)
+    run_train(TrainParams(model="baseline", epochs=3, batch_size=32, early_stopping_patience=0), balanced,
+              dataset, tmp_path / "models", tmp_path / "metrics")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("train epoch")]
+    history = json.loads((tmp_path / "metrics" / "train.json").read_text())["history"]
+    assert len(lines) == len(history) == 3
+    for line, row in zip(lines, history):
+        figures = "  ".join(f"{key} {row[key]:.3f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        eta = r"  eta \d+ s" if row["epoch"] < 3 else ""
+        assert re.fullmatch(rf"train epoch {row['epoch']}/3  {figures}  \d+ s{eta}", line), line
 
 
 def test_five_layer_has_about_2_4_million_parameters():

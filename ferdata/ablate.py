@@ -1,0 +1,232 @@
+"""The ablation: the same network, recipe and seeds on arms that differ only in their data.
+
+Each arm (:mod:`ferdata.arms`) is trained with the ``train:`` section of params.yaml (its
+``epochs`` replaced when the ablation asks for fewer) once per seed, ``seed`` to
+``seed + repeats - 1``, through the train stage's own :func:`ferdata.train.fit`, and scored
+on the same FER2013 PrivateTest faces. Scores are averaged over the seeds; every arm's
+difference from ``raw`` gets a paired-bootstrap interval (:mod:`ferdata.bootstrap`).
+
+Writes ``metrics/ablation.json`` (a DVC metric), ``processed/ablation/predictions.parquet``
+(every arm's and seed's prediction per test face) and ``processed/ablation/ablation.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ferdata import bootstrap
+from ferdata import model as model_lib
+from ferdata.ablation_report import ablation_figure
+from ferdata.arms import ARMS, TEST_SOURCE, ArmData, ArmSources
+from ferdata.augment import online_config
+from ferdata.balance import BalanceParams, class_weights
+from ferdata.evaluate import EvaluateParams, predict
+from ferdata.export import replace_dir, write_json_atomic
+from ferdata.layout import Layout
+from ferdata.manifest import write_table
+from ferdata.params import ParamsError
+from ferdata.progress import duration, note
+from ferdata.train import TrainParams, augmentation_from, fit, make_dataset, seed_everything
+
+import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
+
+REFERENCE = "raw"
+PREDICTIONS_FILE, FIGURE_FILE = "predictions.parquet", "ablation.png"
+_WHERE = "params.yaml [ablate]"
+
+
+@dataclass
+class AblateParams:
+    """The ``ablate:`` section of params.yaml (the command's options override it)."""
+
+    seed: int = 42
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    epochs: int | None = None  # None: train.epochs
+    repeats: int = 1  # seeds seed .. seed + repeats - 1
+    resamples: int = 2000  # paired-bootstrap resamples of the test faces
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown or len(set(self.arms)) != len(self.arms) or REFERENCE not in self.arms:
+            raise ParamsError(f"{_WHERE}.arms: distinct arms from {list(ARMS)}, {REFERENCE!r} among them "
+                              f"(every difference is taken from it), not {self.arms}")
+        self.arms = [a for a in ARMS if a in self.arms]
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
+                                        or self.epochs < 1):
+            raise ParamsError(f"{_WHERE}.epochs: an integer >= 1, or null for train.epochs; not {self.epochs!r}")
+        for name in ("repeats", "resamples"):
+            if getattr(self, name) < 1:
+                raise ParamsError(f"{_WHERE}.{name}: at least 1, not {getattr(self, name)}")
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.repeats))
+
+
+@dataclass
+class ArmRun:
+    """One arm trained with one seed, and its answer for every test face."""
+
+    seed: int
+    predicted: np.ndarray  # (N,) class index; -1 where the arm has no pixels for the face
+    correct: np.ndarray  # (N,) bool; False where the arm has no pixels
+    epochs_run: int
+    kept_epoch: int
+    seconds: float
+
+
+@dataclass
+class AblateResult:
+    """What the command prints: the report (metrics/ablation.json) and the files written."""
+
+    report: dict
+    classes: tuple[str, ...]
+    metrics_path: Path
+    predictions_path: Path
+    figure_path: Path
+
+
+def train_and_predict(data: ArmData, params: TrainParams, evaluate: EvaluateParams, classes: Sequence[str],
+                      augment_config: dict, test_labels: np.ndarray) -> ArmRun:
+    """Train a fresh network on ``data.train`` (validating on ``data.val``) with ``params``
+    and predict each test face the arm has pixels for."""
+    clock = time.perf_counter()
+    seed_everything(params.seed, params.deterministic)
+    augment = augmentation_from(augment_config, params.seed) if params.augment else None
+    weights = None
+    if params.class_weights:
+        counts = np.bincount(data.train.labels, minlength=len(classes))
+        by_index = class_weights(dict(zip(classes, counts.tolist())), classes)["by_index"]
+        weights = {k: float(by_index.get(str(k), 1.0)) for k in range(len(classes))}
+    net = model_lib.build_model(params.model, len(classes))
+    history, _ = fit(net, make_dataset(data.train.images[..., None], data.train.labels, params.batch_size,
+                                       params.seed, augment),
+                     make_dataset(data.val.images[..., None], data.val.labels, params.batch_size), params,
+                     weights, label=f"ablate {data.name} seed {params.seed}")
+    predicted = np.full(len(test_labels), -1, np.int64)
+    _, probabilities = predict(net, data.test_images[data.test_present], evaluate.tta_flip, evaluate.batch_size)
+    predicted[data.test_present] = probabilities.argmax(axis=1)
+    kept = max(history, key=lambda row: row["val_accuracy"]) if params.early_stopping_patience else history[-1]
+    keras.backend.clear_session()
+    return ArmRun(params.seed, predicted, predicted == test_labels, len(history), kept["epoch"],
+                  time.perf_counter() - clock)
+
+
+def _number(value: float) -> float | None:
+    """A float for JSON: NaN (an undefined recall) becomes null."""
+    return None if value is None or math.isnan(value) else round(float(value), 6)
+
+
+def _data_summary(data: ArmData, classes: Sequence[str]) -> dict:
+    """What an arm trained on, and how many test faces it could answer for."""
+    counts = np.bincount(data.train.labels, minlength=len(classes))
+    return {
+        "train_faces": len(data.train), "train_faces_made_by_balance": data.train.made,
+        "val_faces": len(data.val),
+        "train_per_class": {c: int(n) for c, n in zip(classes, counts)},
+        "test_faces_answered": int(data.test_present.sum()),
+        "test_faces_without_pixels": int((~data.test_present).sum()),
+    }
+
+
+def _arm_report(summary: dict, runs: list[ArmRun], labels: np.ndarray, classes: Sequence[str],
+                difference: dict | None) -> dict:
+    """One arm's entry in ablation.json: its data, its scores (mean over seeds) and their
+    difference from raw with its interval."""
+    ones = np.ones((1, len(labels)))
+    per_seed = [bootstrap.scores(ones, labels, run.correct, len(classes)) for run in runs]
+    recall = np.mean([s.recall[0] for s in per_seed], axis=0)  # NaN for a class the test set lacks
+    return {
+        **summary,
+        "accuracy": _number(np.mean([s.accuracy[0] for s in per_seed])),
+        "macro_recall": _number(np.mean([s.macro_recall[0] for s in per_seed])),
+        "recall": {c: _number(v) for c, v in zip(classes, recall)},
+        "difference_from_raw": None if difference is None else {
+            "accuracy": difference["accuracy"],
+            "macro_recall": difference["macro_recall"],
+            "recall": dict(zip(classes, difference["recall"])),
+        },
+        "repeats": [{"seed": run.seed, "accuracy": _number(s.accuracy[0]),
+                     "macro_recall": _number(s.macro_recall[0]), "epochs_run": run.epochs_run,
+                     "kept_epoch": run.kept_epoch, "seconds": round(run.seconds, 1)}
+                    for run, s in zip(runs, per_seed)],
+    }
+
+
+def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParams, balance: BalanceParams,
+               layout: Layout, classes: Sequence[str]) -> AblateResult:
+    """Train and score every arm in ``params.arms`` once per seed; write the report, the
+    predictions and the figure (see the module docstring)."""
+    classes = tuple(classes)
+    recipe = replace(train, epochs=params.epochs or train.epochs)
+    sources = ArmSources(layout, classes, balance)
+    sources.check(params.arms)
+    labels = sources.test.labels
+    augment_config = online_config(balance.augment)
+    summaries: dict[str, dict] = {}
+    runs: dict[str, list[ArmRun]] = {}
+    for name in params.arms:
+        data = sources.arm(name)
+        summaries[name] = _data_summary(data, classes)
+        note(f"ablate {name}: {len(data.train):,} train faces, {len(data.val):,} val, "
+             f"{int(data.test_present.sum()):,} of {len(labels):,} test faces answered")
+        runs[name] = [train_and_predict(data, replace(recipe, seed=seed), evaluate, classes, augment_config, labels)
+                      for seed in params.seeds]
+        note(f"ablate {name}: {duration(sum(r.seconds for r in runs[name]))}")
+    reference = [run.correct for run in runs[REFERENCE]]
+    report_arms = {}
+    for name in params.arms:
+        difference = None
+        if name != REFERENCE:
+            difference = bootstrap.paired_difference(labels, [r.correct for r in runs[name]], reference,
+                                                     len(classes), params.resamples, params.seed)
+        report_arms[name] = _arm_report(summaries[name], runs[name], labels, classes, difference)
+    report = {
+        "classes": list(classes),
+        "test": {"source": TEST_SOURCE, "split": "test", "faces": len(labels),
+                 "support": {c: int(n) for c, n in zip(classes, np.bincount(labels, minlength=len(classes)))},
+                 "rule": "every FER2013 PrivateTest row as ingested; a face an arm has no pixels for counts as wrong"},
+        "params": {**asdict(params), "seeds": params.seeds, "confidence": bootstrap.CONFIDENCE,
+                   "train": asdict(recipe), "balance_method": balance.method, "tta_flip": evaluate.tta_flip},
+        "arms": report_arms,
+    }
+    metrics_path = layout.metrics / "ablation.json"
+    write_json_atomic(metrics_path, report)
+    _write_outputs(layout.ablation, sources.test.ids, labels, runs, report)
+    return AblateResult(report, classes, metrics_path, layout.ablation / PREDICTIONS_FILE,
+                        layout.ablation / FIGURE_FILE)
+
+
+def _write_outputs(out_dir: Path, ids: list[str], labels: np.ndarray, runs: dict[str, list[ArmRun]],
+                   report: dict) -> None:
+    """predictions.parquet and ablation.png, in a temporary folder renamed into place."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        tmp.chmod(0o755)
+        tables = []
+        for name, arm_runs in runs.items():
+            for run in arm_runs:
+                answered = run.predicted >= 0
+                tables.append(pa.table({
+                    "arm": pa.array([name] * len(ids)), "seed": pa.array([run.seed] * len(ids), pa.int64()),
+                    "sample_id": pa.array(ids), "label_index": pa.array(labels, pa.int16()),
+                    "predicted": pa.array(run.predicted.astype(np.int16), pa.int16(), mask=~answered),
+                    "correct": pa.array(run.correct),
+                }))
+        write_table(pa.concat_tables(tables), tmp / PREDICTIONS_FILE)
+        figure = ablation_figure(report)
+        figure.savefig(tmp / FIGURE_FILE, format="png", dpi=100, metadata={"Software": None})
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,88 @@
+"""The ablation's report as tables for the terminal and a figure, from metrics/ablation.json."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+from rich.console import Group
+from rich.table import Table
+
+
+def _points(value: float | None) -> str:
+    """A difference of two shares in percentage points, signed: ``+3.1``."""
+    return "-" if value is None else f"{value * 100:+.1f}"
+
+
+def _difference(summary: dict | None) -> str:
+    """``+3.1 [+0.4, +5.9]``: the mean difference and its interval, in points."""
+    if summary is None or summary["mean"] is None:
+        return "-"
+    return f"{_points(summary['mean'])} [{_points(summary['low'])}, {_points(summary['high'])}]"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _runs(params: dict) -> str:
+    """``2 epochs, seed 42`` or ``30 epochs, seeds 42, 43, 44``."""
+    epochs, seeds = params["train"]["epochs"], params["seeds"]
+    return (f"{epochs} epoch{'s' if epochs != 1 else ''}, seed{'s' if len(seeds) != 1 else ''} "
+            f"{', '.join(str(s) for s in seeds)}")
+
+
+def ablation_tables(report: dict) -> Group:
+    """Scores per arm with their difference from raw; per-class recall per arm; the per-class
+    differences with their intervals."""
+    classes, arms, test, params = report["classes"], report["arms"], report["test"], report["params"]
+    level = f"{params['confidence']:.0%}"
+    overall = Table(title=f"ablate: {test['faces']:,} FER2013 PrivateTest faces, {_runs(params)}; "
+                          f"differences from raw in points, [{level} paired-bootstrap interval]")
+    for col in ("arm", "train faces", "test answered", "accuracy", "vs raw", "macro recall", "vs raw"):
+        overall.add_column(col, justify="left" if col == "arm" else "right")
+    for name, arm in arms.items():
+        diff = arm["difference_from_raw"] or {}
+        overall.add_row(name, f"{arm['train_faces']:,}", f"{arm['test_faces_answered']:,}",
+                        _share(arm["accuracy"]), _difference(diff.get("accuracy")),
+                        _share(arm["macro_recall"]), _difference(diff.get("macro_recall")))
+    overall.caption = f"{test['rule']}"
+
+    recall = Table(title="ablate: per-class recall")
+    for col in ("arm", *classes):
+        recall.add_column(col, justify="left" if col == "arm" else "right")
+    for name, arm in arms.items():
+        recall.add_row(name, *(_share(arm["recall"][c]) for c in classes))
+    recall.add_row("support", *(str(test["support"][c]) for c in classes), end_section=True)
+
+    others = [name for name in arms if arms[name]["difference_from_raw"] is not None]
+    if not others:
+        return Group(overall, recall)
+    per_class = Table(title=f"ablate: per-class recall, difference from raw in points [{level} interval]")
+    for col in ("class", *others):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    for c in classes:
+        per_class.add_row(c, *(_difference(arms[name]["difference_from_raw"]["recall"][c]) for name in others))
+    return Group(overall, recall, per_class)
+
+
+def ablation_figure(report: dict) -> Figure:
+    """Each arm's macro-recall difference from raw, in points, with its interval as a bar."""
+    arms = {name: arm["difference_from_raw"]["macro_recall"] for name, arm in report["arms"].items()
+            if arm["difference_from_raw"] is not None}
+    names = list(arms)[::-1]  # first arm on top
+    means = [arms[n]["mean"] * 100 for n in names]
+    errors = [[(arms[n]["mean"] - arms[n]["low"]) * 100 for n in names],
+              [(arms[n]["high"] - arms[n]["mean"]) * 100 for n in names]]
+    fig = Figure(figsize=(7, 1.2 + 0.6 * max(len(names), 1)))
+    ax = fig.add_subplot()
+    ax.errorbar(means, range(len(names)), xerr=errors, fmt="o", color="tab:blue", capsize=4)
+    for y, (n, m) in enumerate(zip(names, means)):
+        ax.annotate(f"{m:+.1f}", (m, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.set_xlabel("macro recall minus raw's, points")
+    params, test = report["params"], report["test"]
+    ax.set_title(f"ablation on {test['faces']:,} FER2013 PrivateTest faces, {_runs(params)}\n"
+                 f"bars: {params['confidence']:.0%} paired-bootstrap interval", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,174 @@
+"""`ferdata ablate` on a small generated build: every arm, each trained with the same recipe
+(the baseline model, two epochs) and scored on the same FER2013 PrivateTest faces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ferdata.arms import ARMS, ArmSources
+from ferdata.balance import BalanceParams
+from ferdata.cli import app
+from ferdata.label_issues import flagged_ids
+from ferdata.layout import Layout
+from ferdata.sample import write_sample
+from ferdata.taxonomy import CLASSES_7
+
+MAIN_PARAMS = Path(__file__).parent.parent / "params.yaml"
+FLIP_EVERY = 6  # every 6th FER2013 Training row gets another class's label, so label issues flags faces
+
+
+def _fast_params(path: Path) -> None:
+    """The main params.yaml with a recipe small data trains in seconds."""
+    params = yaml.safe_load(MAIN_PARAMS.read_text())
+    params["ingest"]["sources"] = ["fer2013", "jaffe"]
+    params["train"].update(model="baseline", batch_size=32)
+    params["label_issues"].update(features="hog", budget=0.1)
+    params["ablate"].update(epochs=2, resamples=500)
+    path.write_text(yaml.safe_dump(params))
+
+
+def _plant(csv: Path) -> None:
+    """In fer2013.csv: give every FLIP_EVERY-th Training row the next class's label, and copy
+    the first PrivateTest face over the second (a copy within test, which the build keeps once)."""
+    lines = csv.read_text().splitlines()
+    training = [i for i, line in enumerate(lines) if line.endswith(",Training")]
+    for i in training[::FLIP_EVERY]:
+        emotion, rest = lines[i].split(",", 1)
+        lines[i] = f"{(int(emotion) + 1) % 7},{rest}"
+    first, second = [i for i, line in enumerate(lines) if line.endswith(",PrivateTest")][:2]
+    lines[second] = f"{lines[second].split(',')[0]},{lines[first].split(',')[1]},PrivateTest"
+    csv.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def ablated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablate")
+    write_sample(root / "raw", fer2013_rows=300, ckplus_subjects=1, jaffe_subjects=3, rafdb_images=0,
+                 affectnet_rows=0, folder_images=0, seed=3)
+    _plant(root / "raw" / "fer2013" / "fer2013.csv")
+    _fast_params(root / "params.yaml")
+    runner, common = CliRunner(), ["--params", str(root / "params.yaml"), "--root", str(root)]
+    for command in (["build"], ["label-issues"], ["ablate"]):
+        result = runner.invoke(app, command + common)
+        assert result.exit_code == 0, result.output
+    report = json.loads((root / "metrics" / "ablation.json").read_text())
+    return root, report, result.output
+
+
+def _ingested_test_ids(root: Path) -> set[str]:
+    interim = pq.read_table(root / "processed" / "interim" / "manifest.parquet")
+    test = interim.filter(pc.and_(pc.equal(interim["source"], "fer2013"), pc.equal(interim["split"], "test")))
+    return set(test["sample_id"].to_pylist())
+
+
+def test_every_arm_is_scored_on_every_ingested_privatetest_face(ablated):
+    root, report, _ = ablated
+    expected = _ingested_test_ids(root)
+    dataset = pq.read_table(root / "processed" / "dataset" / "manifest.parquet")
+    kept_test = set(dataset.filter(pc.equal(dataset["split"], "test"))["sample_id"].to_pylist())
+    assert len(expected - kept_test) == 1  # the build keeps one of the two copies; the ablation scores both
+    predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
+    assert list(report["arms"]) == list(ARMS)
+    for arm, rows in predictions.groupby("arm"):
+        assert set(rows.sample_id) == expected and len(rows) == len(expected), arm
+    assert report["test"]["faces"] == len(expected)
+
+
+def test_reported_scores_are_those_of_the_predictions(ablated):
+    root, report, output = ablated
+    predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
+    for arm, rows in predictions.groupby("arm"):
+        entry = report["arms"][arm]
+        assert entry["accuracy"] == pytest.approx(rows.correct.mean(), abs=1e-6)
+        recall = rows.groupby("label_index").correct.mean()
+        assert entry["macro_recall"] == pytest.approx(recall.mean(), abs=1e-6)
+        for k, value in recall.items():
+            assert entry["recall"][CLASSES_7[k]] == pytest.approx(value, abs=1e-6)
+        assert (rows.correct == (rows.predicted == rows.label_index)).all()
+        difference = entry["difference_from_raw"]
+        if arm == "raw":
+            assert difference is None
+            continue
+        raw = report["arms"]["raw"]
+        gain = entry["macro_recall"] - raw["macro_recall"]
+        assert difference["macro_recall"]["mean"] == pytest.approx(gain, abs=1e-5)
+        for key in ("accuracy", "macro_recall"):
+            assert difference[key]["low"] <= difference[key]["mean"] <= difference[key]["high"]
+        assert f"│ {arm} " in output
+    assert (root / "processed" / "ablation" / "ablation.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def sources(ablated):
+    root = ablated[0]
+    return root, ArmSources(Layout(root), CLASSES_7, BalanceParams())
+
+
+def test_the_raw_arm_uses_the_pixels_as_ingested_and_the_others_aligned_ones(sources):
+    root, arms = sources
+    interim = pq.read_table(root / "processed" / "interim" / "manifest.parquet").to_pandas().set_index("sample_id")
+    ingested = np.load(root / "processed" / "interim" / "pixels" / "fer2013.npy")
+    raw, aligned = arms.arm("raw"), arms.arm("aligned")
+    assert raw.train.ids == aligned.train.ids
+    assert np.array_equal(raw.train.images, ingested[interim.loc[raw.train.ids, "pixels_row"].to_numpy(int)])
+    assert np.array_equal(raw.test_images, ingested[interim.loc[arms.test.ids, "pixels_row"].to_numpy(int)])
+    table = pq.read_table(root / "processed" / "aligned" / "aligned.parquet").to_pandas().set_index("sample_id")
+    assert np.array_equal(aligned.train.images, np.stack(
+        [np.frombuffer(b, np.uint8).reshape(48, 48) for b in table.loc[aligned.train.ids, "pixels"]]))
+    changed = np.abs(raw.train.images.astype(int) - aligned.train.images).mean(axis=(1, 2)) > 2
+    assert changed.mean() > 0.9  # alignment moved nearly every face
+
+
+def test_each_arm_adds_its_step(sources):
+    root, arms = sources
+    truth = json.loads((root / "raw" / "sample_truth.json").read_text())["defects"]
+    aligned, dedup = arms.arm("aligned"), arms.arm("aligned+dedup")
+    build, clean = arms.arm("build"), arms.arm("build+clean")
+    train_copies = {pair[0] for pair in truth["exact_duplicates"] + truth["near_duplicates"]}
+    assert train_copies <= set(aligned.train.ids) and not train_copies & set(dedup.train.ids)
+    assert set(dedup.train.ids) < set(aligned.train.ids)
+    assert {i.split("-")[0] for i in build.train.ids} >= {"fer2013", "jaffe", "smote"}
+    assert build.train.made > 0  # the params' balance method (smote) made faces
+    flagged = flagged_ids(root / "processed" / "label_issues")
+    assert flagged, "the flipped labels are flagged"
+    real = [len(arm.train) - arm.train.made for arm in (build, clean)]
+    assert real[1] == real[0] - len(flagged) and not flagged & set(clean.train.ids)
+    for arm in (aligned, dedup, build, clean):
+        assert arm.test_present.all() and np.array_equal(arm.test_images, aligned.test_images)
+
+
+def test_a_test_face_the_align_stage_dropped_counts_as_wrong(sources):
+    arms = ArmSources(Layout(sources[0]), CLASSES_7, BalanceParams())
+    dropped = arms.test.ids[0]
+    arms.aligned = arms.aligned.filter(pc.not_equal(arms.aligned["sample_id"], dropped))
+    arm = arms.arm("aligned")
+    assert not arm.test_present[0] and arm.test_present[1:].all()
+    assert len(arm.test_present) == len(arms.test.ids)
+
+
+def test_a_missing_input_stops_the_ablation_before_any_training(sources, tmp_path):
+    root = sources[0]
+    layout = Layout(tmp_path, processed_dir=tmp_path / "processed")
+    for name in ("interim", "aligned", "dataset"):
+        (tmp_path / "processed" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "processed" / name).symlink_to(root / "processed" / name)
+    arms = ArmSources(layout, CLASSES_7, BalanceParams())
+    arms.check(["raw", "build"])
+    with pytest.raises(FileNotFoundError, match="label_issues.parquet: not found; run the label-issues stage"):
+        arms.check(["raw", "build+clean"])
+
+
+def test_arms_must_include_raw_and_be_known(ablated):
+    root = ablated[0]
+    for arms, message in (("aligned,build", "raw"), ("raw,cleaned", "distinct arms")):
+        result = CliRunner().invoke(app, ["ablate", "--params", str(root / "params.yaml"), "--root", str(root),
+                                          "--arms", arms])
+        assert result.exit_code == 2 and message in result.output
