@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -66,7 +67,7 @@ def task_size(rows: int, workers: int, most: int) -> int:
     return max(1, min(most, math.ceil(rows / (4 * workers))))
 
 
-class Executor:
+class Executor(ABC):
     """Runs tasks and yields their results in order; a context manager that frees its workers."""
 
     def __init__(self, params: ExecutorParams) -> None:
@@ -77,13 +78,13 @@ class Executor:
         return self.params.partition_size
 
     @property
+    @abstractmethod
     def workers(self) -> int:
         """How many tasks run at once."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _submit(self, fn: Callable, args: tuple) -> Any:
         """Start one task; returns a future with ``result()`` and ``cancel()``."""
-        raise NotImplementedError
 
     def map(self, fn: Callable, tasks: Iterable[tuple]) -> Iterator[Any]:
         """``fn(*args)`` for each args tuple in ``tasks``, in order; the tasks iterable is
