@@ -1,4 +1,4 @@
-"""The cascade's inner loops, compiled (Numba): one face at a time, pixels sampled on demand.
+"""The cascade's inner loops, compiled (Numba): a chunk of faces, pixels sampled on demand.
 
 A face is fitted on a *canvas*: a view of its image through an affine map (canvas pixel to
 image pixel), optionally mirrored left to right. A feature pixel of the canvas is computed
@@ -6,34 +6,43 @@ only when the cascade asks for it, bilinearly from the image, with the image's e
 repeated up to ``pad`` pixels beyond it and black further out. This is the pixel a rendered
 canvas (:func:`ferdata.resample.render`) would hold, without rendering the other thousands
 of pixels no feature falls on. The identity map gives the image itself: dlib's own sampling.
+
+Each cascade level runs in two passes over the chunk: every face's feature pixels, then
+tree by tree over the faces, so that a tree's splits and leaves stay in the first-level
+cache while all faces walk it.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
+#: Added before truncating to an integer, so that truncation floors every coordinate here.
+_FLOOR_SHIFT = 65536.0
 
-@njit(cache=True, nogil=True)
-def _canvas_pixel(image: np.ndarray, to_image: np.ndarray, x: float, y: float, pad: float) -> float:
-    """The canvas pixel (x, y): bilinear in the image, edges repeated within ``pad``, else 0."""
+
+@njit(cache=True, nogil=True, inline="always")
+def _floor(value: float) -> int:
+    """floor(value) for value > -65536, without a call into libm."""
+    return int(value + _FLOOR_SHIFT) - int(_FLOOR_SHIFT)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bilinear(image: np.ndarray, sx: float, sy: float) -> float:
+    """The image at (sx, sy), bilinear, edges repeated; truncated to a whole grey level as a
+    rendered canvas holds it."""
     height, width = image.shape
-    sx = to_image[0, 0] * x + to_image[0, 1] * y + to_image[0, 2]
-    sy = to_image[1, 0] * x + to_image[1, 1] * y + to_image[1, 2]
-    if not (-pad - 0.5 <= sx < width + pad - 0.5 and -pad - 0.5 <= sy < height + pad - 0.5):
-        return 0.0
-    x0, y0 = math.floor(sx), math.floor(sy)
-    dx, dy = sx - x0, sy - y0
+    x0, y0 = _floor(sx), _floor(sy)
+    wx, wy = sx - x0, sy - y0
     left, right = min(max(x0, 0), width - 1), min(max(x0 + 1, 0), width - 1)
     top, bottom = min(max(y0, 0), height - 1), min(max(y0 + 1, 0), height - 1)
-    upper = image[top, left] + (image[top, right] - np.float64(image[top, left])) * dx
-    lower = image[bottom, left] + (image[bottom, right] - np.float64(image[bottom, left])) * dx
-    return math.floor(upper + (lower - upper) * dy)  # a rendered canvas holds whole grey levels (truncated)
+    top_left, bottom_left = np.float64(image[top, left]), np.float64(image[bottom, left])
+    upper = top_left + (image[top, right] - top_left) * wx
+    lower = bottom_left + (image[bottom, right] - bottom_left) * wx
+    return float(int(upper + (lower - upper) * wy))  # >= 0: truncation is the floor
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _turn(shape: np.ndarray, ref_x: np.ndarray, ref_y: np.ndarray, ref_norm: float) -> tuple[float, float]:
     """The rotation and scale, as one complex factor (re, im), of the least-squares similarity
     taking the centred mean shape (ref_x, ref_y) onto ``shape`` (x0, y0, x1, y1, ...)."""
@@ -52,6 +61,38 @@ def _turn(shape: np.ndarray, ref_x: np.ndarray, ref_y: np.ndarray, ref_norm: flo
 
 
 @njit(cache=True, nogil=True)
+def _sample_features(out: np.ndarray, image: np.ndarray, to_image: np.ndarray, canvas_size: tuple[int, int],
+                     pad: float, mirrored: bool, box: np.ndarray, shape: np.ndarray, turn: tuple[float, float],
+                     anchors: np.ndarray, deltas: np.ndarray) -> None:
+    """One face's feature pixels for one level into ``out`` (F,): each at the nearest canvas
+    pixel to its landmark plus its turned offset, 0 off the canvas and beyond the padding."""
+    canvas_height, canvas_width = canvas_size
+    height, width = image.shape
+    m00, m01, m02 = to_image[0, 0], to_image[0, 1], to_image[0, 2]
+    m10, m11, m12 = to_image[1, 0], to_image[1, 1], to_image[1, 2]
+    if mirrored:  # canvas x -> canvas_width - 1 - x, folded into the map
+        m02 += m00 * (canvas_width - 1)
+        m12 += m10 * (canvas_width - 1)
+        m00, m10 = -m00, -m10
+    low_x, high_x, low_y, high_y = -pad - 0.5, width + pad - 0.5, -pad - 0.5, height + pad - 0.5
+    left, top = box[0], box[1]
+    box_width, box_height = box[2] - left, box[3] - top
+    turn_re, turn_im = turn
+    for f in range(out.shape[0]):
+        dx, dy = np.float64(deltas[f, 0]), np.float64(deltas[f, 1])
+        anchor = anchors[f]
+        fx = left + (turn_re * dx - turn_im * dy + shape[2 * anchor]) * box_width + 0.5
+        fy = top + (turn_im * dx + turn_re * dy + shape[2 * anchor + 1]) * box_height + 0.5
+        value = 0.0
+        if 0.0 <= fx < canvas_width and 0.0 <= fy < canvas_height:  # the nearest pixel is on the canvas
+            x, y = float(int(fx)), float(int(fy))
+            sx, sy = m00 * x + m01 * y + m02, m10 * x + m11 * y + m12
+            if low_x <= sx < high_x and low_y <= sy < high_y:
+                value = _bilinear(image, sx, sy)
+        out[f] = value
+
+
+@njit(cache=True, nogil=True)
 def fit_faces(images: np.ndarray, to_image: np.ndarray, canvas_size: tuple[int, int], pad: float,
               mirrored: bool, boxes: np.ndarray, levels: int, initial: np.ndarray, anchors: np.ndarray,
               deltas: np.ndarray, split_a: np.ndarray, split_b: np.ndarray, thresholds: np.ndarray,
@@ -63,47 +104,52 @@ def fit_faces(images: np.ndarray, to_image: np.ndarray, canvas_size: tuple[int, 
     The arithmetic follows dlib: features at the nearest canvas pixel, 0 outside the canvas;
     at node i a tree goes left (2i + 1) when feature a - feature b exceeds the threshold.
     """
-    count = images.shape[0]
-    points = initial.shape[0]
-    features = deltas.shape[1]
-    trees = leaves.shape[1] // 2 ** depth
-    splits_per_tree = 2 ** depth - 1
-    canvas_height, canvas_width = canvas_size
+    count, points = images.shape[0], initial.shape[0]
+    leaves_per_tree = 2 ** depth
+    splits_per_tree = leaves_per_tree - 1
+    trees = leaves.shape[1] // leaves_per_tree
     reference = initial.astype(np.float64)
     ref_x, ref_y = reference[:, 0] - reference[:, 0].mean(), reference[:, 1] - reference[:, 1].mean()
     ref_norm = (ref_x * ref_x + ref_y * ref_y).sum()
     shapes = np.empty((count, 2 * points), np.float32)  # box units, x0, y0, x1, y1, ...: a leaf's layout
     shapes[:] = initial.ravel()
-    values = np.empty(features, np.float32)
-    update = np.empty(2 * points, np.float32)
-    for level in range(levels):  # level by level: one level's leaves stay in cache across faces
+    values = np.empty((count, deltas.shape[1]), np.float32)
+    updates = np.empty((count, 2 * points), np.float32)
+    for level in range(levels):
         for n in range(count):
-            shape = shapes[n]
-            left, top = boxes[n, 0], boxes[n, 1]
-            box_width, box_height = boxes[n, 2] - left, boxes[n, 3] - top
-            turn_re, turn_im = _turn(shape, ref_x, ref_y, ref_norm)
-            for f in range(features):
-                dx, dy = np.float64(deltas[level, f, 0]), np.float64(deltas[level, f, 1])
-                anchor = anchors[level, f]
-                px = turn_re * dx - turn_im * dy + shape[2 * anchor]
-                py = turn_im * dx + turn_re * dy + shape[2 * anchor + 1]
-                x = math.floor(left + px * box_width + 0.5)
-                y = math.floor(top + py * box_height + 0.5)
-                if 0 <= x < canvas_width and 0 <= y < canvas_height:
-                    source_x = canvas_width - 1 - x if mirrored else x
-                    values[f] = _canvas_pixel(images[n], to_image[n], source_x, y, pad)
-                else:
-                    values[f] = 0.0
-            update[:] = 0.0
-            for tree in range(trees):
-                start = tree * splits_per_tree
+            turn = _turn(shapes[n], ref_x, ref_y, ref_norm)
+            _sample_features(values[n], images[n], to_image[n], canvas_size, pad, mirrored, boxes[n], shapes[n],
+                             turn, anchors[level], deltas[level])
+        updates[:] = 0.0
+        for tree in range(trees):
+            first = tree * splits_per_tree
+            tree_a, tree_b = split_a[level, first:first + splits_per_tree], split_b[level, first:first + splits_per_tree]
+            tree_thresholds = thresholds[level, first:first + splits_per_tree]
+            tree_leaves = leaves[level, tree * leaves_per_tree:(tree + 1) * leaves_per_tree]
+            for n in range(count):
+                face = values[n]
                 node = 0
                 for _ in range(depth):
-                    at = start + node
-                    go_right = values[split_a[level, at]] - values[split_b[level, at]] <= thresholds[level, at]
+                    go_right = face[tree_a[node]] - face[tree_b[node]] <= tree_thresholds[node]
                     node = 2 * node + 1 + go_right
-                leaf = leaves[level, tree * 2 ** depth + node - splits_per_tree]
+                leaf, update = tree_leaves[node - splits_per_tree], updates[n]
                 for k in range(2 * points):  # contiguous: vectorised
                     update[k] += leaf[k]
-            shape += update
+        shapes += updates
     return shapes.reshape(count, points, 2)
+
+
+@njit(cache=True, nogil=True)
+def render_view(image: np.ndarray, to_image: np.ndarray, size: int, pad: float) -> np.ndarray:
+    """The size x size canvas (uint8) seen through ``to_image`` (2, 3), canvas -> image pixels:
+    every pixel sampled as :func:`fit_faces` samples a feature."""
+    height, width = image.shape
+    out = np.zeros((size, size), np.uint8)
+    low_x, high_x, low_y, high_y = -pad - 0.5, width + pad - 0.5, -pad - 0.5, height + pad - 0.5
+    for y in range(size):
+        for x in range(size):
+            sx = to_image[0, 0] * x + to_image[0, 1] * y + to_image[0, 2]
+            sy = to_image[1, 0] * x + to_image[1, 1] * y + to_image[1, 2]
+            if low_x <= sx < high_x and low_y <= sy < high_y:
+                out[y, x] = np.uint8(_bilinear(image, sx, sy))
+    return out

@@ -7,22 +7,19 @@ import math
 import numpy as np
 from PIL import Image
 
+from ferdata.cascade_kernel import render_view
 from ferdata.geometry import apply, homogeneous, invert
 from ferdata.manifest import IMAGE_SIZE
 
 
 def render(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """``image`` resampled bilinearly into a size x size frame; ``matrix`` maps source to frame
-    pixels (integer pixel centres). Outside the image, within half its size, edges repeat."""
+    pixels (integer pixel centres). Outside the image, within half its size, edges repeat;
+    further out, black. The same pixels as Pillow's bilinear affine transform of the
+    edge-padded image, in compiled loops (:func:`ferdata.cascade_kernel.render_view`)."""
     h, w = image.shape
-    pad = max(h, w) // 2
-    padded = Image.fromarray(np.pad(image, pad, mode="edge"))
-    a, b, c, d, e, f = np.linalg.inv(homogeneous(matrix))[:2].ravel()
-    # Pillow samples the frame's pixel centres (x + 0.5) at inverse(x + 0.5) in its own
-    # half-pixel coordinates: shift by half a pixel both ways, and by the padding
-    shift = pad + 0.5
-    coefficients = (a, b, c + shift - 0.5 * (a + b), d, e, f + shift - 0.5 * (d + e))
-    return np.asarray(padded.transform((size, size), Image.AFFINE, coefficients, resample=Image.BILINEAR))
+    to_image = np.ascontiguousarray(invert(matrix)[:2], np.float64)
+    return render_view(np.ascontiguousarray(image, np.uint8), to_image, int(size), float(max(h, w) // 2))
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
