@@ -8,6 +8,10 @@ also beside the pool fitting them with dlib's own predictor, one face at a time
 (``batched_fit: false``).
 
     .venv/bin/python benchmarks/bench_align.py [--rows 35887] [--frames 240] [--workers 2]
+    .venv/bin/python benchmarks/bench_align.py --interim PIPELINE/processed/interim --raw PIPELINE/raw --frames 0
+
+``--interim`` aligns an ingested manifest (your own FER2013, say: ``ferdata ingest`` first)
+instead of the drawn faces; the figures then say how the stage does on real faces.
 """
 
 from __future__ import annotations
@@ -172,7 +176,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=240, help="CK+-size frames")
     parser.add_argument("--single-frames", type=int, default=60, help="frames timed single-process")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--interim", type=Path, help="an ingested interim/ folder to align instead of drawn faces")
+    parser.add_argument("--raw", type=Path, help="the raw/ folder that manifest points into")
     args = parser.parse_args()
+    if (args.interim is None) != (args.raw is None):
+        parser.error("--interim and --raw go together")
     console = Console(width=150)
     rng = np.random.default_rng(0)
     table = Table(title=f"align benchmark ({args.workers} workers, {psutil.cpu_count()} cores)")
@@ -181,13 +189,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_align_") as tmp:
         root = Path(tmp)
-        console.print(f"drawing {args.rows} FER2013-like faces and {args.frames} CK+-size frames ...")
-        fer = fer_like(root / "fer", args.rows, rng)
-        ck_raw, ck = ckplus_like(root / "ck", args.frames, rng)
-        runs = [
-            ("FER2013-like 48x48", fer, root / "fer" / "raw", args.rows, args.single_rows, "60 s"),
-            ("CK+-size 640x490", ck, ck_raw, args.frames, args.single_frames, "20/s"),
-        ]
+        if args.interim:
+            rows = read_table(args.interim / "manifest.parquet").num_rows
+            console.print(f"aligning {rows} ingested faces of {args.interim} and drawing {args.frames} CK+-size frames ...")
+            first = (f"ingested ({args.interim.parent.parent.name})", args.interim, args.raw, rows)
+        else:
+            console.print(f"drawing {args.rows} FER2013-like faces and {args.frames} CK+-size frames ...")
+            first = ("FER2013-like 48x48", fer_like(root / "fer", args.rows, rng), root / "fer" / "raw", args.rows)
+        runs = [(*first, args.single_rows, "60 s")]
+        if args.frames:
+            ck_raw, ck = ckplus_like(root / "ck", args.frames, rng)
+            runs.append(("CK+-size 640x490", ck, ck_raw, args.frames, args.single_frames, "20/s"))
         for k, (name, interim, raw, items, single_items, target) in enumerate(runs):
             pool = timed(AlignParams(equalize=True), interim, raw, root / f"out-{k}", args.workers)
             table.add_row(name, f"pool x{args.workers} (target {target})", str(items), f"{pool.wall:.1f}",
