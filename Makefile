@@ -27,5 +27,11 @@ demo: install
 test: install browser
 	pytest -n 2 --dist loadfile
 
+# make bench REAL_DIR=path: also the benchmarks that need your own FER2013 and FER+ votes
 bench: install
-	for b in benchmarks/bench_*.py; do python $$b; done
+	set -e; for b in benchmarks/bench_*.py; do \
+	  case $$b in \
+	    *bench_label_issues.py) if [ -n "$(REAL_DIR)" ]; then python $$b "$(REAL_DIR)"; \
+	                            else echo "$$b skipped: it needs REAL_DIR=<raw folder with your FER2013>"; fi ;; \
+	    *) python $$b ;; \
+	  esac; done
