@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.fft import dct
 from scipy.sparse import coo_matrix
@@ -59,8 +61,14 @@ PairFilter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def pixel_hashes(images: np.ndarray) -> list[str]:
-    """The sha1 of each image's pixels: equal hashes, identical aligned images."""
+    """The sha1 of each image's pixels, in hex: equal hashes, identical aligned images."""
     return [hashlib.sha1(img.tobytes()).hexdigest() for img in np.ascontiguousarray(images)]
+
+
+def pixel_digests(images: np.ndarray) -> np.ndarray:
+    """:func:`pixel_hashes` as 20-byte digests in one NumPy array (``S20``): no Python string per image."""
+    digests = [hashlib.sha1(img.tobytes()).digest() for img in np.ascontiguousarray(images)]
+    return np.array(digests, dtype="S20") if digests else np.zeros(0, dtype="S20")
 
 
 def _area_resize_matrix(src: int, dst: int) -> np.ndarray:
@@ -114,21 +122,22 @@ class FaceStats:
 
     phash: np.ndarray  # uint64
     std: np.ndarray  # float64
-    sha1: list[str]
+    sha1: np.ndarray  # S20 digests
     blocks: np.ndarray  # (N, 36) float32
 
     @classmethod
     def of(cls, images: np.ndarray) -> "FaceStats":
-        return cls(phash(images), pixel_std(images), pixel_hashes(images), block_means(images))
+        return cls(phash(images), pixel_std(images), pixel_digests(images), block_means(images))
 
     @classmethod
     def concat(cls, parts: Sequence["FaceStats"]) -> "FaceStats":
         return cls(np.concatenate([p.phash for p in parts]).astype(np.uint64),
-                   np.concatenate([p.std for p in parts]).astype(np.float64), [h for p in parts for h in p.sha1],
+                   np.concatenate([p.std for p in parts]).astype(np.float64),
+                   np.concatenate([p.sha1 for p in parts]).astype("S20"),
                    np.concatenate([p.blocks for p in parts]).astype(np.float32))
 
     def take(self, rows: np.ndarray) -> "FaceStats":
-        return FaceStats(self.phash[rows], self.std[rows], [self.sha1[i] for i in rows], self.blocks[rows])
+        return FaceStats(self.phash[rows], self.std[rows], self.sha1[rows], self.blocks[rows])
 
 
 def face_stats(shard: str) -> FaceStats:
@@ -208,9 +217,23 @@ def near_pairs(hashes: np.ndarray, threshold: int, keep: PairFilter | None = Non
     return np.stack([pairs // len(hashes), pairs % len(hashes)], axis=1)
 
 
-def _codes(values: list[str]) -> np.ndarray:
-    """Each value's index among the distinct values."""
-    return np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)[1].ravel()
+#: Per-sample keys: a list of strings, a NumPy array of bytes, or an Arrow column.
+Keys = Sequence[str] | np.ndarray | pa.Array | pa.ChunkedArray
+
+
+def _arrow(values: Keys) -> pa.Array:
+    """``values`` as one Arrow array (no per-row Python objects for Arrow or NumPy input)."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    return values if isinstance(values, pa.Array) else pa.array(values)
+
+
+def _codes(values: Keys) -> np.ndarray:
+    """Each value's index among the distinct values. NumPy bytes (the sha1 digests) are
+    compared whole: Arrow would read them as C strings, cut at their first zero byte."""
+    if isinstance(values, np.ndarray):
+        return np.unique(values, return_inverse=True)[1].ravel().astype(np.int64)
+    return pc.dictionary_encode(_arrow(values)).indices.to_numpy().astype(np.int64)
 
 
 def candidate_pairs(phashes: np.ndarray, threshold: int, keep: PairFilter | None = None) -> np.ndarray:
@@ -249,7 +272,7 @@ def similar_pairs(images: Faces, pairs: np.ndarray, max_diff: float) -> np.ndarr
     return pairs[keep]
 
 
-def duplicate_groups(images: Faces, exact_keys: list[list[str]], threshold: int, max_diff: float,
+def duplicate_groups(images: Faces, exact_keys: list[Keys], threshold: int, max_diff: float,
                      hashes: np.ndarray | None = None,
                      blocks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group ids (-1 when unique) numbered by first member, whether each group is exact,
@@ -372,7 +395,7 @@ class _Rows:
 
 
 def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Sequence[str | None],
-                units: Sequence[str], content_hashes: Sequence[str], skip: set[int], *,
+                units: Sequence[str], content_hashes: Keys, skip: set[int], *,
                 phash_threshold: int, near_max_diff: float, blank_std: float, leak_policy: str,
                 within_split: str) -> Dedup:
     """Drop blank images, group duplicates among the rest, resolve each group by policy.
@@ -388,7 +411,7 @@ def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Seq
     rows = np.asarray([i for i in range(len(ids)) if i not in skip and i not in drops], dtype=np.int64)
     hashes = stats.phash
     sub_groups, exact, _ = duplicate_groups(
-        _Rows(images, rows), [[stats.sha1[i] for i in rows], [content_hashes[i] for i in rows]], phash_threshold,
+        _Rows(images, rows), [stats.sha1[rows], _arrow(content_hashes).take(pa.array(rows))], phash_threshold,
         near_max_diff, hashes[rows], stats.blocks[rows])
     groups = np.full(len(ids), -1, dtype=np.int64)
     groups[rows] = sub_groups

@@ -37,6 +37,10 @@ from ferdata.shards import PARTITION_SIZE
 KINDS = ("local", "dask")
 #: Tasks in flight per worker: enough to keep every worker busy while results are collected in order.
 TASKS_PER_WORKER = 4
+#: Messages each Dask comm, and the scheduler's transition log, keep for debugging (Dask's default
+#: is 1,000 per comm: every task message sent, its arguments included, so the client holding a
+#: LocalCluster's scheduler kept the sample rows of the last thousand tasks per worker).
+DASK_MESSAGE_LOG = 16
 
 
 @dataclass
@@ -163,6 +167,8 @@ class DaskExecutor(Executor):
         from distributed import Client, LocalCluster
 
         self.cluster = None
+        # held while the client lives: comms to workers that join later read it then
+        self._message_log = dask.config.set({"distributed.admin.low-level-log-length": DASK_MESSAGE_LOG})
         if params.address:
             self.client = Client(params.address)
         else:
@@ -184,6 +190,7 @@ class DaskExecutor(Executor):
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        self._message_log.__exit__(None, None, None)
 
 
 @contextmanager

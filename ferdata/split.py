@@ -224,9 +224,11 @@ def assign_splits(rows: list[dict], params: SplitParams, n_classes: int) -> Assi
     return result
 
 
-def _location(row: dict) -> str:
-    line = row.get("source_line")
-    return f"{row['source_file']}:{line}" if line is not None else row["source_file"]
+def _locations(table: pa.Table, rows: list[int]) -> list[str]:
+    """``source_file:source_line`` (or the file alone) of some rows, read from the table."""
+    picked = table.select(["source_file", "source_line"]).take(pa.array(rows, pa.int64())).to_pylist()
+    return [f"{r['source_file']}:{r['source_line']}" if r["source_line"] is not None else r["source_file"]
+            for r in picked]
 
 
 def _check_input(table: pa.Table, path: Path, classes: Sequence[str]) -> None:
@@ -249,22 +251,25 @@ def _units(rows: list[dict]) -> list[str]:
 
 
 def _dataset_parts(table: pa.Table, images: LazyPixels, kept: list[int], splits: list, folds: list,
-                   groups: np.ndarray, phashes: list[str], paths: list[str],
+                   groups: np.ndarray, hashes: np.ndarray, labels: list[str],
                    partition_size: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
     """The kept rows with their final split and the DATASET_SCHEMA columns, and their faces,
-    ``partition_size`` rows at a time (a shard of the dataset manifest each)."""
+    ``partition_size`` rows at a time (a shard of the dataset manifest each); the per-row
+    strings (hex pHash, PNG path) exist a partition at a time."""
     for start in range(0, len(kept), partition_size):
         rows = kept[start:start + partition_size]
-        faces = images[np.asarray(rows, dtype=np.int64)]
         out = table.take(pa.array(rows, pa.int64()))
+        paths = [f"{splits[i]}/{labels[i]}/{sample_id}.png"
+                 for i, sample_id in zip(rows, out["sample_id"].to_pylist())]
+        faces = images[np.asarray(rows, dtype=np.int64)]
         out = out.set_column(out.schema.get_field_index("split"), ALIGNED_SCHEMA.field("split"),
                              pa.array([splits[i] for i in rows], pa.string()))
         out = out.append_column(ALIGNED_SCHEMA.field("pixels"), array_to_pixels(faces))
         extra = {
             "fold": pa.array([folds[i] for i in rows], pa.int16()),
             "dup_group": pa.array([int(groups[i]) if groups[i] >= 0 else None for i in rows], pa.int64()),
-            "phash": pa.array([phashes[i] for i in rows], pa.string()),
-            "path": pa.array(paths[start:start + partition_size], pa.string()),
+            "phash": pa.array(dedup.hash_hex(hashes[rows]), pa.string()),
+            "path": pa.array(paths, pa.string()),
             "origin": pa.array(["real"] * len(rows), pa.string()),
         }
         for name, column in extra.items():
@@ -297,9 +302,8 @@ def _split_report(rows: list[dict], kept: list[int], splits: list, assignment: A
     }
 
 
-#: The columns the split decisions read, per row (the rest stays in Arrow).
-_DECISION_COLUMNS = ["sample_id", "source", "label", "label_index", "split", "subject", "sequence", "source_file",
-                     "source_line", "content_hash"]
+#: The columns the split decisions read as Python values, per row (the rest stays in Arrow).
+_DECISION_COLUMNS = ["sample_id", "source", "label", "label_index", "split", "subject", "sequence"]
 
 
 def face_stats(shards: Shards, order: np.ndarray, executor: Executor) -> dedup.FaceStats:
@@ -350,24 +354,24 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
         stats = face_stats(shards, order, pool)
         partition_size = pool.partition_size
     found = dedup.deduplicate(
-        stats, images, ids, splits, _units(rows), [r["content_hash"] for r in rows], set(bad_split),
+        stats, images, ids, splits, _units(rows), table["content_hash"], set(bad_split),
         phash_threshold=params.phash_threshold, near_max_diff=params.near_max_diff,
         blank_std=params.blank_std,
         leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
     drops = {**bad_split, **found.drops}
     kept = [i for i in range(len(rows)) if i not in drops]
-    paths = [f"{splits[i]}/{rows[i]['label']}/{ids[i]}.png" for i in kept]
-    parts = _dataset_parts(table, images, kept, splits, folds, found.groups, dedup.hash_hex(found.hashes), paths,
-                           partition_size)
-    rejects = [Reject(rows[i]["source"], _location(rows[i]), reason, message, kind="dropped",
-                      sample_id=ids[i]) for i, (reason, message) in sorted(drops.items())]
+    labels = [r["label"] for r in rows]
+    parts = _dataset_parts(table, images, kept, splits, folds, found.groups, found.hashes, labels, partition_size)
+    dropped_rows = sorted(drops)
+    rejects = [Reject(rows[i]["source"], location, *drops[i], kind="dropped", sample_id=ids[i])
+               for i, location in zip(dropped_rows, _locations(table, dropped_rows))]
     dropped: dict[str, list[str]] = {}
     for r in sorted(rejects, key=lambda r: r.reason):
         dropped.setdefault(r.reason, []).append(r.sample_id)
     split_report = _split_report(rows, kept, splits, assignment, dropped, classes, params)
     dedup_params = {k: getattr(params, k) for k in
                     ("phash_threshold", "near_max_diff", "blank_std", "leak_policy", "within_split_duplicates")}
-    dedup_json = dedup.dedup_report(found, ids, splits, [r["label"] for r in rows], dedup_params)
+    dedup_json = dedup.dedup_report(found, ids, splits, labels, dedup_params)
     write_dataset(Path(out_dir), parts, len(kept), rejects, classes, SPLITS,
                   {"split.json": split_report, "dedup.json": dedup_json})
     return SplitResult(

@@ -83,6 +83,15 @@ def test_unrelated_pictures_are_not_grouped():
     assert (groups == -1).all() and len(exact) == 0
 
 
+def test_different_pictures_whose_pixel_digests_share_leading_zero_bytes_are_not_grouped():
+    images = distinct_images(3000, seed=11)
+    digests = dedup.pixel_hashes(images)
+    zero_led = images[[i for i, d in enumerate(digests) if d.startswith("00")]]
+    assert len(zero_led) >= 2  # about 1 in 256 digests starts with a zero byte
+    groups, exact, _ = dedup.duplicate_groups(zero_led, [dedup.pixel_digests(zero_led)], threshold=0, max_diff=0.0)
+    assert (groups == -1).all() and len(exact) == 0
+
+
 def test_groups_join_exact_and_near_copies_and_number_them_by_first_member():
     images = distinct_images(10, seed=2)
     images[7] = images[2]  # exact
