@@ -162,6 +162,24 @@ def _arm_report(summary: dict, runs: list[ArmRun], labels: np.ndarray, classes: 
     }
 
 
+def _unseen_scores(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun], reference: list[ArmRun] | None,
+                  classes: Sequence[str], params: AblateParams) -> dict:
+    """An arm's scores on the test faces ``keep`` selects (those without a copy among the
+    training rows, which an arm trained on the copies may have memorised), and their
+    difference from raw's on the same faces."""
+    ones, kept = np.ones((1, int(keep.sum()))), labels[keep]
+    per_seed = [bootstrap.scores(ones, kept, run.correct[keep], len(classes)) for run in runs]
+    difference = None
+    if reference is not None:
+        full = bootstrap.paired_difference(kept, [r.correct[keep] for r in runs], [r.correct[keep] for r in reference],
+                                           len(classes), params.resamples, params.seed)
+        difference = {"accuracy": full["accuracy"], "macro_recall": full["macro_recall"]}
+    return {"faces": int(keep.sum()),
+            "accuracy": _number(np.mean([s.accuracy[0] for s in per_seed])),
+            "macro_recall": _number(np.mean([s.macro_recall[0] for s in per_seed])),
+            "difference_from_raw": difference}
+
+
 def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParams, balance: BalanceParams,
                layout: Layout, classes: Sequence[str]) -> AblateResult:
     """Train and score every arm in ``params.arms`` once per seed; write the report, the
@@ -190,9 +208,15 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
             difference = bootstrap.paired_difference(labels, [r.correct for r in runs[name]], reference,
                                                      len(classes), params.resamples, params.seed)
         report_arms[name] = _arm_report(summaries[name], runs[name], labels, classes, difference)
+    copied = sources.test.copied_in_train
+    if copied is not None:
+        for name in params.arms:
+            report_arms[name]["without_train_copies"] = _unseen_scores(
+                labels, ~copied, runs[name], runs[REFERENCE] if name != REFERENCE else None, classes, params)
     report = {
         "classes": list(classes),
         "test": {"source": TEST_SOURCE, "split": "test", "faces": len(labels),
+                 "copied_in_train": None if copied is None else int(copied.sum()),
                  "support": {c: int(n) for c, n in zip(classes, np.bincount(labels, minlength=len(classes)))},
                  "rule": "every FER2013 PrivateTest row as ingested; a face an arm has no pixels for counts as wrong"},
         "params": {**asdict(params), "seeds": params.seeds, "confidence": bootstrap.CONFIDENCE,

@@ -53,15 +53,34 @@ def ablation_tables(report: dict) -> Group:
         recall.add_row(name, *(_share(arm["recall"][c]) for c in classes))
     recall.add_row("support", *(str(test["support"][c]) for c in classes), end_section=True)
 
+    tables = [overall, recall]
+    if test.get("copied_in_train"):
+        tables.append(_unseen_table(report))
     others = [name for name in arms if arms[name]["difference_from_raw"] is not None]
     if not others:
-        return Group(overall, recall)
+        return Group(*tables)
     per_class = Table(title=f"ablate: per-class recall, difference from raw in points [{level} interval]")
     for col in ("class", *others):
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for c in classes:
         per_class.add_row(c, *(_difference(arms[name]["difference_from_raw"]["recall"][c]) for name in others))
-    return Group(overall, recall, per_class)
+    return Group(*tables, per_class)
+
+
+def _unseen_table(report: dict) -> Table:
+    """Scores on the test faces with no copy among the training rows."""
+    arms, test = report["arms"], report["test"]
+    faces = test["faces"] - test["copied_in_train"]
+    table = Table(title=f"ablate: the {faces:,} test faces without a copy among the training rows "
+                        f"({test['copied_in_train']:,} have one)")
+    for col in ("arm", "accuracy", "vs raw", "macro recall", "vs raw"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    for name, arm in arms.items():
+        unseen = arm["without_train_copies"]
+        diff = unseen["difference_from_raw"] or {}
+        table.add_row(name, _share(unseen["accuracy"]), _difference(diff.get("accuracy")),
+                      _share(unseen["macro_recall"]), _difference(diff.get("macro_recall")))
+    return table
 
 
 def ablation_figure(report: dict) -> Figure:

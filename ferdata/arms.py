@@ -19,6 +19,7 @@ PublicTest rows, in its own pixels, so the arms differ only in what they train o
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +56,13 @@ class Faces:
 
 @dataclass
 class TestFaces:
-    """The faces every arm is scored on: FER2013's PrivateTest rows as ingested, by id."""
+    """The faces every arm is scored on: FER2013's PrivateTest rows as ingested, by id, and
+    which of them the split stage found a copy of among the training rows (None before the
+    split stage has run)."""
 
     ids: list[str]
     labels: np.ndarray
+    copied_in_train: np.ndarray | None = None
 
 
 @dataclass
@@ -83,6 +87,18 @@ def _labels(table: pa.Table, classes: Sequence[str], path: Path) -> np.ndarray:
     return np.asarray(table["label_index"].to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
+def copied_in_train(dedup_report: Path, ids: Sequence[str]) -> np.ndarray | None:
+    """For each id, whether the split stage's ``dedup.json`` puts it in one group (an exact or
+    near copy) with a row ingested as train; None when there is no report yet."""
+    if not dedup_report.exists():
+        return None
+    copied: set[str] = set()
+    for group in json.loads(dedup_report.read_text())["groups"]:
+        if any(member["split"] == "train" for member in group["members"]):
+            copied.update(member["sample_id"] for member in group["members"] if member["split"] != "train")
+    return np.array([sample_id in copied for sample_id in ids], bool)
+
+
 class ArmSources:
     """The pipeline's outputs the arms are read from (``layout``), each read once."""
 
@@ -99,7 +115,9 @@ class ArmSources:
         if test.num_rows == 0:
             raise ValueError(f"{self.interim_path}: no FER2013 PrivateTest (test) rows; the ablation tests "
                              f"every arm on them, so ingest fer2013")
-        self.test = TestFaces(test["sample_id"].to_pylist(), _labels(test, self.classes, self.interim_path))
+        ids = test["sample_id"].to_pylist()
+        self.test = TestFaces(ids, _labels(test, self.classes, self.interim_path),
+                              copied_in_train(layout.dataset / "dedup.json", ids))
 
     def check(self, arms: Sequence[str]) -> None:
         """Fail before any training if an arm's input is missing (FileNotFoundError naming it)."""

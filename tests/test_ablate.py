@@ -30,21 +30,24 @@ def _fast_params(path: Path) -> None:
     params = yaml.safe_load(MAIN_PARAMS.read_text())
     params["ingest"]["sources"] = ["fer2013", "jaffe"]
     params["train"].update(model="baseline", batch_size=32)
+    params["balance"]["method"] = "smote"  # so that the build arms train on faces balancing made
     params["label_issues"].update(features="hog", budget=0.1)
     params["ablate"].update(epochs=2, resamples=500)
     path.write_text(yaml.safe_dump(params))
 
 
 def _plant(csv: Path) -> None:
-    """In fer2013.csv: give every FLIP_EVERY-th Training row the next class's label, and copy
-    the first PrivateTest face over the second (a copy within test, which the build keeps once)."""
+    """In fer2013.csv: give every FLIP_EVERY-th Training row the next class's label, copy
+    the first PrivateTest face over the second (a copy within test, which the build keeps
+    once), and a Training face over the third (a copy the raw arm trains on)."""
     lines = csv.read_text().splitlines()
     training = [i for i, line in enumerate(lines) if line.endswith(",Training")]
     for i in training[::FLIP_EVERY]:
         emotion, rest = lines[i].split(",", 1)
         lines[i] = f"{(int(emotion) + 1) % 7},{rest}"
-    first, second = [i for i, line in enumerate(lines) if line.endswith(",PrivateTest")][:2]
+    first, second, third = [i for i, line in enumerate(lines) if line.endswith(",PrivateTest")][:3]
     lines[second] = f"{lines[second].split(',')[0]},{lines[first].split(',')[1]},PrivateTest"
+    lines[third] = f"{lines[third].split(',')[0]},{lines[training[1]].split(',')[1]},PrivateTest"
     csv.write_text("\n".join(lines) + "\n")
 
 
@@ -106,10 +109,27 @@ def test_reported_scores_are_those_of_the_predictions(ablated):
     assert (root / "processed" / "ablation" / "ablation.png").stat().st_size > 10_000
 
 
+def test_scores_without_the_test_faces_copied_in_train_are_reported(ablated):
+    root, report, output = ablated
+    groups = json.loads((root / "processed" / "dataset" / "dedup.json").read_text())["groups"]
+    copied = {m["sample_id"] for g in groups if any(m["split"] == "train" for m in g["members"])
+              for m in g["members"] if m["split"] == "test"}
+    assert copied and report["test"]["copied_in_train"] == len(copied)  # the planted Training face at least
+    predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
+    unseen = predictions[~predictions.sample_id.isin(copied)]
+    for arm, rows in unseen.groupby("arm"):
+        entry = report["arms"][arm]["without_train_copies"]
+        assert entry["faces"] == len(rows) == report["test"]["faces"] - len(copied)
+        assert entry["accuracy"] == pytest.approx(rows.correct.mean(), abs=1e-6)
+        assert entry["macro_recall"] == pytest.approx(rows.groupby("label_index").correct.mean().mean(), abs=1e-6)
+        assert (entry["difference_from_raw"] is None) == (arm == "raw")
+    assert "test faces without a copy among the training rows" in output
+
+
 @pytest.fixture(scope="module")
 def sources(ablated):
     root = ablated[0]
-    return root, ArmSources(Layout(root), CLASSES_7, BalanceParams())
+    return root, ArmSources(Layout(root), CLASSES_7, BalanceParams(method="smote"))
 
 
 def test_the_raw_arm_uses_the_pixels_as_ingested_and_the_others_aligned_ones(sources):
@@ -136,7 +156,7 @@ def test_each_arm_adds_its_step(sources):
     assert train_copies <= set(aligned.train.ids) and not train_copies & set(dedup.train.ids)
     assert set(dedup.train.ids) < set(aligned.train.ids)
     assert {i.split("-")[0] for i in build.train.ids} >= {"fer2013", "jaffe", "smote"}
-    assert build.train.made > 0  # the params' balance method (smote) made faces
+    assert build.train.made > 0  # the balance method (smote) made faces
     flagged = flagged_ids(root / "processed" / "label_issues")
     assert flagged, "the flipped labels are flagged"
     real = [len(arm.train) - arm.train.made for arm in (build, clean)]
