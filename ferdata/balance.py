@@ -74,7 +74,7 @@ class BalanceParams:
     """The ``balance:`` section of params.yaml."""
 
     seed: int = 42
-    method: str = "smote"  # one of METHODS
+    method: str = "none"  # one of METHODS
     sampling_strategy: str | float | dict = "auto"  # auto | 0.5 or {ratio: 0.5} | {class name: count}
     k_neighbors: int = 5  # smote, borderline_smote, adasyn
     feature_space: str = "pixels"  # pixels | pca: where smote / adasyn search neighbours

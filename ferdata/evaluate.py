@@ -52,7 +52,7 @@ class EvaluateParams:
     """The ``evaluate:`` section of params.yaml."""
 
     splits: list[str] = field(default_factory=lambda: ["val", "test"])
-    tta_flip: bool = False  # average the logits of each image and its mirror image
+    tta_flip: bool = True  # average the logits of each image and its mirror image
     batch_size: int = 256
 
     def __post_init__(self) -> None:

@@ -48,14 +48,14 @@ class TrainParams:
 
     seed: int = 42
     model: str = "five_layer"  # five_layer | baseline
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 128
-    optimizer: str = "sgd"  # sgd (momentum 0.9) | adam
-    learning_rate: float = 0.01
+    optimizer: str = "adam"  # adam | sgd (momentum 0.9)
+    learning_rate: float = 0.001
     weight_decay: float = 0.0001  # decoupled, applied by the optimizer; 0 = none
     plateau_patience: int = 3  # epochs without a lower val_loss before the rate is halved; 0 = never
     early_stopping_patience: int = 8  # epochs without a higher val_accuracy before stopping; 0 = never
-    class_weights: bool = False  # weight the loss by the balance stage's class_weights.json
+    class_weights: bool = True  # weight the loss by the balance stage's class_weights.json
     augment: bool = True  # online augmentation with the balance stage's augment.json
     deterministic: bool = True  # TensorFlow op determinism (no measurable cost on CPU)
 
