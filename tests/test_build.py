@@ -133,14 +133,16 @@ def test_alignment_levels_rolled_fer2013_faces_and_makes_them_easier_to_classify
     assert scores["aligned"] >= scores["raw"] + 0.1
 
 
-def test_balanced_train_is_even_and_eval_splits_are_untouched(built):
+def test_default_balance_weights_the_train_split_and_leaves_eval_splits_untouched(built):
     processed = built[0]
     balanced = _manifest(processed / "balanced" / "manifest.parquet")
-    counts = balanced.label.value_counts()
-    assert counts.nunique() == 1 and len(counts) == 7
     dataset = _manifest(processed / "dataset" / "manifest.parquet")
-    real = balanced[balanced.origin == "real"]
-    assert set(real.sample_id) == set(dataset[dataset.split == "train"].sample_id)
+    assert (balanced.origin == "real").all()  # balance.method none: no faces made
+    assert set(balanced.sample_id) == set(dataset[dataset.split == "train"].sample_id)
+    counts = balanced.label.value_counts()
+    weights = json.loads((processed / "balanced" / "class_weights.json").read_text())["by_name"]
+    for label, count in counts.items():  # n / (classes x count): the rarest class weighs most
+        assert weights[label] == pytest.approx(len(balanced) / (len(counts) * count), rel=1e-3)
     assert not set(balanced.sample_id) & set(dataset[dataset.split != "train"].sample_id)
     pngs = sorted((processed / "balanced" / "train").glob("*/*.png"))
     assert len(pngs) == len(balanced) and np.all([p.stat().st_size > 0 for p in pngs])
