@@ -4,7 +4,9 @@ Each arm (:mod:`ferdata.arms`) is trained with the ``train:`` section of params.
 ``epochs`` replaced when the ablation asks for fewer) once per seed, ``seed`` to
 ``seed + repeats - 1``, through the train stage's own :func:`ferdata.train.fit`, and scored
 on the same FER2013 PrivateTest faces. Scores are averaged over the seeds; every arm's
-difference from ``raw`` gets a paired-bootstrap interval (:mod:`ferdata.bootstrap`).
+difference from ``raw`` gets a paired-bootstrap interval (:mod:`ferdata.bootstrap`), on all
+those faces and again on those without a copy among the training rows (which ``raw``
+trains on, and may have memorised).
 
 Writes ``metrics/ablation.json`` (a DVC metric), ``processed/ablation/predictions.parquet``
 (every arm's and seed's prediction per test face) and ``processed/ablation/ablation.png``.
@@ -162,7 +164,7 @@ def _arm_report(summary: dict, runs: list[ArmRun], labels: np.ndarray, classes: 
     }
 
 
-def _unseen_scores(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun], reference: list[ArmRun] | None,
+def _scores_without_copies(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun], reference: list[ArmRun] | None,
                   classes: Sequence[str], params: AblateParams) -> dict:
     """An arm's scores on the test faces ``keep`` selects (those without a copy among the
     training rows, which an arm trained on the copies may have memorised), and their
@@ -171,9 +173,9 @@ def _unseen_scores(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun], ref
     per_seed = [bootstrap.scores(ones, kept, run.correct[keep], len(classes)) for run in runs]
     difference = None
     if reference is not None:
-        full = bootstrap.paired_difference(kept, [r.correct[keep] for r in runs], [r.correct[keep] for r in reference],
+        paired = bootstrap.paired_difference(kept, [r.correct[keep] for r in runs], [r.correct[keep] for r in reference],
                                            len(classes), params.resamples, params.seed)
-        difference = {"accuracy": full["accuracy"], "macro_recall": full["macro_recall"]}
+        difference = {"accuracy": paired["accuracy"], "macro_recall": paired["macro_recall"]}
     return {"faces": int(keep.sum()),
             "accuracy": _number(np.mean([s.accuracy[0] for s in per_seed])),
             "macro_recall": _number(np.mean([s.macro_recall[0] for s in per_seed])),
@@ -211,7 +213,7 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     copied = sources.test.copied_in_train
     if copied is not None:
         for name in params.arms:
-            report_arms[name]["without_train_copies"] = _unseen_scores(
+            report_arms[name]["without_train_copies"] = _scores_without_copies(
                 labels, ~copied, runs[name], runs[REFERENCE] if name != REFERENCE else None, classes, params)
     report = {
         "classes": list(classes),
