@@ -140,17 +140,27 @@ def _data_summary(data: ArmData, classes: Sequence[str]) -> dict:
     }
 
 
+def _per_seed(labels: np.ndarray, corrects: list[np.ndarray], n_classes: int) -> list[bootstrap.Scores]:
+    """Each seed's scores on the test faces themselves (no resampling)."""
+    ones = np.ones((1, len(labels)))
+    return [bootstrap.scores(ones, labels, correct, n_classes) for correct in corrects]
+
+
+def _mean_scores(per_seed: list[bootstrap.Scores]) -> dict:
+    """Accuracy and macro recall, each the mean over the seeds."""
+    return {"accuracy": _number(np.mean([s.accuracy[0] for s in per_seed])),
+            "macro_recall": _number(np.mean([s.macro_recall[0] for s in per_seed]))}
+
+
 def _arm_report(summary: dict, runs: list[ArmRun], labels: np.ndarray, classes: Sequence[str],
                 difference: dict | None) -> dict:
     """One arm's entry in ablation.json: its data, its scores (mean over seeds) and their
     difference from raw with its interval."""
-    ones = np.ones((1, len(labels)))
-    per_seed = [bootstrap.scores(ones, labels, run.correct, len(classes)) for run in runs]
+    per_seed = _per_seed(labels, [run.correct for run in runs], len(classes))
     recall = np.mean([s.recall[0] for s in per_seed], axis=0)  # NaN for a class the test set lacks
     return {
         **summary,
-        "accuracy": _number(np.mean([s.accuracy[0] for s in per_seed])),
-        "macro_recall": _number(np.mean([s.macro_recall[0] for s in per_seed])),
+        **_mean_scores(per_seed),
         "recall": {c: _number(v) for c, v in zip(classes, recall)},
         "difference_from_raw": None if difference is None else {
             "accuracy": difference["accuracy"],
@@ -164,21 +174,18 @@ def _arm_report(summary: dict, runs: list[ArmRun], labels: np.ndarray, classes: 
     }
 
 
-def _scores_without_copies(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun], reference: list[ArmRun] | None,
-                  classes: Sequence[str], params: AblateParams) -> dict:
+def _scores_without_copies(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun],
+                           reference: list[ArmRun] | None, classes: Sequence[str], params: AblateParams) -> dict:
     """An arm's scores on the test faces ``keep`` selects (those without a copy among the
     training rows, which an arm trained on the copies may have memorised), and their
     difference from raw's on the same faces."""
-    ones, kept = np.ones((1, int(keep.sum()))), labels[keep]
-    per_seed = [bootstrap.scores(ones, kept, run.correct[keep], len(classes)) for run in runs]
+    kept, corrects = labels[keep], [run.correct[keep] for run in runs]
     difference = None
     if reference is not None:
-        paired = bootstrap.paired_difference(kept, [r.correct[keep] for r in runs], [r.correct[keep] for r in reference],
-                                           len(classes), params.resamples, params.seed)
+        paired = bootstrap.paired_difference(kept, corrects, [r.correct[keep] for r in reference],
+                                             len(classes), params.resamples, params.seed)
         difference = {"accuracy": paired["accuracy"], "macro_recall": paired["macro_recall"]}
-    return {"faces": int(keep.sum()),
-            "accuracy": _number(np.mean([s.accuracy[0] for s in per_seed])),
-            "macro_recall": _number(np.mean([s.macro_recall[0] for s in per_seed])),
+    return {"faces": int(keep.sum()), **_mean_scores(_per_seed(kept, corrects, len(classes))),
             "difference_from_raw": difference}
 
 

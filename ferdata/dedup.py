@@ -22,7 +22,7 @@ alone are read back to confirm them pixel by pixel.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -60,14 +60,18 @@ _BOUND_SLACK = 1e-3
 PairFilter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def _sha1s(images: np.ndarray) -> Iterator["hashlib._Hash"]:
+    return (hashlib.sha1(img.tobytes()) for img in np.ascontiguousarray(images))
+
+
 def pixel_hashes(images: np.ndarray) -> list[str]:
     """The sha1 of each image's pixels, in hex: equal hashes, identical aligned images."""
-    return [hashlib.sha1(img.tobytes()).hexdigest() for img in np.ascontiguousarray(images)]
+    return [sha1.hexdigest() for sha1 in _sha1s(images)]
 
 
 def pixel_digests(images: np.ndarray) -> np.ndarray:
     """:func:`pixel_hashes` as 20-byte digests in one NumPy array (``S20``): no Python string per image."""
-    digests = [hashlib.sha1(img.tobytes()).digest() for img in np.ascontiguousarray(images)]
+    digests = [sha1.digest() for sha1 in _sha1s(images)]
     return np.array(digests, dtype="S20") if digests else np.zeros(0, dtype="S20")
 
 
