@@ -12,7 +12,7 @@ cost per face against the smallest size. Baseline in the same run: the local pro
 (``executor.kind: local``) on the smallest size. Last, a projection of wall time at 1M faces
 against worker count from the measured costs per face.
 
-    .venv/bin/python benchmarks/bench_scale.py [--cache DIR] [--sizes 100000,1000000] [--workers 2]
+    .venv/bin/python benchmarks/bench_scale.py [--cache DIR] [--sizes 100000,1000000] [--workers 2] [--part-rows N]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ferdata.align import AlignParams, run_align
 from ferdata.executor import DaskExecutor, Executor, ExecutorParams, open_executor
 from ferdata.ingest import IngestParams, run_ingest
 from ferdata.sample_photos import affectnet_faces
+from ferdata.sources.affectnet import AffectNet
 from ferdata.split import SplitParams, run_split
 
 SHARD = 5000
@@ -188,7 +189,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated face counts")
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
     parser.add_argument("--keep", action="store_true", help="keep each size's processed/ folder")
+    parser.add_argument("--part-rows", type=int, default=AffectNet.part_rows,
+                        help="AffectNet rows ingest reads at a time (default: %(default)s); smaller shows "
+                             "the client's memory of a many-part read at small sizes")
     args = parser.parse_args()
+    AffectNet.part_rows = args.part_rows
     sizes = sorted(int(s) for s in args.sizes.split(","))
     console = Console(width=160)
     cache = args.cache.expanduser().resolve()

@@ -30,10 +30,10 @@ GIVEN_SCHEMA = pa.schema([
 ])
 
 
-def write_given(given: dict[str, Given], path: Path, partition_size: int = PARTITION_SIZE) -> None:
-    """``given`` as Parquet shards in :data:`GIVEN_SCHEMA`, sorted by sample id."""
-    ids = sorted(given)
-    items = [given[i] for i in ids]
+def given_table(given: dict[str, Given]) -> pa.Table:
+    """``given`` as rows of :data:`GIVEN_SCHEMA`, in the dict's order."""
+    ids = list(given)
+    items = list(given.values())
     boxes = np.array([g.box or (0.0,) * 4 for g in items], dtype=np.float32).reshape(-1, 4)
     points = np.array([np.zeros((POINTS, 2)) if g.landmarks is None else g.landmarks for g in items],
                       dtype=np.float32).reshape(-1, 2 * POINTS)
@@ -45,7 +45,12 @@ def write_given(given: dict[str, Given], path: Path, partition_size: int = PARTI
                                           mask=pa.array([g.landmarks is None for g in items], pa.bool_())),
         pa.array([g.prealigned for g in items], pa.bool_()),
     ]
-    write_sharded(pa.Table.from_arrays(columns, schema=GIVEN_SCHEMA), path, partition_size)
+    return pa.Table.from_arrays(columns, schema=GIVEN_SCHEMA)
+
+
+def write_given(table: pa.Table, path: Path, partition_size: int = PARTITION_SIZE) -> None:
+    """:data:`GIVEN_SCHEMA` rows as Parquet shards sorted by sample id."""
+    write_sharded(table, path, partition_size, order=pc.sort_indices(table["sample_id"]))
 
 
 def _as_given(table: pa.Table) -> dict[str, Given]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ferdata.corrections import CorrectionsReport, apply_corrections
 from ferdata.executor import Executor, using
@@ -17,10 +18,11 @@ from ferdata.ferplus import FILE_NAME as FERPLUS_FILE
 from ferdata.ferplus import LABEL_MODES, apply_ferplus, apply_votes, read_ferplus_folders, write_agreement
 from ferdata.ferplus import SOURCE as FERPLUS_SOURCE
 from ferdata.given import GIVEN_FILE, write_given
-from ferdata.manifest import INGEST_SCHEMA, Reject, rejects_table, write_table
+from ferdata.manifest import INGEST_SCHEMA, SOFT_LABEL_FIELD, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
 from ferdata.shards import write_sharded
-from ferdata.sources.base import MissingSourceError, RawRecord, Source, SourceBatch, measure_images
+from ferdata.source_rows import SourceRows, compact, gather
+from ferdata.sources.base import MissingSourceError, Source, SourceBatch, measure_images
 from ferdata.sources.registry import FOLDER, SOURCES
 from ferdata.taxonomy import Taxonomy
 
@@ -122,8 +124,9 @@ def check_params(params: IngestParams, raw_dir: Path) -> None:
                                  "votes (fer2013new.csv from the FER+ repository, MIT licence)")
 
 
-def read_sources(params: IngestParams, raw_dir: Path) -> dict[str, SourceBatch]:
-    """Run each named source's reader over ``raw_dir/<name>/``; missing files raise first."""
+def read_sources(params: IngestParams, raw_dir: Path, executor: Executor) -> dict[str, SourceRows]:
+    """Run each named source's reader over ``raw_dir/<name>/`` (missing files raise first), a
+    part at a time: each part's images decoded and hashed on ``executor``, then compacted."""
     bad = unknown_sources(params)
     if bad:
         raise ValueError(f"unknown sources {bad}; known: {sorted(params.known())} "
@@ -131,11 +134,15 @@ def read_sources(params: IngestParams, raw_dir: Path) -> dict[str, SourceBatch]:
     readers = {name: params.reader(name, raw_dir) for name in params.sources}
     for reader in readers.values():
         reader.check()
-    batches = {}
+    sources = {}
     for name, reader in readers.items():
+        parts = []
         with progress_bar(f"ingest {name}") as advance:
-            batches[name] = reader.read(advance)
-    return batches
+            for batch in reader.read_parts(advance):
+                measure_records({name: batch}, executor)
+                parts.append(compact(batch))
+        sources[name] = gather(parts)
+    return sources
 
 
 #: Images per decoding task.
@@ -169,48 +176,55 @@ def measure_records(batches: dict[str, SourceBatch], executor: Executor) -> None
             batches[name].given.pop(sample_id, None)
 
 
-def _not_in_taxonomy(source: str, record: RawRecord, taxonomy: Taxonomy) -> Reject:
-    line = f":{record.source_line}" if record.source_line else ""
-    return Reject(source, record.source_file + line, "not_in_taxonomy",
-                  f"label {record.native_label!r} has no class in the {len(taxonomy)}-class taxonomy",
-                  kind="dropped", sample_id=record.sample_id)
+def _not_in_taxonomy(source: str, records: pa.Table, taxonomy: Taxonomy) -> list[Reject]:
+    """A ``dropped`` reject for each of ``records`` (whose labels have no class)."""
+    rows = records.select(["sample_id", "native_label", "source_file", "source_line"]).to_pylist()
+    return [Reject(source, r["source_file"] + (f":{r['source_line']}" if r["source_line"] else ""),
+                   "not_in_taxonomy",
+                   f"label {r['native_label']!r} has no class in the {len(taxonomy)}-class taxonomy",
+                   kind="dropped", sample_id=r["sample_id"]) for r in rows]
 
 
-def _source_table(source: str, records: list[RawRecord], labels: list[str], taxonomy: Taxonomy) -> pa.Table:
-    """One source's accepted records as manifest columns (built column by column: fast)."""
-    columns = {f.name: [getattr(r, f.name) for r in records] for f in fields(RawRecord)}
-    columns.update(source=[source] * len(records), label=labels,
-                   label_index=[taxonomy.index(label) for label in labels],
-                   soft_label=[None] * len(records))
-    return pa.table({name: columns[name] for name in INGEST_SCHEMA.names}, schema=INGEST_SCHEMA)
+def _source_table(source: str, records: pa.Table, classes: dict[str, str], taxonomy: Taxonomy) -> pa.Table:
+    """One source's records, each native label having a class in ``classes``, as manifest rows."""
+    natives = list(classes)
+    codes = pc.index_in(records["native_label"], value_set=pa.array(natives, pa.string()))
+    n = records.num_rows
+    columns = {name: records[name] for name in records.column_names}
+    columns.update(source=pa.repeat(source, n), label=pa.array(list(classes.values()), pa.string()).take(codes),
+                   label_index=pa.array([taxonomy.index(c) for c in classes.values()], pa.int16()).take(codes),
+                   soft_label=pa.nulls(n, SOFT_LABEL_FIELD.type))
+    return pa.Table.from_arrays([columns[name] for name in INGEST_SCHEMA.names], schema=INGEST_SCHEMA)
 
 
 def to_manifest(
-    batches: dict[str, SourceBatch], taxonomy: Taxonomy
+    sources: dict[str, SourceRows], taxonomy: Taxonomy
 ) -> tuple[pa.Table, list[Reject], dict[str, SourceAccount]]:
     """Map native labels to the taxonomy, dropping (and counting) those with no place in it."""
     tables = [INGEST_SCHEMA.empty_table()]
     rejects: list[Reject] = []
     accounts: dict[str, SourceAccount] = {}
-    for name, batch in batches.items():
-        classes = {native: taxonomy.canonical(name, native, batch.labels)
-                   for native in {r.native_label for r in batch.records}}
-        kept = [r for r in batch.records if classes[r.native_label] is not None]
-        dropped = [_not_in_taxonomy(name, r, taxonomy) for r in batch.records if classes[r.native_label] is None]
-        rejects.extend(batch.rejects + dropped)
+    for name, rows in sources.items():
+        classes = {native: taxonomy.canonical(name, native, rows.labels)
+                   for native in sorted(pc.unique(rows.records["native_label"]).to_pylist())}
+        placed = {native: c for native, c in classes.items() if c is not None}
+        kept = pc.is_in(rows.records["native_label"], value_set=pa.array(list(placed), pa.string()))
+        dropped = _not_in_taxonomy(name, rows.records.filter(pc.invert(kept)), taxonomy)
+        rejects.extend(rows.rejects + dropped)
         accounts[name] = SourceAccount(
-            seen=batch.seen,
-            rejected=dict(Counter(r.reason for r in batch.rejects if r.kind == "rejected")),
-            dropped=dict(Counter(r.reason for r in batch.rejects + dropped if r.kind == "dropped")))
-        tables.append(_source_table(name, kept, [classes[r.native_label] for r in kept], taxonomy))
+            seen=rows.seen,
+            rejected=dict(Counter(r.reason for r in rows.rejects if r.kind == "rejected")),
+            dropped=dict(Counter(r.reason for r in rows.rejects + dropped if r.kind == "dropped")))
+        tables.append(_source_table(name, rows.records.filter(kept), placed, taxonomy))
     return pa.concat_tables(tables), rejects, accounts
 
 
 def count_accepted(table: pa.Table, accounts: dict[str, SourceAccount], taxonomy: Taxonomy) -> None:
     """Fill each account's accepted and per-class counts from the final manifest, and check them."""
-    pairs = Counter(zip(table["source"].to_pylist(), table["label"].to_pylist()))
+    counted = table.group_by(["source", "label"]).aggregate([([], "count_all")]).to_pylist()
+    pairs = {(row["source"], row["label"]): row["count_all"] for row in counted}
     for name, account in accounts.items():
-        account.classes = {c: pairs[(name, c)] for c in taxonomy.classes if pairs[(name, c)]}
+        account.classes = {c: pairs[(name, c)] for c in taxonomy.classes if pairs.get((name, c))}
         account.accepted = sum(account.classes.values())
         if not account.balanced:
             raise RuntimeError(f"{name}: accounting does not add up: {account}")
@@ -221,24 +235,29 @@ def source_of(sample_id: str, sources: list[str]) -> str:
     return max((s for s in sources if sample_id.startswith(f"{s}-")), key=len)
 
 
-def draw_val(batches: dict[str, SourceBatch], shares: dict[str, float], seed: int) -> dict[str, dict]:
+def draw_val(sources: dict[str, SourceRows], shares: dict[str, float], seed: int) -> dict[str, dict]:
     """Move ``shares[source]`` of each listed source's train records to val, per native label
-    (rounded), drawn with ``seed``; returns what was moved, for ingest.json."""
+    (rounded; labels in sorted order, records in sample-id order), drawn with ``seed``; returns
+    what was moved, for ingest.json."""
     drawn = {}
     for name, share in shares.items():
-        if name not in batches:
+        if name not in sources:
             continue
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        by_label: dict[str, list[RawRecord]] = {}
-        for r in sorted(batches[name].records, key=lambda r: r.sample_id):
-            if r.split == "train":
-                by_label.setdefault(r.native_label, []).append(r)
-        moved = 0
-        for _, records in sorted(by_label.items()):
-            for k in rng.choice(len(records), size=round(share * len(records)), replace=False):
-                records[k].split = "val"
-                moved += 1
-        drawn[name] = {"share": share, "seed": seed, "moved_to_val": moved}
+        records = sources[name].records
+        order = pc.sort_indices(records["sample_id"]).to_numpy()
+        train = pc.fill_null(pc.equal(records["split"], "train"), False).to_numpy(zero_copy_only=False)[order]
+        labels = records["native_label"].combine_chunks().dictionary_encode()
+        codes, names = labels.indices.to_numpy()[order], labels.dictionary.to_pylist()
+        moved = np.zeros(records.num_rows, dtype=bool)
+        for code in sorted(range(len(names)), key=names.__getitem__):
+            rows = order[train & (codes == code)]
+            if len(rows):
+                moved[rows[rng.choice(len(rows), size=round(share * len(rows)), replace=False)]] = True
+        split = pc.if_else(pa.array(moved), pa.scalar("val"), records["split"])
+        sources[name].records = records.set_column(records.schema.get_field_index("split"),
+                                                   records.schema.field("split"), split)
+        drawn[name] = {"share": share, "seed": seed, "moved_to_val": int(moved.sum())}
     return drawn
 
 
@@ -272,14 +291,14 @@ def relabel_with_ferplus(params: IngestParams, table: pa.Table, raw_dir: Path, o
     return table
 
 
-def write_pixels(batches: dict[str, SourceBatch], out_dir: Path) -> dict[str, str]:
+def write_pixels(sources: dict[str, SourceRows], out_dir: Path) -> dict[str, str]:
     """Save each source's decoded pixels as ``pixels/<source>.npy``; returns the file names."""
     files = {}
-    for name, batch in batches.items():
-        if batch.pixels is not None:
+    for name, rows in sources.items():
+        if rows.pixels is not None:
             path = out_dir / "pixels" / f"{name}.npy"
             path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, np.ascontiguousarray(batch.pixels, dtype=np.uint8))
+            np.save(path, np.ascontiguousarray(rows.pixels, dtype=np.uint8))
             files[name] = str(path.relative_to(out_dir))
     return files
 
@@ -292,25 +311,25 @@ def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path,
     (shards) and ingest.json."""
     check_params(params, raw_dir)
     taxonomy = Taxonomy.of_size(params.taxonomy)
-    batches = read_sources(params, raw_dir)
     with using(executor) as pool:
-        measure_records(batches, pool)
+        sources = read_sources(params, raw_dir, pool)
         partition_size = pool.partition_size
-    drawn = draw_val(batches, params.val_from_train, params.seed)
+    drawn = draw_val(sources, params.val_from_train, params.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pixel_files = write_pixels(batches, out_dir)
-    table, rejects, accounts = to_manifest(batches, taxonomy)
+    pixel_files = write_pixels(sources, out_dir)
+    table, rejects, accounts = to_manifest(sources, taxonomy)
     table = relabel_with_ferplus(params, table, raw_dir, out_dir, rejects, accounts, taxonomy)
     review = CorrectionsReport()
     if corrections is not None:
         table, review = apply_corrections(table, corrections, taxonomy.classes)
         record_removals(review.rejects, rejects, accounts)
     count_accepted(table, accounts, taxonomy)
-    write_sharded(table.sort_by("sample_id"), out_dir / "manifest.parquet", partition_size)
+    write_sharded(table, out_dir / "manifest.parquet", partition_size, order=pc.sort_indices(table["sample_id"]))
     write_table(rejects_table(rejects), out_dir / "rejects.parquet")
-    kept = set(table["sample_id"].to_pylist())
-    write_given({sid: g for b in batches.values() for sid, g in b.given.items() if sid in kept},
-                out_dir / GIVEN_FILE, partition_size)
+    given = pa.concat_tables([rows.given for rows in sources.values()])
+    kept = pc.is_in(given["sample_id"], table["sample_id"])
+    write_given(given if pc.all(kept).as_py() else given.filter(kept), out_dir / GIVEN_FILE,
+                partition_size)
     report = {
         "taxonomy": list(taxonomy.classes),
         "sources": {name: asdict(acc) for name, acc in accounts.items()},

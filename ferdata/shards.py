@@ -47,15 +47,17 @@ class ShardWriter:
             self.write(0, self.schema.empty_table())
 
 
-def write_sharded(table: pa.Table, folder: Path, partition_size: int) -> None:
-    """``table`` as shards of ``partition_size`` consecutive rows, replacing what ``folder``
+def write_sharded(table: pa.Table, folder: Path, partition_size: int, order: pa.Array | None = None) -> None:
+    """``table`` as shards of ``partition_size`` consecutive rows (rows in ``order``, when
+    given, taken a shard at a time: no second copy of the table), replacing what ``folder``
     held (a file or a folder) once every shard is written."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     writer = ShardWriter(tmp, table.schema)
     for k, start in enumerate(range(0, table.num_rows, partition_size)):
-        writer.write(k, table.slice(start, partition_size))
+        writer.write(k, table.slice(start, partition_size) if order is None
+                     else table.take(order.slice(start, partition_size)))
     writer.close()
     if folder.is_dir():
         shutil.rmtree(folder)

@@ -15,6 +15,7 @@ from ferdata.cli import app
 from ferdata.given import read_given
 from ferdata.ingest import IngestParams, run_ingest
 from ferdata.sample import write_sample
+from ferdata.sources.affectnet import AffectNet
 
 runner = CliRunner()
 
@@ -130,6 +131,27 @@ def test_given_boxes_landmarks_and_pre_aligned_flags_are_kept_for_align(raw, tmp
     assert given[some].landmarks.shape == (68, 2) and len(given[some].box) == 4
     affect = manifest[manifest.source == "affectnet"]
     assert affect.valence.between(-1, 1).all() and manifest[manifest.source != "affectnet"].valence.isna().all()
+
+
+def test_affectnet_read_a_few_rows_at_a_time_gives_the_same_files(raw_copy, tmp_path, monkeypatch):
+    csv = raw_copy / "affectnet" / "training.csv"
+    lines = csv.read_text().splitlines()
+    fields = lines[3].split(",")
+    lines[3] = ",".join([fields[0], "x", *fields[2:]])  # a bad box: a reject in an early part
+    csv.write_text("\n".join(lines) + "\n")
+    image = raw_copy / "affectnet" / "Manually_Annotated_Images" / lines[-1].split(",")[0]
+    image.unlink()  # a missing image: a reject found while measuring the last part
+    params = IngestParams(sources=["affectnet", "jaffe"])
+    run_ingest(params, raw_copy, tmp_path / "whole")
+    monkeypatch.setattr(AffectNet, "part_rows", 7)
+    assert len(list(AffectNet(raw_copy / "affectnet").read_parts())) > 3
+    run_ingest(params, raw_copy, tmp_path / "parts")
+    written = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
+    assert {"manifest.parquet/part-00000.parquet", "rejects.parquet", "given.parquet/part-00000.parquet"} <= set(map(str, written))
+    for rel in written:
+        assert (tmp_path / "parts" / rel).read_bytes() == (tmp_path / "whole" / rel).read_bytes(), rel
+    reasons = set(pq.read_table(tmp_path / "parts" / "rejects.parquet")["reason"].to_pylist())
+    assert {"bad_box", "missing_image"} <= reasons
 
 
 def test_a_bad_affectnet_row_is_named_and_strict_fails(raw_copy, tmp_path):

@@ -8,6 +8,7 @@ from helpers import assert_balanced, read_measured, rejects_at
 from PIL import Image
 
 from ferdata.ingest import count_accepted, to_manifest
+from ferdata.source_rows import compact
 from ferdata.sources.affectnet import AffectNet
 from ferdata.sources.base import MissingSourceError
 from ferdata.taxonomy import Taxonomy
@@ -65,7 +66,7 @@ def test_codes_8_to_10_are_dropped_and_contempt_follows_the_taxonomy(tmp_path):
                                  "training.csv:12": ("dropped", "not_a_face")}
     for size, accepted in ((7, 7), (8, 8)):
         taxonomy = Taxonomy.of_size(size)
-        table, _, accounts = to_manifest({"affectnet": batch}, taxonomy)
+        table, _, accounts = to_manifest({"affectnet": compact(batch)}, taxonomy)
         count_accepted(table, accounts, taxonomy)
         assert accounts["affectnet"].accepted == accepted and accounts["affectnet"].balanced
     labels = dict(zip(table["native_label"].to_pylist(), table["label"].to_pylist()))

@@ -8,6 +8,7 @@ from helpers import assert_balanced, png_claiming, read_measured, rejects_at
 from PIL import Image
 
 from ferdata.ingest import count_accepted, to_manifest
+from ferdata.source_rows import compact
 from ferdata.sources.base import MissingSourceError, content_hash
 from ferdata.sources.ckplus import CKPlus, landmarks_path, read_landmarks
 from ferdata.taxonomy import Taxonomy
@@ -177,7 +178,7 @@ def test_the_ingest_account_adds_up_with_contempt_dropped(tmp_path):
     write_emotion(tmp_path, "S007", "001", 3, "abc\n")
     (tmp_path / "cohn-kanade-images" / "S005" / "001" / "Thumbs.db").write_bytes(b"\0")
     taxonomy = Taxonomy.of_size(7)
-    table, _, accounts = to_manifest({"ckplus": read_measured(CKPlus(tmp_path))}, taxonomy)
+    table, _, accounts = to_manifest({"ckplus": compact(read_measured(CKPlus(tmp_path)))}, taxonomy)
     count_accepted(table, accounts, taxonomy)
     account = accounts["ckplus"]
     assert (account.seen, account.accepted) == (11, 5)

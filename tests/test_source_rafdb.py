@@ -8,6 +8,7 @@ from helpers import assert_balanced, read_measured, rejects_at
 from PIL import Image
 
 from ferdata.ingest import count_accepted, to_manifest
+from ferdata.source_rows import compact
 from ferdata.images import decode_gray
 from ferdata.sources.base import MissingSourceError, content_hash
 from ferdata.sources.rafdb import LABEL_FILE, RAFDB
@@ -63,7 +64,7 @@ def test_labels_map_to_the_canonical_classes(tmp_path):
     write_rafdb(tmp_path, [f"{name} {c}" for name, c in zip(names, codes)],
                 {name: 9 * int(c) for name, c in zip(names, codes)})
     taxonomy = Taxonomy.of_size(7)
-    table, _, accounts = to_manifest({"raf-db": read_measured(RAFDB(tmp_path))}, taxonomy)
+    table, _, accounts = to_manifest({"raf-db": compact(read_measured(RAFDB(tmp_path)))}, taxonomy)
     count_accepted(table, accounts, taxonomy)
     assert dict(zip(table["native_label"].to_pylist(), table["label"].to_pylist())) == {
         "1": "surprise", "2": "fear", "3": "disgust", "4": "happy", "5": "sad", "6": "angry", "7": "neutral"}

@@ -29,10 +29,13 @@ CSV whose header lacks a column is one rejected ``missing_header`` item.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import PurePosixPath
+from typing import ClassVar
 
 import numpy as np
 
+from ferdata.manifest import Reject
 from ferdata.sources.base import (
     POINTS, BadItem, Given, ImageToRead, MissingSourceError, Progress, RawRecord, Source, SourceBatch, unmeasured,
 )
@@ -53,6 +56,8 @@ class AffectNet(Source):
 
     name = "affectnet"
     homepage = "http://mohammadmahoor.com/affectnet/ (by agreement, for academic research)"
+    #: Items per part handed to ingest, whose records are Python objects until ingest compacts them.
+    part_rows: ClassVar[int] = 65_536
 
     def check(self) -> None:
         expected = [*CSV_SPLITS, IMAGES]
@@ -62,40 +67,59 @@ class AffectNet(Source):
                                      f"get AffectNet from {self.homepage}")
 
     def read(self, progress: Progress | None = None) -> SourceBatch:
-        batch = SourceBatch()
-        for file_name, split in CSV_SPLITS.items():
-            self._read_csv(file_name, split, batch, progress or (lambda n: None))
-        return batch
+        whole = SourceBatch()
+        for part in self.read_parts(progress):
+            whole.records += part.records
+            whole.rejects += part.rejects
+            whole.seen += part.seen
+            whole.given.update(part.given)
+        return whole
 
-    def _read_csv(self, file_name: str, split: str, batch: SourceBatch, progress: Progress) -> None:
-        """Every data row of one CSV into ``batch``: a record (with its Given) or a reject."""
-        with (self.root / file_name).open(newline="", encoding="utf-8-sig", errors="replace") as fh:
-            rows = csv.reader(fh)
-            header = [name.strip() for name in next(rows, [])]
-            missing = [c for c in COLUMNS if c not in header]
-            if missing:
-                batch.seen += 1
-                bad = BadItem("missing_header", f"the header lacks {', '.join(missing)}; "
-                                                f"expected {','.join(COLUMNS)}")
-                batch.rejects.append(bad.reject(self.name, f"{file_name}:1"))
-                return
-            position = [header.index(c) for c in COLUMNS]
-            taken = {r.sample_id for r in batch.records}
-            for fields in rows:
-                if not any(f.strip() for f in fields):
+    def read_parts(self, progress: Progress | None = None) -> Iterator[SourceBatch]:
+        """The CSVs' items in reading order, :attr:`part_rows` of them a batch."""
+        advance = progress or (lambda n: None)
+        batch = SourceBatch()
+        for item in self._items():
+            batch.seen += 1
+            if isinstance(item, Reject):
+                batch.rejects.append(item)
+            else:
+                record, given = item
+                batch.records.append(record)
+                batch.given[record.sample_id] = given
+            advance(1)
+            if batch.seen == self.part_rows:
+                yield batch
+                batch = SourceBatch()
+        if batch.seen:
+            yield batch
+
+    def _items(self) -> Iterator[Reject | tuple[RawRecord, Given]]:
+        """Every data row of both CSVs: a record with its Given, or a reject; a CSV whose
+        header lacks a column is one reject."""
+        taken: set[str] = set()
+        for file_name, split in CSV_SPLITS.items():
+            with (self.root / file_name).open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+                rows = csv.reader(fh)
+                header = [name.strip() for name in next(rows, [])]
+                missing = [c for c in COLUMNS if c not in header]
+                if missing:
+                    yield BadItem("missing_header", f"the header lacks {', '.join(missing)}; "
+                                                    f"expected {','.join(COLUMNS)}").reject(self.name, f"{file_name}:1")
                     continue
-                batch.seen += 1
-                line = rows.line_num
-                try:
-                    record, given = self._record(fields, position, len(header), split, f"{file_name}:{line}",
-                                                 line, taken)
-                except BadItem as bad:
-                    batch.rejects.append(bad.reject(self.name, f"{file_name}:{line}"))
-                else:
-                    taken.add(record.sample_id)
-                    batch.records.append(record)
-                    batch.given[record.sample_id] = given
-                progress(1)
+                position = [header.index(c) for c in COLUMNS]
+                for fields in rows:
+                    if not any(f.strip() for f in fields):
+                        continue
+                    line = rows.line_num
+                    try:
+                        record, given = self._record(fields, position, len(header), split,
+                                                     f"{file_name}:{line}", line, taken)
+                    except BadItem as bad:
+                        yield bad.reject(self.name, f"{file_name}:{line}")
+                    else:
+                        taken.add(record.sample_id)
+                        yield record, given
 
     def _record(self, fields: list[str], position: list[int], width: int, split: str, location: str,
                 line: int, taken: set[str]) -> tuple[RawRecord, Given]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -110,6 +111,11 @@ class Source(ABC):
     @abstractmethod
     def read(self, progress: Progress | None = None) -> SourceBatch:
         """Read every sample; bad items become rejects, never exceptions."""
+
+    def read_parts(self, progress: Progress | None = None) -> Iterator[SourceBatch]:
+        """Every sample, a part at a time, so that ingest holds one part's records as Python
+        objects; a source that can be large overrides this (here: one part, :meth:`read`)."""
+        yield self.read(progress)
 
 
 class BadItem(ValueError):
