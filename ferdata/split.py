@@ -186,30 +186,69 @@ class Assignment:
     folds: dict[str, dict[str, list[str]]]  # source -> fold -> subjects
 
 
-def _subject_key(row: dict) -> str:
-    """The group a row is split with: its subject, else the sample itself."""
-    return row["subject"] if row["subject"] is not None else row["sample_id"]
+@dataclass
+class Decisions:
+    """The per-row values the split decisions read, as columns. The repeating strings
+    (source, label, split, subject, sequence) are one Python object per distinct value, so a
+    row costs a few list slots, not a dict of its own strings."""
+
+    sample_id: list[str]
+    source: list[str]
+    label: list[str]
+    label_index: np.ndarray
+    split: list[str | None]
+    subject: list[str | None]
+    sequence: list[str | None]
+
+    @classmethod
+    def of(cls, table: pa.Table) -> "Decisions":
+        """The columns of ``table`` (aligned-manifest columns), row for row."""
+        return cls(table["sample_id"].to_pylist(), _shared(table["source"]), _shared(table["label"]),
+                   table["label_index"].to_numpy(), _shared(table["split"]), _shared(table["subject"]),
+                   _shared(table["sequence"]))
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+    def take(self, rows: Sequence[int]) -> "Decisions":
+        """The rows at ``rows``, in that order."""
+        return Decisions(*([column[i] for i in rows] for column in (self.sample_id, self.source, self.label)),
+                         self.label_index[np.asarray(rows, dtype=np.int64)],
+                         *([column[i] for i in rows] for column in (self.split, self.subject, self.sequence)))
+
+    def subject_key(self, i: int) -> str:
+        """The group row ``i`` is split with: its subject, else the sample itself."""
+        subject = self.subject[i]
+        return subject if subject is not None else self.sample_id[i]
 
 
-def assign_splits(rows: list[dict], params: SplitParams, n_classes: int) -> Assignment:
+def _shared(column: pa.ChunkedArray) -> list:
+    """A string column as a list in which equal values are one object (None for nulls)."""
+    encoded = column.combine_chunks().dictionary_encode()
+    values = [*encoded.dictionary.to_pylist(), None]
+    return [values[k] for k in pc.fill_null(encoded.indices, -1).to_numpy()]
+
+
+def assign_splits(rows: Decisions, params: SplitParams, n_classes: int) -> Assignment:
     """Keep official splits; split the other rows by subject, per source; fold them too.
 
     Rows with neither a split nor a subject are each their own group.
     """
-    split: list[str] = [r["split"] for r in rows]
+    split: list[str | None] = list(rows.split)
     fold: list[int | None] = [None] * len(rows)
     result = Assignment(split, fold, {}, {}, {})
-    for source in sorted({r["source"] for r in rows}):
-        members = [i for i, r in enumerate(rows) if r["source"] == source and r["split"] is None]
+    for source in sorted(set(rows.source)):
+        members = [i for i, (s, official) in enumerate(zip(rows.source, rows.split))
+                   if s == source and official is None]
         if not members:
             result.modes[source] = "official"
             continue
         mode = params.auxiliary_mode.get(source, "split")
         result.modes[source] = mode
-        names, group = np.unique(np.asarray([_subject_key(rows[i]) for i in members], dtype=str),
+        names, group = np.unique(np.asarray([rows.subject_key(i) for i in members], dtype=str),
                                  return_inverse=True)
         counts = np.zeros((len(names), n_classes), dtype=np.int64)
-        np.add.at(counts, (group, [rows[i]["label_index"] for i in members]), 1)
+        np.add.at(counts, (group, rows.label_index[members]), 1)
         if mode == "train":
             side = np.zeros(len(names), dtype=np.int64)
         else:
@@ -244,10 +283,10 @@ def _check_input(table: pa.Table, path: Path, classes: Sequence[str]) -> None:
     check_labels(table, classes, path, "; run ingest with the same taxonomy")
 
 
-def _units(rows: list[dict]) -> list[str]:
+def _units(rows: Decisions) -> list[str]:
     """Dedup units: the frames of one sequence are never deduplicated against each other."""
-    return [f"{r['source']}/{r['subject']}/{r['sequence']}" if r["sequence"] is not None else r["sample_id"]
-            for r in rows]
+    return [f"{source}/{subject}/{sequence}" if sequence is not None else sample_id
+            for sample_id, source, subject, sequence in zip(rows.sample_id, rows.source, rows.subject, rows.sequence)]
 
 
 def _dataset_parts(table: pa.Table, images: LazyPixels, kept: list[int], splits: list, folds: list,
@@ -277,16 +316,16 @@ def _dataset_parts(table: pa.Table, images: LazyPixels, kept: list[int], splits:
         yield out.select(DATASET_SCHEMA.names).cast(DATASET_SCHEMA), faces
 
 
-def _split_report(rows: list[dict], kept: list[int], splits: list, assignment: Assignment,
+def _split_report(rows: Decisions, kept: list[int], splits: list, assignment: Assignment,
                   dropped: dict[str, list[str]], classes: Sequence[str], params: SplitParams) -> dict:
     """split.json: kept counts per split x class (x source), subjects per split, folds, drops."""
     counts = {s: {c: 0 for c in classes} for s in SPLITS}
     by_source: dict[str, dict[str, dict[str, int]]] = {s: {} for s in SPLITS}
     for i in kept:
-        counts[splits[i]][rows[i]["label"]] += 1
-        per_class = by_source[splits[i]].setdefault(rows[i]["source"], {c: 0 for c in classes})
-        per_class[rows[i]["label"]] += 1
-    kept_groups = {(rows[i]["source"], _subject_key(rows[i])) for i in kept}
+        counts[splits[i]][rows.label[i]] += 1
+        per_class = by_source[splits[i]].setdefault(rows.source[i], {c: 0 for c in classes})
+        per_class[rows.label[i]] += 1
+    kept_groups = {(rows.source[i], rows.subject_key(i)) for i in kept}
     subjects = {src: {s: [n for n in names if (src, n) in kept_groups] for s, names in per_split.items()}
                 for src, per_split in assignment.subjects.items()}
     return {
@@ -300,10 +339,6 @@ def _split_report(rows: list[dict], kept: list[int], splits: list, assignment: A
         "folds": assignment.folds,
         "dropped": {reason: len(ids) for reason, ids in dropped.items()},
     }
-
-
-#: The columns the split decisions read as Python values, per row (the rest stays in Arrow).
-_DECISION_COLUMNS = ["sample_id", "source", "label", "label_index", "split", "subject", "sequence"]
 
 
 def face_stats(shards: Shards, order: np.ndarray, executor: Executor) -> dedup.FaceStats:
@@ -338,12 +373,12 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     _check_input(table, path, classes)
     order = pc.sort_indices(table["sample_id"]).to_numpy()
     table = table.take(pa.array(order))
-    rows = table.select(_DECISION_COLUMNS).to_pylist()
-    ids = [r["sample_id"] for r in rows]
-    bad_split = {i: ("unknown_split", f"split {r['split']!r} is not one of {list(SPLITS)}")
-                 for i, r in enumerate(rows) if r["split"] is not None and r["split"] not in SPLITS}
+    rows = Decisions.of(table)
+    ids = rows.sample_id
+    bad_split = {i: ("unknown_split", f"split {split!r} is not one of {list(SPLITS)}")
+                 for i, split in enumerate(rows.split) if split is not None and split not in SPLITS}
     valid = [i for i in range(len(rows)) if i not in bad_split]
-    assignment = assign_splits([rows[i] for i in valid], params, len(classes))
+    assignment = assign_splits(rows.take(valid) if bad_split else rows, params, len(classes))
     splits: list[str | None] = [None] * len(rows)
     folds: list[int | None] = [None] * len(rows)
     for k, i in enumerate(valid):
@@ -360,10 +395,10 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
         leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
     drops = {**bad_split, **found.drops}
     kept = [i for i in range(len(rows)) if i not in drops]
-    labels = [r["label"] for r in rows]
+    labels = rows.label
     parts = _dataset_parts(table, images, kept, splits, folds, found.groups, found.hashes, labels, partition_size)
     dropped_rows = sorted(drops)
-    rejects = [Reject(rows[i]["source"], location, *drops[i], kind="dropped", sample_id=ids[i])
+    rejects = [Reject(rows.source[i], location, *drops[i], kind="dropped", sample_id=ids[i])
                for i, location in zip(dropped_rows, _locations(table, dropped_rows))]
     dropped: dict[str, list[str]] = {}
     for r in sorted(rejects, key=lambda r: r.reason):

@@ -10,6 +10,7 @@ from scipy.ndimage import gaussian_filter
 
 from ferdata.manifest import ALIGNED_SCHEMA, array_to_pixels, write_table
 from ferdata.sources.base import content_hash
+from ferdata.split import Decisions
 from ferdata.taxonomy import CLASSES_7
 
 
@@ -31,6 +32,11 @@ def row(sample_id: str, source: str, label_index: int, split: str | None = None,
         content_hash="", align_status="aligned", faces_detected=1, eye_angle=0.0, interocular=20.0,
         fit_residual=0.01, fit_disagreement=0.02,
     )
+
+
+def decisions(rows: list[dict]) -> Decisions:
+    """Rows as the columns the split decisions read."""
+    return Decisions.of(pa.Table.from_pylist(rows, schema=ALIGNED_SCHEMA.remove(ALIGNED_SCHEMA.get_field_index("pixels"))))
 
 
 def aligned_table(rows: list[dict], images: np.ndarray) -> pa.Table:

@@ -5,7 +5,7 @@ from collections import defaultdict
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from split_helpers import aligned_table, distinct_images, fer_rows, row, subject_rows, write_aligned
+from split_helpers import aligned_table, decisions, distinct_images, fer_rows, row, subject_rows, write_aligned
 
 from ferdata.params import ParamsError, section
 from ferdata.split import SplitParams, assign_splits, group_quotas, run_split
@@ -24,7 +24,7 @@ def _sides(rows, source, values):
 def test_no_subject_on_two_sides_and_folds_are_subject_disjoint(seed):
     rows = subject_rows("ckplus", 60, 8, seed=seed) + subject_rows("jaffe", 10, 21, seed=seed + 1)
     params = SplitParams(seed=seed)
-    result = assign_splits(rows, params, 7)
+    result = assign_splits(decisions(rows), params, 7)
     for source, n_subjects in (("ckplus", 60), ("jaffe", 10)):
         splits = _sides(rows, source, result.split)
         assert len(splits) == n_subjects
@@ -46,7 +46,7 @@ def test_subject_split_is_stratified_by_class():
         for j in range(int(rng.integers(4, 14))):
             k = favourite if rng.random() < 0.7 else int(rng.integers(0, 7))
             rows.append(row(f"ckplus-S{s:03d}_{j:02d}", "ckplus", k, subject=f"S{s:03d}"))
-    result = assign_splits(rows, SplitParams(seed=5), 7)
+    result = assign_splits(decisions(rows), SplitParams(seed=5), 7)
     labels = np.array([r["label_index"] for r in rows])
     splits = np.array(result.split)
     for k in range(7):
@@ -57,16 +57,16 @@ def test_subject_split_is_stratified_by_class():
 
 def test_same_seed_same_assignment_other_seed_differs():
     rows = subject_rows("ckplus", 40, 5)
-    first = assign_splits(rows, SplitParams(seed=11), 7)
-    again = assign_splits(rows, SplitParams(seed=11), 7)
-    other = assign_splits(rows, SplitParams(seed=12), 7)
+    first = assign_splits(decisions(rows), SplitParams(seed=11), 7)
+    again = assign_splits(decisions(rows), SplitParams(seed=11), 7)
+    other = assign_splits(decisions(rows), SplitParams(seed=12), 7)
     assert first.split == again.split and first.fold == again.fold
     assert first.split != other.split
 
 
 def test_train_mode_puts_a_source_in_train_and_still_folds_it():
     rows = subject_rows("ckplus", 20, 4) + subject_rows("jaffe", 10, 6)
-    result = assign_splits(rows, SplitParams(auxiliary_mode={"jaffe": "train"}), 7)
+    result = assign_splits(decisions(rows), SplitParams(auxiliary_mode={"jaffe": "train"}), 7)
     jaffe = [s for r, s in zip(rows, result.split) if r["source"] == "jaffe"]
     ckplus = {s for r, s in zip(rows, result.split) if r["source"] == "ckplus"}
     assert set(jaffe) == {"train"} and len(jaffe) == 60
@@ -78,7 +78,7 @@ def test_train_mode_puts_a_source_in_train_and_still_folds_it():
 
 def test_official_split_is_kept_and_has_no_fold():
     rows = fer_rows({"train": [3] * 7, "val": [1] * 7, "test": [2] * 7})
-    result = assign_splits(rows, SplitParams(), 7)
+    result = assign_splits(decisions(rows), SplitParams(), 7)
     assert result.split == [r["split"] for r in rows]
     assert set(result.fold) == {None}
     assert result.modes == {"fer2013": "official"}
@@ -86,7 +86,7 @@ def test_official_split_is_kept_and_has_no_fold():
 
 def test_rows_without_subject_or_split_are_split_one_by_one():
     rows = [row(f"other-{i:03d}", "other", i % 7) for i in range(50)]
-    result = assign_splits(rows, SplitParams(), 7)
+    result = assign_splits(decisions(rows), SplitParams(), 7)
     assert [result.split.count(s) for s in ("train", "val", "test")] == [40, 5, 5]
 
 
