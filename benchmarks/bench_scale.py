@@ -88,6 +88,7 @@ class Monitor:
 
     def __init__(self, interval: float = 0.25) -> None:
         self.interval, self.peak, self.cpu = interval, {}, {}
+        self.window = 0  # this process's peak RSS since the last window_peak()
         self.start_cpu: dict[int, float] = {}  # processes that existed before: their CPU time then
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -101,6 +102,8 @@ class Monitor:
             except psutil.Error:
                 continue
             self.peak[proc.pid] = max(self.peak.get(proc.pid, 0), rss)
+            if proc.pid == me.pid:
+                self.window = max(self.window, rss)
             self.cpu[proc.pid] = times.user + times.system
             if first:
                 self.start_cpu[proc.pid] = self.cpu[proc.pid]
@@ -118,6 +121,12 @@ class Monitor:
         self.stop.set()
         self.thread.join()
         self._sample()
+
+    def window_peak(self) -> int:
+        """This process's peak RSS since the previous call (or the start), and a new window."""
+        self._sample()
+        peak, self.window = self.window, 0
+        return peak
 
     def cpu_seconds(self, pids: set[int]) -> float:
         return sum(self.cpu[p] - self.start_cpu.get(p, 0.0) for p in pids if p in self.cpu)
@@ -137,6 +146,7 @@ class Run:
     worker_peaks: list[int] = field(default_factory=list)
     startup: float = 0.0
     client_stage_cpu: dict[str, float] = field(default_factory=dict)
+    client_stage_peak: dict[str, int] = field(default_factory=dict)
 
     @property
     def wall(self) -> float:
@@ -166,7 +176,9 @@ def build(raw: Path, out: Path, kind: str, workers: int) -> Run:
                       "split": lambda: run_split(SplitParams(), out / "aligned", out / "dataset", executor=pool)}
             for name, stage in stages.items():
                 clock, cpu = time.perf_counter(), psutil.Process().cpu_times()
+                monitor.window_peak()
                 outcome = stage()
+                run.client_stage_peak[name] = monitor.window_peak()
                 run.stages[name] = time.perf_counter() - clock
                 after = psutil.Process().cpu_times()
                 run.client_stage_cpu[name] = after.user + after.system - cpu.user - cpu.system
@@ -233,6 +245,9 @@ def report(runs: list[Run], workers: int, console: Console) -> None:
                       f"{r.per_face(r.worker_cpu):.2f})",
                       ", ".join(f"{p / MB:.0f}" for p in r.worker_peaks), f"{r.client_peak / MB:.0f}", ratio)
     console.print(table)
+    console.print("client peak MB per stage: " + "; ".join(
+        f"{r.kind} {r.faces:,}: " + ", ".join(f"{s} {p / MB:.0f}" for s, p in r.client_stage_peak.items())
+        for r in runs))
     console.print("cluster start-up (not in the wall times): "
                   + ", ".join(f"{r.kind} {r.size:,}: {r.startup:.1f} s" for r in runs)
                   + f"; load average now {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
