@@ -1,7 +1,9 @@
 """The demo pipeline runs the main pipeline's stages on generated data: keep them in step."""
 
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).parent.parent
@@ -53,3 +55,12 @@ def test_demo_params_have_the_main_sections():
     for name, section in main.items():
         if isinstance(section, dict):
             assert set(demo[name]) == set(section), f"params section {name!r} differs in keys"
+
+
+def test_no_pipelines_lock_file_is_git_ignored():
+    """DVC refuses to run (``dvc.lock is git-ignored``) when a pipeline's lock file is ignored."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    locks = [str(folder.relative_to(ROOT) / "dvc.lock") for folder in (ROOT, DEMO, ABLATE)]
+    ignored = subprocess.run(["git", "check-ignore", *locks], cwd=ROOT, capture_output=True, text=True).stdout
+    assert ignored.split() == []
