@@ -139,7 +139,7 @@ def read_sources(params: IngestParams, raw_dir: Path, executor: Executor) -> dic
         parts = []
         with progress_bar(f"ingest {name}") as advance:
             for batch in reader.read_parts(advance):
-                measure_records({name: batch}, executor)
+                measure_records(name, batch, executor)
                 parts.append(compact(batch))
         sources[name] = gather(parts)
     return sources
@@ -149,31 +149,31 @@ def read_sources(params: IngestParams, raw_dir: Path, executor: Executor) -> dic
 IMAGES_PER_TASK = 256
 
 
-def measure_records(batches: dict[str, SourceBatch], executor: Executor) -> None:
-    """Decode and hash every image the readers left unread, a task of images at a time on the
+def measure_records(source: str, batch: SourceBatch, executor: Executor) -> None:
+    """Decode and hash every image the reader left unread, a task of images at a time on the
     executor; fill in each record's size and content hash, or turn it into a reject."""
-    unread = [(name, r) for name, batch in batches.items() for r in batch.records if r.image is not None]
+    unread = [r for r in batch.records if r.image is not None]
     size = IMAGES_PER_TASK  # fixed: a few hundred images are decoded here, not sent to workers
-    tasks = (([r.image for _, r in unread[i:i + size]],) for i in range(0, len(unread), size))
-    failed: dict[str, set[str]] = {}
+    tasks = (([r.image for r in unread[i:i + size]],) for i in range(0, len(unread), size))
+    failed: set[str] = set()
     done = 0
     with progress_bar("ingest: decode and hash", total=len(unread)) as advance:
         for chunk in executor.map(measure_images, tasks):
-            for (name, record), measured in zip(unread[done:done + len(chunk)], chunk):
+            for record, measured in zip(unread[done:done + len(chunk)], chunk):
                 if measured.reason is not None:
-                    batches[name].rejects.append(Reject(name, record.image.location, measured.reason,
-                                                        measured.message, "rejected", record.sample_id))
-                    failed.setdefault(name, set()).add(record.sample_id)
+                    batch.rejects.append(Reject(source, record.image.location, measured.reason,
+                                                measured.message, "rejected", record.sample_id))
+                    failed.add(record.sample_id)
                 else:
                     record.width, record.height, record.content_hash = (measured.width, measured.height,
                                                                         measured.content_hash)
                 record.image = None
             done += len(chunk)
             advance(len(chunk))
-    for name, ids in failed.items():
-        batches[name].records = [r for r in batches[name].records if r.sample_id not in ids]
-        for sample_id in ids:
-            batches[name].given.pop(sample_id, None)
+    if failed:
+        batch.records = [r for r in batch.records if r.sample_id not in failed]
+        for sample_id in failed:
+            batch.given.pop(sample_id, None)
 
 
 def _not_in_taxonomy(source: str, records: pa.Table, taxonomy: Taxonomy) -> list[Reject]:

@@ -61,7 +61,7 @@ def synthetic_dataset(counts: dict[str, list[int]], seed: int = 0,
 def read_measured(reader: Source) -> SourceBatch:
     """A reader's batch as ingest sees it: every image decoded and hashed (in this process)."""
     batch = reader.read()
-    measure_records({reader.name: batch}, LocalExecutor(ExecutorParams(workers=1)))
+    measure_records(reader.name, batch, LocalExecutor(ExecutorParams(workers=1)))
     return batch
 
 
