@@ -45,14 +45,15 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image
 from rich.table import Table
 
@@ -63,11 +64,11 @@ from ferdata.images import ImageDecodeError, decode_gray
 from ferdata.face_fit import COARSE_LEVELS, CanvasFitter, similarity_to
 from ferdata.landmarks import Box, LandmarkModel, anchor_points, eye_centres
 from ferdata.manifest import (ALIGN_FIELDS, ALIGNED_SCHEMA, IMAGE_SIZE, INGEST_SCHEMA, Reject,
-                              array_to_pixels, read_table, rejects_table, write_table)
+                              array_to_pixels, rejects_table, write_table)
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
 from ferdata.resample import warp
-from ferdata.shards import ShardWriter
+from ferdata.shards import Shards, ShardWriter
 from ferdata.sources.base import Given
 
 ALIGNED, NO_FACE, MULTIPLE_FACES, UNSTABLE_FIT, PASSTHROUGH = (
@@ -476,24 +477,24 @@ class _Tally:
     statuses: dict[str, Counter] = field(default_factory=dict)
     dropped: list[Reject] = field(default_factory=list)
     rejected: list[Reject] = field(default_factory=list)
-    errors: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, list[np.ndarray]] = field(default_factory=dict)  # per source, a part at a time
     rows: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def result(self) -> AlignResult:
         lm_error = {source: {"images": len(e), "mean": float(np.mean(e)), "median": float(np.median(e)),
                              "max": float(np.max(e)), "unit": "mean point distance / inter-ocular distance"}
-                    for source, e in sorted(self.errors.items())}
+                    for source, e in sorted((s, np.concatenate(parts)) for s, parts in self.errors.items())}
         return AlignResult({s: dict(sorted(c.items())) for s, c in self.statuses.items()}, self.dropped,
                            self.rejected, self.rows, lm_error, self.warnings)
 
 
-def _partition_tasks(params: AlignParams, table: pa.Table, givens: GivenReader, interim_dir: Path,
-                     raw_dir: Path, partition_size: int, size: int, warnings: list[str]) -> Iterator[tuple]:
+def _partition_tasks(params: AlignParams, parts: Iterable[pa.Table], givens: GivenReader, interim_dir: Path,
+                     raw_dir: Path, size: int, due: deque[pa.Table], warnings: list[str]) -> Iterator[tuple]:
     """The align tasks of every partition in order: a partition's rows (and what their sources
-    give) are read only when its tasks are due."""
-    for start in range(0, table.num_rows, partition_size):
-        part = table.slice(start, partition_size)
+    give) are read only when its tasks are due, and the partition is queued on ``due`` then."""
+    for part in parts:
+        due.append(part)
         cols = {name: part.column(name).to_pylist() for name in ("sample_id", "source", "pixels_row", "source_file")}
         given, found = givens.rows(cols["sample_id"], cols["source"])
         warnings.extend(found)
@@ -502,16 +503,33 @@ def _partition_tasks(params: AlignParams, table: pa.Table, givens: GivenReader, 
             yield params, interim_dir, raw_dir, chunk
 
 
+def _manifest_partitions(path: Path, partition_size: int) -> tuple[int, Iterator[pa.Table]]:
+    """The ingest manifest's row count, and its rows in sample-id order a partition at a time:
+    read a shard at a time when ingest wrote them in that order (as it does), else read whole
+    and sorted."""
+    shards = Shards(path)
+    missing = [name for name in INGEST_SCHEMA.names if name not in shards.schema.names]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    ids = shards.read(["sample_id"])["sample_id"]
+    if len(ids) < 2 or pc.all(pc.less(ids[:-1], ids[1:])).as_py():
+        parts = (part.cast(INGEST_SCHEMA) for part in shards.batches(partition_size, INGEST_SCHEMA.names))
+        return len(shards), parts
+    table = shards.read(INGEST_SCHEMA.names).cast(INGEST_SCHEMA).sort_by("sample_id")
+    return table.num_rows, (table.slice(start, partition_size) for start in range(0, table.num_rows, partition_size))
+
+
 def _aligned_partition(part: pa.Table, outcomes: list[RowOutcome], pixels: np.ndarray, params: AlignParams,
                        tally: _Tally) -> pa.Table:
     """One partition's aligned rows (failures dropped by policy, unreadable rows rejected),
     counted into ``tally``."""
     cols = {name: part.column(name).to_pylist() for name in ("sample_id", "source", "source_file", "source_line")}
     keep = np.ones(part.num_rows, dtype=bool)
+    errors: dict[str, list[float]] = {}
     for i, (outcome, source) in enumerate(zip(outcomes, cols["source"])):
         location = _location(cols["source_file"][i], cols["source_line"][i])
         if outcome.landmark_error is not None:
-            tally.errors.setdefault(source, []).append(outcome.landmark_error)
+            errors.setdefault(source, []).append(outcome.landmark_error)
         if outcome.status == UNREADABLE:
             keep[i] = False
             tally.rejected.append(Reject(source, location, UNREADABLE, outcome.message or "", "rejected",
@@ -523,6 +541,8 @@ def _aligned_partition(part: pa.Table, outcomes: list[RowOutcome], pixels: np.nd
             tally.dropped.append(Reject(source, location, outcome.status,
                                         f"{outcome.status.replace('_', ' ')}; align.on_failure.{source} is drop",
                                         "dropped", cols["sample_id"][i]))
+    for source, values in errors.items():
+        tally.errors.setdefault(source, []).append(np.array(values, dtype=np.float64))
     kept = [o for o, k in zip(outcomes, keep) if k]
     out = part.filter(pa.array(keep))
     columns = {
@@ -546,30 +566,25 @@ def run_align(params: AlignParams, interim_dir: Path, raw_dir: Path, out_dir: Pa
     time; write aligned.parquet (a shard per partition of sorted sample ids), rejects.parquet
     and align.json into out_dir."""
     interim_dir, raw_dir, out_dir = Path(interim_dir), Path(raw_dir), Path(out_dir)
-    manifest_path = interim_dir / "manifest.parquet"
-    table = read_table(manifest_path)
-    missing = [name for name in INGEST_SCHEMA.names if name not in table.column_names]
-    if missing:
-        raise ValueError(f"{manifest_path}: missing columns {missing}")
-    table = table.select(INGEST_SCHEMA.names).cast(INGEST_SCHEMA).sort_by("sample_id")
     tally = _Tally()
-    tmp = _fresh_sibling(out_dir, ".tmp")
-    writer = ShardWriter(tmp / "aligned.parquet", ALIGNED_SCHEMA)
-    with using(executor) as pool, progress_bar("align", total=table.num_rows) as advance:
-        size = task_size(table.num_rows, pool.workers, params.chunk_size)
-        results = pool.map(align_chunk, _partition_tasks(params, table, GivenReader(interim_dir, raw_dir),
-                                                         interim_dir, raw_dir, pool.partition_size, size,
-                                                         tally.warnings))
-        for k, start in enumerate(range(0, table.num_rows, pool.partition_size)):
-            part = table.slice(start, pool.partition_size)
-            outcomes: list[RowOutcome] = []
-            pixels = np.empty((part.num_rows, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-            while len(outcomes) < part.num_rows:
-                chunk_outcomes, chunk_pixels = next(results)
-                pixels[len(outcomes):len(outcomes) + len(chunk_outcomes)] = chunk_pixels
+    with using(executor) as pool:
+        total, parts = _manifest_partitions(interim_dir / "manifest.parquet", pool.partition_size)
+        tmp = _fresh_sibling(out_dir, ".tmp")
+        writer = ShardWriter(tmp / "aligned.parquet", ALIGNED_SCHEMA)
+        due: deque[pa.Table] = deque()
+        tasks = _partition_tasks(params, parts, GivenReader(interim_dir, raw_dir), interim_dir, raw_dir,
+                                 task_size(total, pool.workers, params.chunk_size), due, tally.warnings)
+        outcomes: list[RowOutcome] = []
+        pixels: list[np.ndarray] = []
+        with progress_bar("align", total=total) as advance:
+            for chunk_outcomes, chunk_pixels in pool.map(align_chunk, tasks):
                 outcomes.extend(chunk_outcomes)
+                pixels.append(chunk_pixels)
                 advance(len(chunk_outcomes))
-            writer.write(k, _aligned_partition(part, outcomes, pixels, params, tally))
+                if len(outcomes) == due[0].num_rows:  # a partition's last chunk
+                    part = _aligned_partition(due.popleft(), outcomes, np.concatenate(pixels), params, tally)
+                    writer.write(writer.written, part)
+                    outcomes, pixels = [], []
     writer.close()
     result = tally.result()
     _write_outputs(tmp, out_dir, result, params)

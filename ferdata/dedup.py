@@ -134,14 +134,15 @@ class FaceStats:
         return cls(phash(images), pixel_std(images), pixel_digests(images), block_means(images))
 
     @classmethod
-    def concat(cls, parts: Sequence["FaceStats"]) -> "FaceStats":
-        return cls(np.concatenate([p.phash for p in parts]).astype(np.uint64),
-                   np.concatenate([p.std for p in parts]).astype(np.float64),
-                   np.concatenate([p.sha1 for p in parts]).astype("S20"),
-                   np.concatenate([p.blocks for p in parts]).astype(np.float32))
+    def empty(cls, n: int) -> "FaceStats":
+        """Room for ``n`` faces' stats, filled by :meth:`put`."""
+        return cls(np.empty(n, np.uint64), np.empty(n, np.float64), np.empty(n, "S20"),
+                   np.empty((n, (IMAGE_SIZE // _BLOCK) ** 2), np.float32))
 
-    def take(self, rows: np.ndarray) -> "FaceStats":
-        return FaceStats(self.phash[rows], self.std[rows], self.sha1[rows], self.blocks[rows])
+    def put(self, rows: np.ndarray, part: "FaceStats") -> None:
+        """Store ``part``'s stats at ``rows``."""
+        self.phash[rows], self.std[rows], self.sha1[rows], self.blocks[rows] = (
+            part.phash, part.std, part.sha1, part.blocks)
 
 
 def face_stats(shard: str) -> FaceStats:
@@ -150,7 +151,8 @@ def face_stats(shard: str) -> FaceStats:
 
 
 class Faces(Protocol):
-    """Images by row: an (N, 48, 48) array, or anything that reads the rows it is indexed with."""
+    """Per-row arrays by row (images, or their block means): an array, or anything that reads
+    the rows it is indexed with."""
 
     def __len__(self) -> int: ...
 
@@ -168,7 +170,7 @@ def block_means(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def block_distance(blocks: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+def block_distance(blocks: Faces, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Mean absolute difference of the block means of images i and j: at most the mean pixel
     difference :func:`similar_pairs` measures (a block's mean difference is at most the mean
     of its absolute differences), so a pair above ``near_max_diff`` here is no copy."""
@@ -278,7 +280,7 @@ def similar_pairs(images: Faces, pairs: np.ndarray, max_diff: float) -> np.ndarr
 
 def duplicate_groups(images: Faces, exact_keys: list[Keys], threshold: int, max_diff: float,
                      hashes: np.ndarray | None = None,
-                     blocks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     blocks: Faces | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group ids (-1 when unique) numbered by first member, whether each group is exact,
     and each image's pHash (the pHashes and block means are computed from ``images``
     unless given).
@@ -416,7 +418,7 @@ def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Seq
     hashes = stats.phash
     sub_groups, exact, _ = duplicate_groups(
         _Rows(images, rows), [stats.sha1[rows], _arrow(content_hashes).take(pa.array(rows))], phash_threshold,
-        near_max_diff, hashes[rows], stats.blocks[rows])
+        near_max_diff, hashes[rows], _Rows(stats.blocks, rows))
     groups = np.full(len(ids), -1, dtype=np.int64)
     groups[rows] = sub_groups
     resolution = resolve_groups(sub_groups, [splits[i] for i in rows], [units[i] for i in rows],

@@ -134,7 +134,8 @@ def array_to_pixels(images: np.ndarray) -> pa.Array:
 
 def check_labels(table: pa.Table, classes: tuple[str, ...] | list[str], path: Path, hint: str = "") -> None:
     """Refuse rows whose label is outside ``classes`` or whose label_index disagrees with it."""
-    bad = sorted({(lab, int(k)) for lab, k in zip(table["label"].to_pylist(), table["label_index"].to_pylist())
+    pairs = table.select(["label", "label_index"]).group_by(["label", "label_index"]).aggregate([])
+    bad = sorted({(lab, int(k)) for lab, k in zip(pairs["label"].to_pylist(), pairs["label_index"].to_pylist())
                   if lab not in classes or list(classes).index(lab) != k})
     if bad:
         raise ValueError(f"{path}: labels not in the {len(classes)}-class taxonomy {list(classes)} "

@@ -98,6 +98,18 @@ class Shards:
         for f in self.files:
             yield pq.read_table(f, columns=columns)
 
+    def batches(self, size: int, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """The rows in order as tables of ``size`` rows (the last may be shorter), whatever the
+        shards' own sizes; a shard or two is read at a time."""
+        ahead = None
+        for table in self.tables(columns):
+            ahead = table if ahead is None else pa.concat_tables([ahead, table])
+            while ahead.num_rows >= size:
+                yield ahead.slice(0, size)
+                ahead = ahead.slice(size)
+        if ahead is not None and ahead.num_rows:
+            yield ahead
+
     def take(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
         """Rows by position in the whole table, in the order given; each shard they fall in is
         read once."""

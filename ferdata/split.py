@@ -12,8 +12,7 @@ drops rows, so no subject changes side.
 from __future__ import annotations
 
 import zlib
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -27,13 +26,15 @@ from rich.table import Table
 from ferdata import dedup
 from ferdata.executor import Executor, using
 from ferdata.export import write_dataset
-from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, array_to_pixels, check_labels
+from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, check_labels, pixels_to_array
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
 from ferdata.shards import LazyPixels, Shards
 from ferdata.taxonomy import CLASSES_7
 
 SPLITS = dedup.SPLIT_ORDER
+#: The aligned manifest's columns the decisions read for every row; the rest are read a partition at a time.
+DECISION_COLUMNS = ["sample_id", "source", "label", "label_index", "split", "subject", "sequence", "content_hash"]
 AUXILIARY_MODES = ("split", "train")
 
 
@@ -263,21 +264,23 @@ def assign_splits(rows: Decisions, params: SplitParams, n_classes: int) -> Assig
     return result
 
 
-def _locations(table: pa.Table, rows: list[int]) -> list[str]:
-    """``source_file:source_line`` (or the file alone) of some rows, read from the table."""
-    picked = table.select(["source_file", "source_line"]).take(pa.array(rows, pa.int64())).to_pylist()
+def _locations(shards: Shards, rows: np.ndarray) -> list[str]:
+    """``source_file:source_line`` (or the file alone) of some stored rows."""
+    picked = shards.take(rows, ["source_file", "source_line"]).to_pylist()
     return [f"{r['source_file']}:{r['source_line']}" if r["source_line"] is not None else r["source_file"]
             for r in picked]
 
 
 def _check_input(table: pa.Table, path: Path, classes: Sequence[str]) -> None:
     """Refuse input that would make the dataset wrong rather than incomplete (``table``: the
-    aligned manifest's columns without its pixels)."""
-    ids = table["sample_id"].to_pylist()
-    repeated = sorted(k for k, n in Counter(ids).items() if n > 1)
+    aligned manifest's decision columns)."""
+    ids = table["sample_id"]
+    counts = pc.value_counts(ids)
+    repeated = sorted(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
     if repeated:
         raise ValueError(f"{path}: sample ids occur more than once: {repeated[:10]}")
-    unusable = [i for i in ids if not i or "/" in i or "\\" in i or i.startswith(".")]
+    unusable = ids.filter(pc.or_(pc.or_(pc.equal(ids, ""), pc.starts_with(ids, ".")),
+                                 pc.match_substring_regex(ids, r"[/\\]"))).to_pylist()
     if unusable:
         raise ValueError(f"{path}: sample ids unusable as file names: {unusable[:10]}")
     check_labels(table, classes, path, "; run ingest with the same taxonomy")
@@ -289,21 +292,20 @@ def _units(rows: Decisions) -> list[str]:
             for sample_id, source, subject, sequence in zip(rows.sample_id, rows.source, rows.subject, rows.sequence)]
 
 
-def _dataset_parts(table: pa.Table, images: LazyPixels, kept: list[int], splits: list, folds: list,
+def _dataset_parts(shards: Shards, order: np.ndarray, kept: np.ndarray, splits: list, folds: list,
                    groups: np.ndarray, hashes: np.ndarray, labels: list[str],
                    partition_size: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
-    """The kept rows with their final split and the DATASET_SCHEMA columns, and their faces,
-    ``partition_size`` rows at a time (a shard of the dataset manifest each); the per-row
-    strings (hex pHash, PNG path) exist a partition at a time."""
+    """The kept rows (``order[i]`` is where row ``i`` is stored) with their final split and the
+    DATASET_SCHEMA columns, and their faces, ``partition_size`` rows at a time (a shard of the
+    dataset manifest each): rows are read from the shards, and the per-row strings (hex
+    pHash, PNG path) made, a partition at a time."""
     for start in range(0, len(kept), partition_size):
         rows = kept[start:start + partition_size]
-        out = table.take(pa.array(rows, pa.int64()))
+        out = shards.take(order[rows], ALIGNED_SCHEMA.names)
         paths = [f"{splits[i]}/{labels[i]}/{sample_id}.png"
                  for i, sample_id in zip(rows, out["sample_id"].to_pylist())]
-        faces = images[np.asarray(rows, dtype=np.int64)]
         out = out.set_column(out.schema.get_field_index("split"), ALIGNED_SCHEMA.field("split"),
                              pa.array([splits[i] for i in rows], pa.string()))
-        out = out.append_column(ALIGNED_SCHEMA.field("pixels"), array_to_pixels(faces))
         extra = {
             "fold": pa.array([folds[i] for i in rows], pa.int16()),
             "dup_group": pa.array([int(groups[i]) if groups[i] >= 0 else None for i in rows], pa.int64()),
@@ -313,7 +315,7 @@ def _dataset_parts(table: pa.Table, images: LazyPixels, kept: list[int], splits:
         }
         for name, column in extra.items():
             out = out.append_column(DATASET_SCHEMA.field(name), column)
-        yield out.select(DATASET_SCHEMA.names).cast(DATASET_SCHEMA), faces
+        yield out.select(DATASET_SCHEMA.names).cast(DATASET_SCHEMA), pixels_to_array(out["pixels"])
 
 
 def _split_report(rows: Decisions, kept: list[int], splits: list, assignment: Assignment,
@@ -325,7 +327,7 @@ def _split_report(rows: Decisions, kept: list[int], splits: list, assignment: As
         counts[splits[i]][rows.label[i]] += 1
         per_class = by_source[splits[i]].setdefault(rows.source[i], {c: 0 for c in classes})
         per_class[rows.label[i]] += 1
-    kept_groups = {(rows.source[i], rows.subject_key(i)) for i in kept}
+    kept_groups = {(rows.source[i], rows.subject_key(i)) for i in kept if rows.source[i] in assignment.subjects}
     subjects = {src: {s: [n for n in names if (src, n) in kept_groups] for s, names in per_split.items()}
                 for src, per_split in assignment.subjects.items()}
     return {
@@ -341,14 +343,25 @@ def _split_report(rows: Decisions, kept: list[int], splits: list, assignment: As
     }
 
 
+def _rows_except(n: int, left_out: Collection[int]) -> np.ndarray:
+    """The rows 0..n-1 not in ``left_out``, ascending."""
+    out = np.ones(n, dtype=bool)
+    out[list(left_out)] = False
+    return np.flatnonzero(out)
+
+
 def face_stats(shards: Shards, order: np.ndarray, executor: Executor) -> dedup.FaceStats:
-    """Every face's hashes, a shard at a time on the executor, in ``order``."""
-    parts = []
+    """Every face's hashes, a shard at a time on the executor, in ``order`` (``order[i]`` is
+    where row ``i`` is stored): each shard's are put in place, with no second copy."""
+    row_of = np.empty(len(order), dtype=np.int64)
+    row_of[order] = np.arange(len(order))
+    stats, stored = dedup.FaceStats.empty(len(order)), 0
     with progress_bar("split: hash faces", total=len(shards)) as advance:
-        for stats in executor.map(dedup.face_stats, ((str(f),) for f in shards.files)):
-            parts.append(stats)
-            advance(len(stats.sha1))
-    return dedup.FaceStats.concat(parts).take(order)
+        for part in executor.map(dedup.face_stats, ((str(f),) for f in shards.files)):
+            stats.put(row_of[stored:stored + len(part.sha1)], part)
+            stored += len(part.sha1)
+            advance(len(part.sha1))
+    return stats
 
 
 def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
@@ -368,16 +381,16 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     missing = [name for name in ALIGNED_SCHEMA.names if name not in shards.schema.names]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; expected the aligned manifest")
-    columns = [name for name in ALIGNED_SCHEMA.names if name != "pixels"]
-    table = shards.read(columns).cast(pa.schema([ALIGNED_SCHEMA.field(name) for name in columns]))
+    table = shards.read(DECISION_COLUMNS).cast(pa.schema([ALIGNED_SCHEMA.field(name) for name in DECISION_COLUMNS]))
     _check_input(table, path, classes)
     order = pc.sort_indices(table["sample_id"]).to_numpy()
-    table = table.take(pa.array(order))
+    if (np.diff(order) != 1).any():  # align writes sample-id order; any other is put in it
+        table = table.take(pa.array(order))
     rows = Decisions.of(table)
     ids = rows.sample_id
     bad_split = {i: ("unknown_split", f"split {split!r} is not one of {list(SPLITS)}")
                  for i, split in enumerate(rows.split) if split is not None and split not in SPLITS}
-    valid = [i for i in range(len(rows)) if i not in bad_split]
+    valid = _rows_except(len(rows), bad_split)
     assignment = assign_splits(rows.take(valid) if bad_split else rows, params, len(classes))
     splits: list[str | None] = [None] * len(rows)
     folds: list[int | None] = [None] * len(rows)
@@ -394,12 +407,12 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
         blank_std=params.blank_std,
         leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
     drops = {**bad_split, **found.drops}
-    kept = [i for i in range(len(rows)) if i not in drops]
+    kept = _rows_except(len(rows), drops)
     labels = rows.label
-    parts = _dataset_parts(table, images, kept, splits, folds, found.groups, found.hashes, labels, partition_size)
-    dropped_rows = sorted(drops)
+    parts = _dataset_parts(shards, order, kept, splits, folds, found.groups, found.hashes, labels, partition_size)
+    dropped_rows = np.array(sorted(drops), dtype=np.int64)
     rejects = [Reject(rows.source[i], location, *drops[i], kind="dropped", sample_id=ids[i])
-               for i, location in zip(dropped_rows, _locations(table, dropped_rows))]
+               for i, location in zip(dropped_rows, _locations(shards, order[dropped_rows]))]
     dropped: dict[str, list[str]] = {}
     for r in sorted(rejects, key=lambda r: r.reason):
         dropped.setdefault(r.reason, []).append(r.sample_id)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from PIL import Image
 from skimage import color, data
@@ -20,6 +22,7 @@ from ferdata.faces import EXPRESSIONS, draw_face
 from ferdata.landmarks import eye_centres, mean_shape
 from ferdata.manifest import ALIGNED_SCHEMA, INGEST_SCHEMA, pixels_to_array, read_table, write_table
 from ferdata.params import ParamsError, section
+from ferdata.shards import write_sharded
 
 
 @pytest.fixture(scope="module")
@@ -344,3 +347,24 @@ def test_stage_keep_policy_passthrough_and_worker_count_do_not_change_bytes(inte
     assert statuses["ckplus-S005_001_00000002"] == "no_face"  # kept this time
     assert statuses["jaffe-KA.FE1.1"] == "passthrough"
     assert len(one) == 8  # all but the unreadable file
+
+
+def test_a_manifest_in_sample_id_order_is_read_in_shards_and_gives_the_same_bytes(interim, tmp_path):
+    """Ingest writes its manifest in sample-id order, in shards: align streams it, re-cut into
+    its own partitions, and writes what it writes for the same rows read whole and sorted."""
+    raw, interim_dir, _ = interim
+    sharded = tmp_path / "interim"
+    shutil.copytree(interim_dir, sharded)
+    table = read_table(interim_dir / "manifest.parquet")
+    (sharded / "manifest.parquet").unlink()
+    write_sharded(table, sharded / "manifest.parquet", 2, order=pc.sort_indices(table["sample_id"]))
+    assert len(list((sharded / "manifest.parquet").iterdir())) == 5
+    with LocalExecutor(ExecutorParams(workers=1, partition_size=4)) as pool:  # 9 rows: 4, 4 and 1
+        run_align(AlignParams(), interim_dir, raw, tmp_path / "whole", pool)
+        run_align(AlignParams(), sharded, raw, tmp_path / "streamed", pool)
+
+    for name in ("aligned.parquet", "rejects.parquet", "align.json"):
+        whole, streamed = tmp_path / "whole" / name, tmp_path / "streamed" / name
+        files = sorted(whole.iterdir()) if whole.is_dir() else [whole]
+        assert [f.read_bytes() for f in files] == [(streamed / f.relative_to(whole)).read_bytes() for f in files]
+    assert len(read_table(tmp_path / "streamed" / "aligned.parquet")) == 7  # a blank CK+ frame dropped, a file missing

@@ -175,6 +175,22 @@ def test_labels_outside_the_taxonomy_are_refused_naming_the_file(tmp_path):
     assert not (tmp_path / "dataset").exists()
 
 
+@pytest.mark.parametrize("bad_id, message", [
+    ("repeat", "sample ids occur more than once"),
+    ("fer2013/000001", "sample ids unusable as file names"),
+    ("fer2013\\000001", "sample ids unusable as file names"),
+    (".hidden", "sample ids unusable as file names"),
+    ("", "sample ids unusable as file names"),
+])
+def test_ids_that_would_clash_or_escape_their_folder_are_refused_naming_the_file(tmp_path, bad_id, message):
+    rows = fer_rows({"train": [2] * 7})
+    rows[0]["sample_id"] = rows[1]["sample_id"] if bad_id == "repeat" else bad_id
+    write_aligned(tmp_path / "aligned", aligned_table(rows, distinct_images(len(rows))))
+    with pytest.raises(ValueError, match=rf"aligned\.parquet: {message}"):
+        run_split(SplitParams(), tmp_path / "aligned", tmp_path / "dataset")
+    assert not (tmp_path / "dataset").exists()
+
+
 def test_missing_input_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="aligned.parquet"):
         run_split(SplitParams(), tmp_path / "aligned", tmp_path / "dataset")
