@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from itertools import chain, islice
 from multiprocessing import get_context
@@ -168,7 +168,8 @@ class DaskExecutor(Executor):
 
         self.cluster = None
         # held while the client lives: comms to workers that join later read it then
-        self._message_log = dask.config.set({"distributed.admin.low-level-log-length": DASK_MESSAGE_LOG})
+        self._settings = ExitStack()
+        self._settings.enter_context(dask.config.set({"distributed.admin.low-level-log-length": DASK_MESSAGE_LOG}))
         if params.address:
             self.client = Client(params.address)
         else:
@@ -190,7 +191,7 @@ class DaskExecutor(Executor):
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
-        self._message_log.__exit__(None, None, None)
+        self._settings.close()
 
 
 @contextmanager

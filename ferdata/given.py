@@ -9,6 +9,7 @@ time. Coordinates are the source image's pixels.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ferdata.manifest import read_table
-from ferdata.shards import PARTITION_SIZE, Shards, write_sharded
+from ferdata.shards import Shards, write_shards
 from ferdata.sources import ckplus
 from ferdata.sources.base import POINTS, Given
 
@@ -48,9 +49,74 @@ def given_table(given: dict[str, Given]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=GIVEN_SCHEMA)
 
 
-def write_given(table: pa.Table, path: Path, partition_size: int = PARTITION_SIZE) -> None:
-    """:data:`GIVEN_SCHEMA` rows as Parquet shards sorted by sample id."""
-    write_sharded(table, path, partition_size, order=pc.sort_indices(table["sample_id"]))
+#: Rows read back at a time from each spilled part while merging.
+MERGE_BATCH = 4096
+
+
+class GivenSpill:
+    """Given rows put aside on disk a part at a time (Arrow IPC files, each part sorted by
+    sample id), then merged into given.parquet's shards in sample-id order: memory holds the
+    sample ids and a batch of each part, not every face's box and landmarks."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.files: list[Path] = []
+        self.ids: list[pa.ChunkedArray] = []
+
+    def add(self, table: pa.Table) -> None:
+        """Put aside one part's rows (:data:`GIVEN_SCHEMA`)."""
+        if table.num_rows:
+            table = table.cast(GIVEN_SCHEMA).take(pc.sort_indices(table["sample_id"]))
+            path = self.folder / f"part-{len(self.files):05d}.arrow"
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, GIVEN_SCHEMA) as writer:
+                writer.write_table(table, max_chunksize=MERGE_BATCH)
+            self.files.append(path)
+            self.ids.append(table["sample_id"])
+
+    def write(self, path: Path, partition_size: int, keep: pa.Array | pa.ChunkedArray) -> None:
+        """given.parquet at ``path``: the rows whose sample ids are in ``keep``, in sample-id
+        order, as shards of ``partition_size`` rows."""
+        starts = np.cumsum([0] + [len(part) for part in self.ids])
+        every = pa.chunked_array([chunk for part in self.ids for chunk in part.chunks], pa.string())
+        order = pc.sort_indices(every).to_numpy().astype(np.int64)
+        order = order[pc.is_in(every, keep).to_numpy(zero_copy_only=False)[order]]
+        part_of = np.searchsorted(starts, order, side="right") - 1
+        cursors = [_Cursor(f) for f in self.files]
+
+        def shards() -> Iterator[pa.Table]:
+            for lo in range(0, len(order), partition_size):
+                rows, parts = order[lo:lo + partition_size], part_of[lo:lo + partition_size]
+                pieces, where, taken = [], np.empty(len(rows), dtype=np.int64), 0
+                for p in np.unique(parts):
+                    mine = np.flatnonzero(parts == p)
+                    pieces.append(cursors[p].take(rows[mine] - starts[p]))
+                    where[mine] = np.arange(taken, taken + len(mine))
+                    taken += len(mine)
+                yield pa.concat_tables(pieces).take(pa.array(where))
+
+        write_shards(shards(), path, GIVEN_SCHEMA)
+
+
+class _Cursor:
+    """Rows of a spilled part taken at ascending positions, read a batch at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.reader = pa.ipc.open_file(pa.OSFile(str(path)))
+        self.batches_read = 0
+        self.buffer = GIVEN_SCHEMA.empty_table()
+        self.start = 0  # the part's position of the buffer's first row
+
+    def take(self, positions: np.ndarray) -> pa.Table:
+        """The rows at ``positions`` (ascending, beyond those taken before)."""
+        while self.start + self.buffer.num_rows <= positions[-1]:
+            batch = self.reader.get_batch(self.batches_read)
+            self.batches_read += 1
+            self.buffer = pa.concat_tables([self.buffer, pa.Table.from_batches([batch])])
+        out = self.buffer.take(pa.array(positions - self.start))
+        passed = int(positions[-1]) + 1 - self.start
+        self.buffer, self.start = self.buffer.slice(passed), self.start + passed
+        return out
 
 
 def _as_given(table: pa.Table) -> dict[str, Given]:
@@ -65,7 +131,7 @@ def _as_given(table: pa.Table) -> dict[str, Given]:
 
 
 def read_given(path: Path) -> dict[str, Given]:
-    """The whole table :func:`write_given` wrote, by sample id; empty when there is none."""
+    """The whole of given.parquet, by sample id; empty when there is none."""
     return _as_given(read_table(path)) if Path(path).exists() else {}
 
 

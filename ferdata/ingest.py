@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
@@ -17,7 +18,7 @@ from ferdata.executor import Executor, using
 from ferdata.ferplus import FILE_NAME as FERPLUS_FILE
 from ferdata.ferplus import LABEL_MODES, apply_ferplus, apply_votes, read_ferplus_folders, write_agreement
 from ferdata.ferplus import SOURCE as FERPLUS_SOURCE
-from ferdata.given import GIVEN_FILE, write_given
+from ferdata.given import GIVEN_FILE, GivenSpill, given_table
 from ferdata.manifest import INGEST_SCHEMA, SOFT_LABEL_FIELD, Reject, rejects_table, write_table
 from ferdata.progress import progress_bar
 from ferdata.shards import write_sharded
@@ -124,9 +125,11 @@ def check_params(params: IngestParams, raw_dir: Path) -> None:
                                  "votes (fer2013new.csv from the FER+ repository, MIT licence)")
 
 
-def read_sources(params: IngestParams, raw_dir: Path, executor: Executor) -> dict[str, SourceRows]:
+def read_sources(params: IngestParams, raw_dir: Path, executor: Executor,
+                 given: GivenSpill) -> dict[str, SourceRows]:
     """Run each named source's reader over ``raw_dir/<name>/`` (missing files raise first), a
-    part at a time: each part's images decoded and hashed on ``executor``, then compacted."""
+    part at a time: each part's images decoded and hashed on ``executor``, then compacted,
+    and what it gives about its faces put aside in ``given``."""
     bad = unknown_sources(params)
     if bad:
         raise ValueError(f"unknown sources {bad}; known: {sorted(params.known())} "
@@ -140,6 +143,7 @@ def read_sources(params: IngestParams, raw_dir: Path, executor: Executor) -> dic
         with progress_bar(f"ingest {name}") as advance:
             for batch in reader.read_parts(advance):
                 measure_records(name, batch, executor)
+                given.add(given_table(batch.given))
                 parts.append(compact(batch))
         sources[name] = gather(parts)
     return sources
@@ -311,25 +315,24 @@ def run_ingest(params: IngestParams, raw_dir: Path, out_dir: Path,
     (shards) and ingest.json."""
     check_params(params, raw_dir)
     taxonomy = Taxonomy.of_size(params.taxonomy)
-    with using(executor) as pool:
-        sources = read_sources(params, raw_dir, pool)
-        partition_size = pool.partition_size
-    drawn = draw_val(sources, params.val_from_train, params.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pixel_files = write_pixels(sources, out_dir)
-    table, rejects, accounts = to_manifest(sources, taxonomy)
-    table = relabel_with_ferplus(params, table, raw_dir, out_dir, rejects, accounts, taxonomy)
-    review = CorrectionsReport()
-    if corrections is not None:
-        table, review = apply_corrections(table, corrections, taxonomy.classes)
-        record_removals(review.rejects, rejects, accounts)
-    count_accepted(table, accounts, taxonomy)
-    write_sharded(table, out_dir / "manifest.parquet", partition_size, order=pc.sort_indices(table["sample_id"]))
-    write_table(rejects_table(rejects), out_dir / "rejects.parquet")
-    given = pa.concat_tables([rows.given for rows in sources.values()])
-    kept = pc.is_in(given["sample_id"], table["sample_id"])
-    write_given(given if pc.all(kept).as_py() else given.filter(kept), out_dir / GIVEN_FILE,
-                partition_size)
+    with tempfile.TemporaryDirectory(prefix=".given-", dir=out_dir) as spill_dir:
+        given = GivenSpill(Path(spill_dir))
+        with using(executor) as pool:
+            sources = read_sources(params, raw_dir, pool, given)
+            partition_size = pool.partition_size
+        drawn = draw_val(sources, params.val_from_train, params.seed)
+        pixel_files = write_pixels(sources, out_dir)
+        table, rejects, accounts = to_manifest(sources, taxonomy)
+        table = relabel_with_ferplus(params, table, raw_dir, out_dir, rejects, accounts, taxonomy)
+        review = CorrectionsReport()
+        if corrections is not None:
+            table, review = apply_corrections(table, corrections, taxonomy.classes)
+            record_removals(review.rejects, rejects, accounts)
+        count_accepted(table, accounts, taxonomy)
+        write_sharded(table, out_dir / "manifest.parquet", partition_size, order=pc.sort_indices(table["sample_id"]))
+        write_table(rejects_table(rejects), out_dir / "rejects.parquet")
+        given.write(out_dir / GIVEN_FILE, partition_size, keep=table["sample_id"])
     report = {
         "taxonomy": list(taxonomy.classes),
         "sources": {name: asdict(acc) for name, acc in accounts.items()},

@@ -10,7 +10,7 @@ same rows and partition size give the same files whoever computed them.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,23 +47,30 @@ class ShardWriter:
             self.write(0, self.schema.empty_table())
 
 
-def write_sharded(table: pa.Table, folder: Path, partition_size: int, order: pa.Array | None = None) -> None:
-    """``table`` as shards of ``partition_size`` consecutive rows (rows in ``order``, when
-    given, taken a shard at a time: no second copy of the table), replacing what ``folder``
-    held (a file or a folder) once every shard is written."""
+def write_shards(tables: Iterable[pa.Table], folder: Path, schema: pa.Schema) -> None:
+    """``tables`` as shards 0, 1, ... of ``folder``, replacing what it held (a file or a
+    folder) once every shard is written."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    writer = ShardWriter(tmp, table.schema)
-    for k, start in enumerate(range(0, table.num_rows, partition_size)):
-        writer.write(k, table.slice(start, partition_size) if order is None
-                     else table.take(order.slice(start, partition_size)))
+    writer = ShardWriter(tmp, schema)
+    for k, table in enumerate(tables):
+        writer.write(k, table)
     writer.close()
     if folder.is_dir():
         shutil.rmtree(folder)
     elif folder.exists():
         folder.unlink()
     tmp.rename(folder)
+
+
+def write_sharded(table: pa.Table, folder: Path, partition_size: int, order: pa.Array | None = None) -> None:
+    """``table`` as shards of ``partition_size`` consecutive rows (rows in ``order``, when
+    given, taken a shard at a time: no second copy of the table), replacing what ``folder``
+    held."""
+    starts = range(0, table.num_rows, partition_size)
+    write_shards((table.slice(start, partition_size) if order is None
+                  else table.take(order.slice(start, partition_size)) for start in starts), folder, table.schema)
 
 
 class Shards:

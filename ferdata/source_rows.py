@@ -1,8 +1,9 @@
 """A source's samples as ingest keeps them: Arrow columns, not a Python object per face.
 
 A reader hands its samples over a part at a time (:meth:`Source.read_parts`). Ingest
-measures a part's images, then compacts the part here, so that a million faces cost
-Arrow's few hundred bytes each rather than a record, a box and a landmark array each.
+measures a part's images, then compacts the part's records here, so that a million faces
+cost Arrow's few hundred bytes each rather than a record each (what a part gives about its
+faces, boxes and landmarks, goes to disk: :class:`ferdata.given.GivenSpill`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pyarrow as pa
 
-from ferdata.given import GIVEN_SCHEMA, given_table
 from ferdata.manifest import INGEST_SCHEMA, Reject
 from ferdata.sources.base import RawRecord, SourceBatch
 
@@ -23,12 +23,10 @@ RECORD_SCHEMA = pa.schema([INGEST_SCHEMA.field(f.name) for f in fields(RawRecord
 
 @dataclass
 class SourceRows:
-    """All one source read: its measured records (:data:`RECORD_SCHEMA`), what it gives about
-    faces (:data:`GIVEN_SCHEMA`, in reading order), its rejects, the count of items seen, its
-    decoded pixels (if any) and its own label map (if any)."""
+    """All one source read: its measured records (:data:`RECORD_SCHEMA`), its rejects, the
+    count of items seen, its decoded pixels (if any) and its own label map (if any)."""
 
     records: pa.Table
-    given: pa.Table
     rejects: list[Reject]
     seen: int
     pixels: np.ndarray | None = None
@@ -43,8 +41,7 @@ def records_table(records: list[RawRecord]) -> pa.Table:
 
 def compact(batch: SourceBatch) -> SourceRows:
     """A measured part of a source (no record left with an image to read) as Arrow rows."""
-    return SourceRows(records_table(batch.records), given_table(batch.given), batch.rejects, batch.seen,
-                      batch.pixels, batch.labels)
+    return SourceRows(records_table(batch.records), batch.rejects, batch.seen, batch.pixels, batch.labels)
 
 
 def gather(parts: Iterable[SourceRows]) -> SourceRows:
@@ -55,7 +52,6 @@ def gather(parts: Iterable[SourceRows]) -> SourceRows:
     if len(parts) > 1 and with_pixels:
         raise ValueError("a source that decodes pixels at ingest must be read in one part")
     return SourceRows(pa.concat_tables([RECORD_SCHEMA.empty_table()] + [p.records for p in parts]),
-                      pa.concat_tables([GIVEN_SCHEMA.empty_table()] + [p.given for p in parts]),
                       [r for p in parts for r in p.rejects], sum(p.seen for p in parts),
                       with_pixels[0].pixels if with_pixels else None,
                       next((p.labels for p in parts if p.labels is not None), None))

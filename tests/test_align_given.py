@@ -13,7 +13,7 @@ from PIL import Image
 from ferdata.align import AlignParams, Aligner, apply, centre_crop, run_align
 from ferdata.executor import ExecutorParams, LocalExecutor
 from ferdata.faces import draw_face
-from ferdata.given import GIVEN_FILE, given_table, write_given
+from ferdata.given import GIVEN_FILE, given_table
 from ferdata.manifest import INGEST_SCHEMA, pixels_to_array, read_table, write_table
 from ferdata.sources.base import Given
 
@@ -60,7 +60,7 @@ def stage(tmp_path_factory):
             _row("raf-db-train_00001", "raf-db", "Image/aligned/train_00001_aligned.png", 100)]
     write_table(pa.Table.from_pylist(rows, schema=INGEST_SCHEMA), interim / "manifest.parquet")
     turned = _rotated(truth.landmarks, 8.0)
-    write_given(given_table({"affectnet-1_a": Given(box=_box(truth.landmarks), landmarks=turned),
+    write_table(given_table({"affectnet-1_a": Given(box=_box(truth.landmarks), landmarks=turned),
                              "raf-db-train_00001": Given(prealigned=True)}), interim / GIVEN_FILE)
     return raw, interim, truth, aligned_face
 
