@@ -16,7 +16,7 @@ sha1 and 8x8-pixel block means. Aligned faces crowd together in pHash space, so 
 within the threshold grow with the square of the faces; each is first checked against a
 bound from the block means, which is never more than the pixel difference, and dropped as
 it is found when even the bound exceeds ``near_max_diff``. The faces of the pairs left
-alone are read back to confirm them pixel by pixel.
+are read back, a chunk of pairs at a time, to confirm them pixel by pixel.
 """
 
 from __future__ import annotations
@@ -263,18 +263,16 @@ def candidate_pairs(phashes: np.ndarray, threshold: int, keep: PairFilter | None
 def similar_pairs(images: Faces, pairs: np.ndarray, max_diff: float) -> np.ndarray:
     """The pairs whose images differ by at most ``max_diff`` grey levels on average, after
     removing each image's mean brightness: a pixel-level check that a pHash match is a copy.
-    Each image in a pair is read once."""
+    The faces are read a chunk of pairs at a time, so memory holds a chunk's faces however
+    many pairs there are."""
     keep = np.zeros(len(pairs), dtype=bool)
-    involved, local = np.unique(pairs, return_inverse=True)
-    faces = images[involved] if len(involved) else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    local = local.reshape(pairs.shape)
     for start in range(0, len(pairs), _CHUNK):
-        chunk = local[start:start + _CHUNK]
-        a = faces[chunk[:, 0]].astype(np.float32)
-        b = faces[chunk[:, 1]].astype(np.float32)
-        a -= a.mean(axis=(1, 2), keepdims=True)
-        b -= b.mean(axis=(1, 2), keepdims=True)
-        keep[start:start + len(chunk)] = np.abs(a - b).mean(axis=(1, 2)) <= max_diff
+        chunk = pairs[start:start + _CHUNK]
+        involved, local = np.unique(chunk, return_inverse=True)
+        faces = images[involved].astype(np.float32)
+        faces -= faces.mean(axis=(1, 2), keepdims=True)
+        local = local.reshape(chunk.shape)
+        keep[start:start + len(chunk)] = np.abs(faces[local[:, 0]] - faces[local[:, 1]]).mean(axis=(1, 2)) <= max_diff
     return pairs[keep]
 
 

@@ -3,12 +3,13 @@ that pyarrow (``pq.read_table(folder)``) and Dask (``dd.read_parquet(folder)``) 
 
 Stages write their large tables a partition at a time (:class:`ShardWriter`), so no process
 holds a whole dataset's faces, and read them back lazily (:class:`Shards`): a shard at a
-time, or chosen rows. Shard ``k`` holds the rows of partition ``k`` in row order, so the
+time, or chosen rows; :class:`FaceFile` reads any rows' faces. Shard ``k`` holds the rows of partition ``k`` in row order, so the
 same rows and partition size give the same files whoever computed them.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,9 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ferdata.manifest import pixels_to_array, write_table
+from ferdata.manifest import IMAGE_SIZE, pixels_to_array, write_table
 
 SHARD_GLOB = "part-*.parquet"
+FACE_BYTES = IMAGE_SIZE * IMAGE_SIZE
 #: Rows per shard unless params.yaml's ``executor.partition_size`` says otherwise.
 PARTITION_SIZE = 4096
 
@@ -135,17 +137,33 @@ class Shards:
         return pa.concat_tables(parts).take(pa.array(inverse))
 
 
-class LazyPixels:
-    """The ``pixels`` column of sharded rows as an (N, 48, 48) array read on indexing:
-    ``faces[[3, 17]]`` reads only the shards holding those rows. ``order[i]`` is where row
-    ``i`` is stored (identity when None)."""
+class FaceFile:
+    """The ``pixels`` column of sharded rows copied once, in one pass over the shards, into a
+    flat file of 48x48 faces, and read back by row: ``faces[[3, 17]]`` reads those two faces
+    and nothing else, so any rows can be read in any order, repeatedly, holding only the
+    faces asked for. ``order[i]`` is where row ``i`` is stored. A context manager: the file
+    is deleted on exit."""
 
-    def __init__(self, shards: Shards, order: np.ndarray | None = None) -> None:
-        self.shards = shards
-        self.order = np.arange(len(shards)) if order is None else np.asarray(order, dtype=np.int64)
+    def __init__(self, shards: Shards, order: np.ndarray, path: Path) -> None:
+        self.order, self.path = np.asarray(order, dtype=np.int64), Path(path)
+        with open(self.path, "wb") as out:
+            for table in shards.tables(["pixels"]):
+                out.write(pixels_to_array(table["pixels"]).tobytes())
+        self.fd = os.open(self.path, os.O_RDONLY)
 
     def __len__(self) -> int:
         return len(self.order)
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
-        return pixels_to_array(self.shards.take(self.order[np.asarray(rows, dtype=np.int64)], ["pixels"])["pixels"])
+        stored = self.order[np.asarray(rows, dtype=np.int64)]
+        faces = np.empty((len(stored), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+        for face, position in zip(faces, stored):
+            os.preadv(self.fd, [face], int(position) * FACE_BYTES)
+        return faces
+
+    def __enter__(self) -> "FaceFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+        self.path.unlink()

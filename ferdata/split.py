@@ -11,6 +11,7 @@ drops rows, so no subject changes side.
 
 from __future__ import annotations
 
+import tempfile
 import zlib
 from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ from ferdata.export import write_dataset
 from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, check_labels, pixels_to_array
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
-from ferdata.shards import LazyPixels, Shards
+from ferdata.shards import FaceFile, Shards
 from ferdata.taxonomy import CLASSES_7
 
 SPLITS = dedup.SPLIT_ORDER
@@ -367,8 +368,9 @@ def face_stats(shards: Shards, order: np.ndarray, executor: Executor) -> dedup.F
 def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
               taxonomy_classes: Sequence[str] = CLASSES_7, executor: Executor | None = None) -> SplitResult:
     """Read ``aligned_dir/aligned.parquet`` (a shard at a time: the faces are hashed on
-    ``executor``, by default a local pool, and only the faces of proposed duplicate pairs are
-    read back); write the dataset folder ``out_dir``.
+    ``executor``, by default a local pool, and copied once into a flat scratch file beside
+    ``out_dir``, from which the faces of proposed duplicate pairs are read back a chunk of
+    pairs at a time); write the dataset folder ``out_dir``.
 
     ``out_dir`` receives manifest.parquet (kept samples in sample-id order, DATASET_SCHEMA,
     shards of the executor's partition size), ``{train,val,test}/<class>/<sample_id>.png``
@@ -397,15 +399,17 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     for k, i in enumerate(valid):
         splits[i], folds[i] = assignment.split[k], assignment.fold[k]
 
-    images = LazyPixels(shards, order)
     with using(executor) as pool:
         stats = face_stats(shards, order, pool)
         partition_size = pool.partition_size
-    found = dedup.deduplicate(
-        stats, images, ids, splits, _units(rows), table["content_hash"], set(bad_split),
-        phash_threshold=params.phash_threshold, near_max_diff=params.near_max_diff,
-        blank_std=params.blank_std,
-        leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
+    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".faces-", dir=Path(out_dir).parent) as scratch, \
+            FaceFile(shards, order, Path(scratch) / "faces.u8") as images:
+        found = dedup.deduplicate(
+            stats, images, ids, splits, _units(rows), table["content_hash"], set(bad_split),
+            phash_threshold=params.phash_threshold, near_max_diff=params.near_max_diff,
+            blank_std=params.blank_std,
+            leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
     drops = {**bad_split, **found.drops}
     kept = _rows_except(len(rows), drops)
     labels = rows.label

@@ -8,6 +8,7 @@ import pytest
 from split_helpers import aligned_table, decisions, distinct_images, fer_rows, row, subject_rows, write_aligned
 
 from ferdata.params import ParamsError, section
+from ferdata.shards import FaceFile, Shards, write_sharded
 from ferdata.split import SplitParams, assign_splits, group_quotas, run_split
 
 
@@ -200,3 +201,16 @@ def test_no_rows_gives_an_empty_dataset_with_every_class_folder(tmp_path):
     result, manifest, dropped = _run(tmp_path, [], np.zeros((0, 48, 48), np.uint8))
     assert manifest == [] and dropped == [] and result.kept == 0
     assert all(len(list((tmp_path / "dataset" / s).iterdir())) == 7 for s in ("train", "val", "test"))
+
+
+def test_face_file_reads_any_rows_faces_in_any_order_and_deletes_itself(tmp_path):
+    images = distinct_images(10)
+    table = aligned_table(fer_rows({"train": [2] * 5}), images)
+    write_sharded(table, tmp_path / "aligned.parquet", 3)  # shards of 3, 3, 3 and 1 rows
+    order = np.array([9, 0, 4, 1, 8, 2, 7, 3, 6, 5])  # row i is stored at order[i]
+    with FaceFile(Shards(tmp_path / "aligned.parquet"), order, tmp_path / "faces.u8") as faces:
+        rows = np.array([3, 0, 3, 9, 1])
+        assert len(faces) == 10
+        assert (faces[rows] == images[order[rows]]).all()
+        assert faces[np.array([], dtype=np.int64)].shape == (0, 48, 48)
+    assert not (tmp_path / "faces.u8").exists()
