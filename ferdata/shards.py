@@ -3,8 +3,9 @@ that pyarrow (``pq.read_table(folder)``) and Dask (``dd.read_parquet(folder)``) 
 
 Stages write their large tables a partition at a time (:class:`ShardWriter`), so no process
 holds a whole dataset's faces, and read them back lazily (:class:`Shards`): a shard at a
-time, or chosen rows; :class:`FaceFile` reads any rows' faces. Shard ``k`` holds the rows of partition ``k`` in row order, so the
-same rows and partition size give the same files whoever computed them.
+time, or chosen rows; :class:`FaceFile` reads any rows' faces. Shard ``k`` holds the rows
+of partition ``k`` in row order, so the same rows and partition size give the same files
+whoever computed them.
 """
 
 from __future__ import annotations

@@ -319,7 +319,7 @@ def _dataset_parts(shards: Shards, order: np.ndarray, kept: np.ndarray, splits: 
         yield out.select(DATASET_SCHEMA.names).cast(DATASET_SCHEMA), pixels_to_array(out["pixels"])
 
 
-def _split_report(rows: Decisions, kept: list[int], splits: list, assignment: Assignment,
+def _split_report(rows: Decisions, kept: np.ndarray, splits: list, assignment: Assignment,
                   dropped: dict[str, list[str]], classes: Sequence[str], params: SplitParams) -> dict:
     """split.json: kept counts per split x class (x source), subjects per split, folds, drops."""
     counts = {s: {c: 0 for c in classes} for s in SPLITS}
