@@ -22,7 +22,7 @@ are read back, a chunk of pairs at a time, to confirm them pixel by pixel.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -374,6 +374,13 @@ def resolve_groups(groups: np.ndarray, splits: list[str], units: list[str],
     return result
 
 
+def rows_except(n: int, left_out: Collection[int]) -> np.ndarray:
+    """The rows 0..n-1 not in ``left_out``, ascending."""
+    out = np.ones(n, dtype=bool)
+    out[list(left_out)] = False
+    return np.flatnonzero(out)
+
+
 @dataclass
 class Dedup:
     """Per-row hashes and groups, and the rows dedup drops with (reason, message)."""
@@ -412,7 +419,7 @@ def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Seq
     for i in np.flatnonzero(stds < blank_std):
         if int(i) not in skip:
             drops[int(i)] = ("blank", f"near-constant image (pixel std {stds[i]:.2f} < blank_std {blank_std})")
-    rows = np.asarray([i for i in range(len(ids)) if i not in skip and i not in drops], dtype=np.int64)
+    rows = rows_except(len(ids), skip | drops.keys())
     hashes = stats.phash
     sub_groups, exact, _ = duplicate_groups(
         _Rows(images, rows), [stats.sha1[rows], _arrow(content_hashes).take(pa.array(rows))], phash_threshold,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -344,13 +344,6 @@ def _split_report(rows: Decisions, kept: np.ndarray, splits: list, assignment: A
     }
 
 
-def _rows_except(n: int, left_out: Collection[int]) -> np.ndarray:
-    """The rows 0..n-1 not in ``left_out``, ascending."""
-    out = np.ones(n, dtype=bool)
-    out[list(left_out)] = False
-    return np.flatnonzero(out)
-
-
 def face_stats(shards: Shards, order: np.ndarray, executor: Executor) -> dedup.FaceStats:
     """Every face's hashes, a shard at a time on the executor, in ``order`` (``order[i]`` is
     where row ``i`` is stored): each shard's are put in place, with no second copy."""
@@ -392,7 +385,7 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     ids = rows.sample_id
     bad_split = {i: ("unknown_split", f"split {split!r} is not one of {list(SPLITS)}")
                  for i, split in enumerate(rows.split) if split is not None and split not in SPLITS}
-    valid = _rows_except(len(rows), bad_split)
+    valid = dedup.rows_except(len(rows), bad_split)
     assignment = assign_splits(rows.take(valid) if bad_split else rows, params, len(classes))
     splits: list[str | None] = [None] * len(rows)
     folds: list[int | None] = [None] * len(rows)
@@ -411,7 +404,7 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
             blank_std=params.blank_std,
             leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
     drops = {**bad_split, **found.drops}
-    kept = _rows_except(len(rows), drops)
+    kept = dedup.rows_except(len(rows), drops)
     labels = rows.label
     parts = _dataset_parts(shards, order, kept, splits, folds, found.groups, found.hashes, labels, partition_size)
     dropped_rows = np.array(sorted(drops), dtype=np.int64)
