@@ -16,6 +16,8 @@ from ferdata.given import read_given
 from ferdata.ingest import IngestParams, run_ingest
 from ferdata.sample import write_sample
 from ferdata.sources.affectnet import AffectNet
+from ferdata.sources.base import ItemSource
+from ferdata.sources.rafdb import RAFDB
 
 runner = CliRunner()
 
@@ -133,7 +135,7 @@ def test_given_boxes_landmarks_and_pre_aligned_flags_are_kept_for_align(raw, tmp
     assert affect.valence.between(-1, 1).all() and manifest[manifest.source != "affectnet"].valence.isna().all()
 
 
-def test_affectnet_read_a_few_rows_at_a_time_gives_the_same_files(raw_copy, tmp_path, monkeypatch):
+def test_large_sources_read_a_few_rows_at_a_time_give_the_same_files(raw_copy, tmp_path, monkeypatch):
     csv = raw_copy / "affectnet" / "training.csv"
     lines = csv.read_text().splitlines()
     fields = lines[3].split(",")
@@ -141,10 +143,11 @@ def test_affectnet_read_a_few_rows_at_a_time_gives_the_same_files(raw_copy, tmp_
     csv.write_text("\n".join(lines) + "\n")
     image = raw_copy / "affectnet" / "Manually_Annotated_Images" / lines[-1].split(",")[0]
     image.unlink()  # a missing image: a reject found while measuring the last part
-    params = IngestParams(sources=["affectnet", "jaffe"])
+    params = IngestParams(sources=["affectnet", "raf-db", "jaffe"], raf_db={"images": "aligned"})
     run_ingest(params, raw_copy, tmp_path / "whole")
-    monkeypatch.setattr(AffectNet, "part_rows", 7)
+    monkeypatch.setattr(ItemSource, "part_rows", 7)
     assert len(list(AffectNet(raw_copy / "affectnet").read_parts())) > 3
+    assert len(list(RAFDB(raw_copy / "raf-db", images="aligned").read_parts())) > 3
     run_ingest(params, raw_copy, tmp_path / "parts")
     written = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
     assert {"manifest.parquet/part-00000.parquet", "rejects.parquet", "given.parquet/part-00000.parquet"} <= set(map(str, written))

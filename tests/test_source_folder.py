@@ -11,7 +11,7 @@ from PIL import Image
 from ferdata.ingest import IngestParams, run_ingest
 from ferdata.params import section
 from ferdata.sources.base import MissingSourceError
-from ferdata.sources.folder import LabelledFolder
+from ferdata.sources.folder import LabelledFolder, walk_files
 
 LABELS = {"anger": "angry", "happiness": "happy"}
 
@@ -103,3 +103,33 @@ def test_bad_folder_entries_are_refused_by_key(tmp_path, folders, message):
     params = IngestParams(sources=[name], folders=folders)
     with pytest.raises(ValueError, match=message):
         run_ingest(params, tmp_path, tmp_path / "interim")
+
+
+def test_a_folder_read_a_few_files_at_a_time_gives_the_same_files_in_path_order(tmp_path, monkeypatch):
+    root = tmp_path / "raw" / "mine"
+    write_images(root, "anger/b.jpg", "anger/a-b/c.jpg", "anger/a.b.jpg", "anger/a.b.png", "anger/a/z.jpg",
+                 "anger/B.jpg", "happiness/.hidden/d.jpg", "happiness/e.png", "sad/f.jpg", "sad/g.jpg")
+    (root / "sad" / "h.jpg").symlink_to(root / "sad" / "f.jpg")
+    (root / "sad" / "linked").symlink_to(root / "anger", target_is_directory=True)  # not followed
+    (root / "joy").mkdir()
+    (root / "joy" / "x.jpg").write_bytes(b"")
+    (root / "splits.csv").write_text("file,split\nsad/f.jpg,test\nsad/missing.jpg,val\nanger/b.jpg,holdout\n")
+    reader = LabelledFolder(root, name="mine", labels=LABELS)
+    walked = list(walk_files(root))
+    assert walked == sorted(p for p in root.rglob("*") if p.is_file())  # as listed whole and sorted
+    assert [r.source_file for r in reader.read().records] == [
+        p.relative_to(root).as_posix() for p in walked
+        if p.name not in ("splits.csv", "x.jpg", "b.jpg", "a.b.png")]  # rejected, below
+
+    params = IngestParams(sources=["mine"], val_from_train={}, folders={"mine": {"labels": LABELS}})
+    run_ingest(params, tmp_path / "raw", tmp_path / "whole")
+    monkeypatch.setattr(LabelledFolder, "part_rows", 2)
+    parts = list(reader.read_parts())
+    assert len(parts) > 3 and all(p.labels == reader.labels for p in parts)
+    run_ingest(params, tmp_path / "raw", tmp_path / "parts")
+    written = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
+    assert {"manifest.parquet/part-00000.parquet", "rejects.parquet"} <= set(map(str, written))
+    for rel in written:
+        assert (tmp_path / "parts" / rel).read_bytes() == (tmp_path / "whole" / rel).read_bytes(), rel
+    reasons = pq.read_table(tmp_path / "parts" / "rejects.parquet")["reason"].to_pylist()
+    assert sorted(reasons) == ["duplicate_sample_id", "missing_image", "unknown_label", "unknown_split"]

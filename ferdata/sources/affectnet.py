@@ -31,13 +31,11 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from pathlib import PurePosixPath
-from typing import ClassVar
 
 import numpy as np
 
-from ferdata.manifest import Reject
 from ferdata.sources.base import (
-    POINTS, BadItem, Given, ImageToRead, MissingSourceError, Progress, RawRecord, Source, SourceBatch, unmeasured,
+    POINTS, BadItem, Given, ImageToRead, Item, ItemSource, MissingSourceError, RawRecord, unmeasured,
 )
 from ferdata.taxonomy import SOURCE_LABELS
 
@@ -51,14 +49,11 @@ NOT_EXPRESSIONS = {"8": "expression_none", "9": "expression_uncertain", "10": "n
 NOT_RATED = -2.0  # valence / arousal of a row without affect ratings
 
 
-class AffectNet(Source):
+class AffectNet(ItemSource):
     """Reads AffectNet's training.csv and validation.csv and the images they name."""
 
     name = "affectnet"
     homepage = "http://mohammadmahoor.com/affectnet/ (by agreement, for academic research)"
-    #: Items per part handed to ingest, whose records are Python objects until ingest compacts
-    #: them: about 3 KB a row while a part is read and measured, so about 50 MB a part.
-    part_rows: ClassVar[int] = 16_384
 
     def check(self) -> None:
         expected = [*CSV_SPLITS, IMAGES]
@@ -67,35 +62,7 @@ class AffectNet(Source):
             raise MissingSourceError(f"affectnet: missing {' and '.join(missing)}; "
                                      f"get AffectNet from {self.homepage}")
 
-    def read(self, progress: Progress | None = None) -> SourceBatch:
-        whole = SourceBatch()
-        for part in self.read_parts(progress):
-            whole.records += part.records
-            whole.rejects += part.rejects
-            whole.seen += part.seen
-            whole.given.update(part.given)
-        return whole
-
-    def read_parts(self, progress: Progress | None = None) -> Iterator[SourceBatch]:
-        """The CSVs' items in reading order, :attr:`part_rows` of them a batch."""
-        advance = progress or (lambda n: None)
-        batch = SourceBatch()
-        for item in self._items():
-            batch.seen += 1
-            if isinstance(item, Reject):
-                batch.rejects.append(item)
-            else:
-                record, given = item
-                batch.records.append(record)
-                batch.given[record.sample_id] = given
-            advance(1)
-            if batch.seen == self.part_rows:
-                yield batch
-                batch = SourceBatch()
-        if batch.seen:
-            yield batch
-
-    def _items(self) -> Iterator[Reject | tuple[RawRecord, Given]]:
+    def items(self) -> Iterator[Item]:
         """Every data row of both CSVs: a record with its Given, or a reject; a CSV whose
         header lacks a column is one reject."""
         taken: set[str] = set()

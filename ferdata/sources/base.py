@@ -114,8 +114,57 @@ class Source(ABC):
 
     def read_parts(self, progress: Progress | None = None) -> Iterator[SourceBatch]:
         """Every sample, a part at a time, so that ingest holds one part's records as Python
-        objects; a source that can be large overrides this (here: one part, :meth:`read`)."""
+        objects; here one part, :meth:`read` (a source that can be large is an :class:`ItemSource`)."""
         yield self.read(progress)
+
+
+#: What an :class:`ItemSource` makes of one input item: a record (with what the source gives
+#: about its face, if anything), or a reject.
+Item = Reject | tuple[RawRecord, Given | None]
+
+
+class ItemSource(Source):
+    """A source that can be large, read item by item (a CSV row, a label line, a file) and
+    handed to ingest :attr:`part_rows` items a part; subclasses implement :meth:`items`."""
+
+    #: Items per part: a part's records are Python objects until ingest compacts them, about
+    #: 3 KB a row while a part is read and measured, so about 50 MB a part.
+    part_rows: ClassVar[int] = 16_384
+    #: native label -> class, when not taxonomy.SOURCE_LABELS' (set per instance)
+    labels: dict[str, str] | None = None
+
+    @abstractmethod
+    def items(self) -> Iterator[Item]:
+        """Every input item in reading order; bad items become rejects, never exceptions."""
+
+    def read(self, progress: Progress | None = None) -> SourceBatch:
+        whole = SourceBatch(labels=self.labels)
+        for part in self.read_parts(progress):
+            whole.records += part.records
+            whole.rejects += part.rejects
+            whole.seen += part.seen
+            whole.given.update(part.given)
+        return whole
+
+    def read_parts(self, progress: Progress | None = None) -> Iterator[SourceBatch]:
+        """The items in reading order, :attr:`part_rows` of them a part."""
+        advance = progress or (lambda n: None)
+        batch = SourceBatch(labels=self.labels)
+        for item in self.items():
+            batch.seen += 1
+            if isinstance(item, Reject):
+                batch.rejects.append(item)
+            else:
+                record, given = item
+                batch.records.append(record)
+                if given is not None:
+                    batch.given[record.sample_id] = given
+            advance(1)
+            if batch.seen == self.part_rows:
+                yield batch
+                batch = SourceBatch(labels=self.labels)
+        if batch.seen:
+            yield batch
 
 
 class BadItem(ValueError):

@@ -33,20 +33,21 @@ item too (``malformed_row``, ``missing_image``), and so is a splits.csv without 
 from __future__ import annotations
 
 import csv
+import os
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ferdata.images import IMAGE_SUFFIXES
-from ferdata.sources.base import (
-    BadItem, ImageToRead, MissingSourceError, Progress, RawRecord, Source, SourceBatch, unmeasured,
-)
+from ferdata.manifest import Reject
+from ferdata.sources.base import BadItem, ImageToRead, Item, ItemSource, MissingSourceError, RawRecord, unmeasured
 from ferdata.taxonomy import CLASSES_8
 
 SPLITS_FILE = "splits.csv"
 SPLITS = ("train", "val", "test")
 
 
-class LabelledFolder(Source):
+class LabelledFolder(ItemSource):
     """Reads ``raw/<name>/<class>/<image>``; ``name`` and ``labels`` come from ``ingest.folders``."""
 
     name = "folder"  # the registry's entry; each folder source reads under its own name
@@ -66,26 +67,23 @@ class LabelledFolder(Source):
             raise MissingSourceError(f"{self.name}: no folder {self.root}; put its images in "
                                      f"{self.root}/<class>/ (a folder source named in ingest.folders)")
 
-    def read(self, progress: Progress | None = None) -> SourceBatch:
-        batch = SourceBatch(labels=self.labels)
-        listed = self._read_splits(batch)
+    def items(self) -> Iterator[Item]:
+        """splits.csv's unusable lines, then every file under the root in path order (walked,
+        not listed whole): a record, or a reject."""
+        listed = yield from self._read_splits()
         taken: set[str] = set()
-        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
+        for path in walk_files(self.root):
             location = path.relative_to(self.root).as_posix()
             if location == SPLITS_FILE:
                 continue
-            batch.seen += 1
             try:
                 record = self._record(path, location, listed.get(location), taken)
             except BadItem as bad:
                 where = listed[location].line if bad.reason == "unknown_split" else location
-                batch.rejects.append(bad.reject(self.name, where))
+                yield bad.reject(self.name, where)
             else:
                 taken.add(record.sample_id)
-                batch.records.append(record)
-            if progress:
-                progress(1)
-        return batch
+                yield record, None
 
     def _record(self, path: Path, location: str, listed: _Listed | None, taken: set[str]) -> RawRecord:
         """One file's record (its image measured later), or :class:`BadItem` saying why it is none."""
@@ -107,9 +105,9 @@ class LabelledFolder(Source):
         return unmeasured(ImageToRead(str(path), location, location), sample_id=sample_id,
                           native_label=folders[0], source_file=location, split=listed.split if listed else None)
 
-    def _read_splits(self, batch: SourceBatch) -> dict[str, _Listed]:
-        """splits.csv's lines by the file they name; lines that are no ``file,split`` pair, or
-        name no existing file, are rejected into ``batch`` as items of their own."""
+    def _read_splits(self) -> Generator[Reject, None, dict[str, _Listed]]:
+        """splits.csv's lines by the file they name (the generator's return value); each line
+        that is no ``file,split`` pair, or names no existing file, is yielded as a reject."""
         path = self.root / SPLITS_FILE
         if not path.is_file():
             return {}
@@ -117,23 +115,33 @@ class LabelledFolder(Source):
         with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
             rows = csv.reader(fh)
             header = [h.strip().lower() for h in next(rows, [])]
-            problems = [] if header == ["file", "split"] else [
-                (1, BadItem("missing_header", f"expected the header file,split, found {','.join(header)!r}; "
-                                              "splits.csv not used"))]
-            for fields in rows if not problems else []:
+            if header != ["file", "split"]:
+                yield BadItem("missing_header", f"expected the header file,split, found {','.join(header)!r}; "
+                                                "splits.csv not used").reject(self.name, f"{SPLITS_FILE}:1")
+                return {}
+            for fields in rows:
                 if not any(f.strip() for f in fields):
                     continue
                 file = fields[0].strip() if len(fields) == 2 else ""
+                where = f"{SPLITS_FILE}:{rows.line_num}"
                 if not file:
-                    problems.append((rows.line_num, BadItem("malformed_row", f"expected 'file,split', "
-                                                                             f"found {len(fields)} fields")))
+                    yield BadItem("malformed_row", f"expected 'file,split', found {len(fields)} fields"
+                                  ).reject(self.name, where)
                 elif not (self.root / file).is_file():
-                    problems.append((rows.line_num, BadItem("missing_image", f"image {file} not found")))
+                    yield BadItem("missing_image", f"image {file} not found").reject(self.name, where)
                 else:
-                    listed[file] = _Listed(fields[1].strip(), f"{SPLITS_FILE}:{rows.line_num}")
-        batch.seen += len(problems)
-        batch.rejects.extend(bad.reject(self.name, f"{SPLITS_FILE}:{line}") for line, bad in problems)
+                    listed[file] = _Listed(fields[1].strip(), where)
         return listed
+
+
+def walk_files(folder: Path) -> Iterator[Path]:
+    """The files under ``folder`` (symbolic links to files included, not followed into
+    folders), in the order of their sorted paths, one folder listed at a time."""
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_dir(follow_symlinks=False):
+            yield from walk_files(Path(entry.path))
+        elif entry.is_file():
+            yield Path(entry.path)
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,11 @@ record, or rejected ``malformed_row`` (not ``<name> <label>``), ``bad_file_name`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from ferdata.sources.base import (
-    BadItem, Given, ImageToRead, MissingSourceError, Progress, RawRecord, Source, SourceBatch, unmeasured,
+    BadItem, Given, ImageToRead, Item, ItemSource, MissingSourceError, RawRecord, unmeasured,
 )
 from ferdata.taxonomy import SOURCE_LABELS
 
@@ -35,7 +36,7 @@ IMAGE_FOLDERS = {"original": "Image/original", "aligned": "Image/aligned"}
 SPLITS = ("train", "test")  # the file-name prefixes, which name the split
 
 
-class RAFDB(Source):
+class RAFDB(ItemSource):
     """Reads RAF-DB basic: labels and splits from the label file, images from one folder."""
 
     name = "raf-db"
@@ -54,26 +55,22 @@ class RAFDB(Source):
             raise MissingSourceError(f"raf-db: missing {' and '.join(missing)}; "
                                      f"get RAF-DB from {self.homepage}")
 
-    def read(self, progress: Progress | None = None) -> SourceBatch:
-        batch = SourceBatch()
+    def items(self) -> Iterator[Item]:
+        """Every non-blank line of the label file: a record (pre-aligned with ``images:
+        aligned``), or a reject."""
         taken: set[str] = set()
-        text = (self.root / LABEL_FILE).read_text(encoding="utf-8-sig", errors="replace")
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            batch.seen += 1
-            try:
-                record = self._record(line.split(), number, taken)
-            except BadItem as bad:
-                batch.rejects.append(bad.reject(self.name, f"{LABEL_FILE}:{number}"))
-            else:
-                taken.add(record.sample_id)
-                batch.records.append(record)
-                if self.images == "aligned":
-                    batch.given[record.sample_id] = Given(prealigned=True)
-            if progress:
-                progress(1)
-        return batch
+        given = Given(prealigned=True) if self.images == "aligned" else None
+        with (self.root / LABEL_FILE).open(encoding="utf-8-sig", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = self._record(line.split(), number, taken)
+                except BadItem as bad:
+                    yield bad.reject(self.name, f"{LABEL_FILE}:{number}")
+                else:
+                    taken.add(record.sample_id)
+                    yield record, given
 
     def _record(self, fields: list[str], line: int, taken: set[str]) -> RawRecord:
         """The record a label line describes (its image measured later), or :class:`BadItem`
