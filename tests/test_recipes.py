@@ -50,6 +50,29 @@ def test_every_stage_accepts_the_recipe_and_it_has_params_yamls_keys(path):
     assert changed, "a preset changes something"
 
 
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_line_a_recipe_does_not_mark_has_params_yamls_value(path):
+    recipe, main = load_params(path), load_params(ROOT / "params.yaml")
+    unmarked, parents = [], []  # parents: (indent, key) of the mappings the line is in
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        key, value = (part.strip() for part in line.split("#", 1)[0].split(":", 1))
+        if not value:
+            parents.append((indent, key))
+        elif "# preset:" not in line:
+            unmarked.append([k for _, k in parents] + [key])
+    assert len(unmarked) > 40
+    for keys in unmarked:
+        ours, theirs = recipe, main
+        for k in keys:
+            ours, theirs = ours[k], theirs[k]
+        assert ours == theirs, f"{path.name}: {'.'.join(keys)} is {ours!r}, params.yaml's is {theirs!r}"
+
+
 def test_the_ckplus_jaffe_8_class_recipe_builds_on_generated_data(tmp_path):
     recipe = ROOT / "pipelines" / "recipes" / "wang-mbuthia-ckplus-jaffe-8-classes.yaml"
     # seed 3 draws CK+ sequences labelled contempt
