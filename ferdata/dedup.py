@@ -2,8 +2,8 @@
 and which copies a group keeps.
 
 Near-duplicates are found without comparing every pair: with a Hamming threshold ``t``
-the 64 hash bits are cut into ``t + 1`` bands, and two hashes within distance ``t`` agree
-exactly on at least one band (pigeonhole), so only hashes sharing a band value are
+the 64 hash bits are shared out into ``t + 1`` bands, and two hashes within distance ``t``
+agree exactly on at least one band (pigeonhole), so only hashes sharing a band value are
 compared. Aligned faces share their coarse layout, so a pHash match only proposes a pair;
 the pair holds when the two images also agree pixel by pixel (``near_max_diff``). Exact
 duplicates (equal aligned pixels or equal raw ``content_hash``) and confirmed near pairs
@@ -56,6 +56,8 @@ _CHUNK = 4096  # images converted to float at a time
 _BLOCK = 8  # side of the blocks whose means bound the pixel difference
 #: Float rounding allowance of the block bound, in grey levels: the bound may only let pairs through.
 _BOUND_SLACK = 1e-3
+#: Hashes the band choice looks at (evenly spaced), enough to see which bits the faces share.
+_BAND_SAMPLE = 16_384
 #: Keeps the candidate pairs (arrays of first and second indices) that may still be copies.
 PairFilter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -195,32 +197,68 @@ def near_pairs(hashes: np.ndarray, threshold: int, keep: PairFilter | None = Non
     """Index pairs (P, 2), i < j, of distinct positions whose hashes differ in <= threshold bits
     (and that ``keep``, if given, keeps: it filters each step's pairs as they are found).
 
-    Each of the ``threshold + 1`` bands is sorted once; equal band values sit next to each
-    other, so comparing each hash with its neighbour ``d`` places on (d = 1, 2, ... up to
-    the largest bucket) visits exactly the candidates. Every step is vectorised.
+    Each of the ``threshold + 1`` bands (:func:`bands`) is sorted once; equal band values sit
+    next to each other, so comparing each hash with its neighbour ``d`` places on (d = 1, 2,
+    ...) visits exactly the candidates. Only the positions whose bucket reaches ``d`` places
+    further are kept for the next step, so the work follows the candidates, not the hashes
+    times the largest bucket. Every step is vectorised.
     """
     if not 0 <= threshold <= MAX_PHASH_THRESHOLD:
         raise ValueError(f"phash threshold must be within 0..{MAX_PHASH_THRESHOLD}, not {threshold}")
     hashes = np.asarray(hashes, dtype=np.uint64)
+    n = len(hashes)
     found: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]  # pairs as i * n + j
-    edges = np.linspace(0, 64, threshold + 2).astype(int)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        key = (hashes >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
+    for band in bands(hashes, threshold):
+        key = np.zeros(n, dtype=np.uint64)
+        for k, bit in enumerate(band):
+            key |= ((hashes >> np.uint64(bit)) & np.uint64(1)) << np.uint64(k)
         order = np.argsort(key, kind="stable")
-        key = key[order]
-        for d in range(1, len(key)):
-            same = key[d:] == key[:-d]
-            if not same.any():
-                break
-            i, j = order[:-d][same], order[d:][same]
-            close = hamming(hashes[i], hashes[j]) <= threshold
-            i, j = np.minimum(i, j)[close], np.maximum(i, j)[close]
+        key, ordered = key[order], hashes[order]
+        d, at = 1, np.flatnonzero(key[1:] == key[:-1])  # positions whose bucket goes on d places
+        while len(at):
+            close = at[hamming(ordered[at], ordered[at + d]) <= threshold]
+            i, j = order[close], order[close + d]
+            i, j = np.minimum(i, j), np.maximum(i, j)
             if keep is not None:
                 kept = keep(i, j)
                 i, j = i[kept], j[kept]
-            found.append(i * len(hashes) + j)
+            found.append(i * n + j)
+            d += 1
+            at = at[at + d < n]
+            at = at[key[at + d] == key[at]]
     pairs = np.unique(np.concatenate(found))
-    return np.stack([pairs // len(hashes), pairs % len(hashes)], axis=1)
+    return np.stack([pairs // n, pairs % n], axis=1)
+
+
+def bands(hashes: np.ndarray, threshold: int) -> list[np.ndarray]:
+    """The bit positions of each of ``threshold + 1`` bands that share out the 64 bits.
+
+    Two hashes within ``threshold`` bits agree on at least one band whichever bits it holds,
+    so the bands are chosen to make small buckets: in turn, each band takes the bit that
+    leaves the fewest pairs sharing its value (the sum of squared bucket sizes) among an
+    evenly spaced sample of ``hashes``. Aligned faces share their lowest pHash frequencies,
+    and bands of consecutive bits would put those in one band whose buckets hold most faces.
+    """
+    sample = hashes[:: max(1, len(hashes) // _BAND_SAMPLE)]
+    bits = ((sample[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)).astype(np.int64)
+    count = threshold + 1
+    keys = np.zeros((count, len(sample)), dtype=np.int64)
+    chosen: list[list[int]] = [[] for _ in range(count)]
+    left = list(range(64))
+    for step in range(64):
+        band = step % count
+        width = len(chosen[band])
+        pairs = [_pairs_sharing(keys[band] | (bits[:, bit] << width), width + 1) for bit in left]
+        bit = left.pop(int(np.argmin(pairs)))
+        keys[band] |= bits[:, bit] << width
+        chosen[band].append(bit)
+    return [np.array(c, dtype=np.int64) for c in chosen]
+
+
+def _pairs_sharing(keys: np.ndarray, width: int) -> int:
+    """The sum of squared bucket sizes of ``keys`` (values below ``2 ** width``)."""
+    counts = np.bincount(keys) if width <= 16 else np.unique(keys, return_counts=True)[1]
+    return int(np.square(counts).sum())
 
 
 #: Per-sample keys: a list of strings, a NumPy array of bytes, or an Arrow column.
