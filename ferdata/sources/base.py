@@ -138,16 +138,14 @@ class ItemSource(Source):
         """Every input item in reading order; bad items become rejects, never exceptions."""
 
     def read(self, progress: Progress | None = None) -> SourceBatch:
-        whole = SourceBatch(labels=self.labels)
-        for part in self.read_parts(progress):
-            whole.records += part.records
-            whole.rejects += part.rejects
-            whole.seen += part.seen
-            whole.given.update(part.given)
-        return whole
+        return next(self._parts(progress, None), SourceBatch(labels=self.labels))
 
     def read_parts(self, progress: Progress | None = None) -> Iterator[SourceBatch]:
         """The items in reading order, :attr:`part_rows` of them a part."""
+        return self._parts(progress, self.part_rows)
+
+    def _parts(self, progress: Progress | None, size: int | None) -> Iterator[SourceBatch]:
+        """The items in reading order, ``size`` of them a part (None: all in one)."""
         advance = progress or (lambda n: None)
         batch = SourceBatch(labels=self.labels)
         for item in self.items():
@@ -160,7 +158,7 @@ class ItemSource(Source):
                 if given is not None:
                     batch.given[record.sample_id] = given
             advance(1)
-            if batch.seen == self.part_rows:
+            if batch.seen == size:
                 yield batch
                 batch = SourceBatch(labels=self.labels)
         if batch.seen:
