@@ -6,7 +6,8 @@ Each arm (:mod:`ferdata.arms`) is trained with the ``train:`` section of params.
 on the same FER2013 PrivateTest faces. Scores are averaged over the seeds; every arm's
 difference from ``raw`` gets a paired-bootstrap interval (:mod:`ferdata.bootstrap`), on all
 those faces and again on those without a copy among the training rows (which ``raw``
-trains on, and may have memorised).
+trains on, and may have memorised). With FER+ votes (fer2013new.csv), the same answers are
+also scored against the FER+ majority label of every test face that has one.
 
 Writes ``metrics/ablation.json`` (a DVC metric), ``processed/ablation/predictions.parquet``
 (every arm's and seed's prediction per test face) and ``processed/ablation/ablation.png``.
@@ -33,6 +34,7 @@ from ferdata.augment import online_config
 from ferdata.balance import BalanceParams, class_weights
 from ferdata.evaluate import EvaluateParams, predict
 from ferdata.export import replace_dir, write_json_atomic
+from ferdata.issue_precision import ferplus_reference
 from ferdata.layout import Layout
 from ferdata.manifest import write_table
 from ferdata.params import ParamsError
@@ -174,30 +176,40 @@ def _arm_report(summary: dict, runs: list[ArmRun], labels: np.ndarray, classes: 
     }
 
 
-def _scores_without_copies(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun],
-                           reference: list[ArmRun] | None, classes: Sequence[str], params: AblateParams) -> dict:
-    """An arm's scores on the test faces ``keep`` selects (those without a copy among the
-    training rows, which an arm trained on the copies may have memorised), and their
-    difference from raw's on the same faces."""
-    kept, corrects = labels[keep], [run.correct[keep] for run in runs]
+def _subset_scores(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun],
+                   reference: list[ArmRun] | None, classes: Sequence[str], params: AblateParams) -> dict:
+    """An arm's scores on the test faces ``keep`` selects, against ``labels`` (the ingested
+    labels, or another reference's), and their difference from raw's on the same faces."""
+    kept = labels[keep]
+    corrects = [run.predicted[keep] == kept for run in runs]
     difference = None
     if reference is not None:
-        paired = bootstrap.paired_difference(kept, corrects, [r.correct[keep] for r in reference],
+        paired = bootstrap.paired_difference(kept, corrects, [r.predicted[keep] == kept for r in reference],
                                              len(classes), params.resamples, params.seed)
         difference = {"accuracy": paired["accuracy"], "macro_recall": paired["macro_recall"]}
     return {"faces": int(keep.sum()), **_mean_scores(_per_seed(kept, corrects, len(classes))),
             "difference_from_raw": difference}
 
 
+def ferplus_test_labels(ferplus_csv: Path, ids: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """Each FER2013 test face's FER+ majority class index, -1 where FER+ has no majority
+    among ``classes`` (no majority, not a face, unknown, or contempt under 7 classes)."""
+    rows = pa.table({"source": pa.array([TEST_SOURCE] * len(ids)), "sample_id": pa.array(list(ids))})
+    _, majority = ferplus_reference(rows, ferplus_csv)
+    return np.array([classes.index(m) if m in classes else -1 for m in majority], dtype=np.int64)
+
+
 def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParams, balance: BalanceParams,
-               layout: Layout, classes: Sequence[str]) -> AblateResult:
+               layout: Layout, classes: Sequence[str], ferplus_csv: Path | None = None) -> AblateResult:
     """Train and score every arm in ``params.arms`` once per seed; write the report, the
-    predictions and the figure (see the module docstring)."""
+    predictions and the figure (see the module docstring). ``ferplus_csv`` (fer2013new.csv)
+    adds the scores against the test faces' FER+ majority labels."""
     classes = tuple(classes)
     recipe = replace(train, epochs=params.epochs or train.epochs)
     sources = ArmSources(layout, classes, balance)
     sources.check(params.arms)
     labels = sources.test.labels
+    ferplus = None if ferplus_csv is None else ferplus_test_labels(ferplus_csv, sources.test.ids, classes)
     augment_config = online_config(balance.augment)
     summaries: dict[str, dict] = {}
     runs: dict[str, list[ArmRun]] = {}
@@ -218,14 +230,19 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
                                                      len(classes), params.resamples, params.seed)
         report_arms[name] = _arm_report(summaries[name], runs[name], labels, classes, difference)
     copied = sources.test.copied_in_train
-    if copied is not None:
-        for name in params.arms:
-            report_arms[name]["without_train_copies"] = _scores_without_copies(
-                labels, ~copied, runs[name], runs[REFERENCE] if name != REFERENCE else None, classes, params)
+    for name in params.arms:
+        reference_runs = runs[REFERENCE] if name != REFERENCE else None
+        if copied is not None:
+            report_arms[name]["without_train_copies"] = _subset_scores(
+                labels, ~copied, runs[name], reference_runs, classes, params)
+        if ferplus is not None:
+            report_arms[name]["against_ferplus"] = _subset_scores(
+                ferplus, ferplus >= 0, runs[name], reference_runs, classes, params)
     report = {
         "classes": list(classes),
         "test": {"source": TEST_SOURCE, "split": "test", "faces": len(labels),
                  "copied_in_train": None if copied is None else int(copied.sum()),
+                 "ferplus_majority": None if ferplus is None else int((ferplus >= 0).sum()),
                  "support": {c: int(n) for c, n in zip(classes, np.bincount(labels, minlength=len(classes)))},
                  "rule": "every FER2013 PrivateTest row as ingested; a face an arm has no pixels for counts as wrong"},
         "params": {**asdict(params), "seeds": params.seeds, "confidence": bootstrap.CONFIDENCE,

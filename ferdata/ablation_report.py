@@ -55,7 +55,14 @@ def ablation_tables(report: dict) -> Group:
 
     tables = [overall, recall]
     if test.get("copied_in_train"):
-        tables.append(_unseen_table(report))
+        faces = test["faces"] - test["copied_in_train"]
+        tables.append(_subset_table(report, "without_train_copies",
+                                    f"ablate: the {faces:,} test faces without a copy among the training rows "
+                                    f"({test['copied_in_train']:,} have one)"))
+    if test.get("ferplus_majority"):
+        tables.append(_subset_table(report, "against_ferplus",
+                                    f"ablate: the {test['ferplus_majority']:,} test faces with a FER+ majority, "
+                                    "scored against it instead of their FER2013 label"))
     others = [name for name in arms if arms[name]["difference_from_raw"] is not None]
     if not others:
         return Group(*tables)
@@ -67,19 +74,16 @@ def ablation_tables(report: dict) -> Group:
     return Group(*tables, per_class)
 
 
-def _unseen_table(report: dict) -> Table:
-    """Scores on the test faces with no copy among the training rows."""
-    arms, test = report["arms"], report["test"]
-    faces = test["faces"] - test["copied_in_train"]
-    table = Table(title=f"ablate: the {faces:,} test faces without a copy among the training rows "
-                        f"({test['copied_in_train']:,} have one)")
+def _subset_table(report: dict, key: str, title: str) -> Table:
+    """Every arm's scores under ``key`` (a subset of the test faces, or other labels for them)."""
+    table = Table(title=title)
     for col in ("arm", "accuracy", "vs raw", "macro recall", "vs raw"):
         table.add_column(col, justify="left" if col == "arm" else "right")
-    for name, arm in arms.items():
-        unseen = arm["without_train_copies"]
-        diff = unseen["difference_from_raw"] or {}
-        table.add_row(name, _share(unseen["accuracy"]), _difference(diff.get("accuracy")),
-                      _share(unseen["macro_recall"]), _difference(diff.get("macro_recall")))
+    for name, arm in report["arms"].items():
+        scores = arm[key]
+        diff = scores["difference_from_raw"] or {}
+        table.add_row(name, _share(scores["accuracy"]), _difference(diff.get("accuracy")),
+                      _share(scores["macro_recall"]), _difference(diff.get("macro_recall")))
     return table
 
 

@@ -169,6 +169,12 @@ def split(
         _split(p, Layout(root, None, out), executor)
 
 
+def _ferplus_votes(layout: Layout, given: Path | None) -> Path | None:
+    """The FER+ votes file given, else raw/ferplus/fer2013new.csv if it exists."""
+    default = layout.raw / "ferplus" / "fer2013new.csv"
+    return given or (default if default.exists() else None)
+
+
 @app.command("label-issues")
 def label_issues(
     params: Path = PARAMS, root: Path = ROOT,
@@ -184,8 +190,7 @@ def label_issues(
     from ferdata.label_issues import LabelIssuesParams, label_issues_table, run_label_issues
 
     layout = Layout(root, None, out)
-    default_votes = layout.raw / "ferplus" / "fer2013new.csv"
-    votes = ferplus_csv or (default_votes if default_votes.exists() else None)
+    votes = _ferplus_votes(layout, ferplus_csv)
     default_truth = layout.raw / "sample_truth.json"
     truth = truth or (default_truth if default_truth.exists() else None)
     cfg = _section(load_params(params), "label_issues", LabelIssuesParams)
@@ -271,6 +276,9 @@ def ablate(
     repeats: Optional[int] = typer.Option(None, help="Seeds per arm, seed .. seed+repeats-1 "
                                                      "(default: ablate.repeats)."),
     resamples: Optional[int] = typer.Option(None, help="Bootstrap resamples (default: ablate.resamples)."),
+    ferplus_csv: Optional[Path] = typer.Option(
+        None, help="FER+ votes to also score the test faces against (default ROOT/raw/ferplus/fer2013new.csv "
+                   "if present)."),
 ) -> None:
     """Train the same network on arms that differ only in data; score each on FER2013's PrivateTest."""
     from ferdata.ablate import AblateParams, run_ablate
@@ -280,13 +288,14 @@ def ablate(
     from ferdata.train import TrainParams
 
     p, layout = load_params(params), Layout(root)
+    votes = _ferplus_votes(layout, ferplus_csv)
     given = {"epochs": epochs, "repeats": repeats, "resamples": resamples,
              "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None}
     p = {**p, "ablate": {**(p.get("ablate") or {}), **{k: v for k, v in given.items() if v is not None}}}
     cfg = _section(p, "ablate", AblateParams)
     result = _checked(lambda: run_ablate(
         cfg, _section(p, "train", TrainParams), _section(p, "evaluate", EvaluateParams),
-        _section(p, "balance", BalanceParams), layout, _taxonomy_classes(p)))
+        _section(p, "balance", BalanceParams), layout, _taxonomy_classes(p), votes))
     console.print(ablation_tables(result.report))
     console.print(f"metrics: {result.metrics_path}; predictions: {result.predictions_path}; "
                   f"plot: {result.figure_path}", markup=False, highlight=False, soft_wrap=True)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from ferdata.arms import ARMS, ArmSources
 from ferdata.balance import BalanceParams
 from ferdata.cli import app
+from ferdata.ferplus import fer2013_row, majority_labels, read_ferplus
 from ferdata.label_issues import flagged_ids
 from ferdata.layout import Layout
 from ferdata.sample import write_sample
@@ -51,12 +52,26 @@ def _plant(csv: Path) -> None:
     csv.write_text("\n".join(lines) + "\n")
 
 
+def _move_ferplus_votes(csv: Path, rows: int = 5) -> None:
+    """In fer2013new.csv: shift the first ``rows`` PrivateTest rows' emotion votes one column
+    on (neutral's to happiness, ...), so that FER+ disagrees with their FER2013 labels."""
+    lines = csv.read_text().splitlines()
+    private = [i for i, line in enumerate(lines) if line.startswith("PrivateTest,")][:rows]
+    for i in private:
+        fields = lines[i].split(",")
+        emotions = fields[2:10]  # neutral .. contempt
+        fields[2:10] = emotions[-1:] + emotions[:-1]
+        lines[i] = ",".join(fields)
+    csv.write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def ablated(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablate")
     write_sample(root / "raw", fer2013_rows=300, ckplus_subjects=1, jaffe_subjects=3, rafdb_images=0,
                  affectnet_rows=0, folder_images=0, seed=3)
     _plant(root / "raw" / "fer2013" / "fer2013.csv")
+    _move_ferplus_votes(root / "raw" / "ferplus" / "fer2013new.csv")
     _fast_params(root / "params.yaml")
     runner, common = CliRunner(), ["--params", str(root / "params.yaml"), "--root", str(root)]
     for command in (["build"], ["label-issues"], ["ablate"]):
@@ -124,6 +139,27 @@ def test_scores_without_the_test_faces_copied_in_train_are_reported(ablated):
         assert entry["macro_recall"] == pytest.approx(rows.groupby("label_index").correct.mean().mean(), abs=1e-6)
         assert (entry["difference_from_raw"] is None) == (arm == "raw")
     assert "test faces without a copy among the training rows" in output
+
+
+def test_with_ferplus_votes_every_arm_is_also_scored_against_the_ferplus_majority(ablated):
+    root, report, output = ablated
+    votes = read_ferplus(root / "raw" / "ferplus" / "fer2013new.csv")
+    majority = majority_labels(votes)
+    predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
+    predictions["ferplus"] = [majority[fer2013_row(i)] for i in predictions.sample_id]
+    voted = predictions[predictions.ferplus.isin(CLASSES_7)].copy()
+    voted["ferplus_index"] = [CLASSES_7.index(c) for c in voted.ferplus]
+    voted["right"] = voted.predicted == voted.ferplus_index
+    raw_rows = voted[voted.arm == "raw"]
+    assert 0 < len(raw_rows) <= report["test"]["faces"] and report["test"]["ferplus_majority"] == len(raw_rows)
+    assert (raw_rows.ferplus_index != raw_rows.label_index).any()  # FER+ moves some test labels
+    for arm, rows in voted.groupby("arm"):
+        entry = report["arms"][arm]["against_ferplus"]
+        assert entry["faces"] == len(rows)
+        assert entry["accuracy"] == pytest.approx(rows.right.mean(), abs=1e-6)
+        assert entry["macro_recall"] == pytest.approx(rows.groupby("ferplus_index").right.mean().mean(), abs=1e-6)
+        assert (entry["difference_from_raw"] is None) == (arm == "raw")
+    assert "test faces with a FER+ majority" in output
 
 
 @pytest.fixture(scope="module")
