@@ -11,6 +11,7 @@ into memory and fed through a seeded tf.data pipeline; labels are the manifest's
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -36,6 +37,7 @@ import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backe
 import tensorflow as tf  # noqa: E402
 
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "plateau")
 MODEL_FILE, CLASSES_FILE = "model.keras", "classes.json"
 CLASS_WEIGHTS_FILE, AUGMENT_FILE = "class_weights.json", "augment.json"
 AUGMENT_KEYS = ("flip", "rotation_deg", "zoom", "shift")
@@ -53,8 +55,9 @@ class TrainParams:
     optimizer: str = "adam"  # adam | sgd (momentum 0.9)
     learning_rate: float = 0.001
     weight_decay: float = 0.0001  # decoupled, applied by the optimizer; 0 = none
-    plateau_patience: int = 3  # epochs without a lower val_loss before the rate is halved; 0 = never
-    early_stopping_patience: int = 8  # epochs without a higher val_accuracy before stopping; 0 = never
+    schedule: str = "cosine"  # cosine (decay to 0 over the epochs) | plateau (halve on a val_loss plateau)
+    plateau_patience: int = 3  # schedule plateau: epochs without a lower val_loss before halving; 0 = never
+    early_stopping_patience: int = 0  # epochs without a higher val_accuracy before stopping; 0 = never
     class_weights: bool = True  # weight the loss by the balance stage's class_weights.json
     augment: bool = True  # online augmentation with the balance stage's augment.json
     deterministic: bool = True  # TensorFlow op determinism (no measurable cost on CPU)
@@ -65,6 +68,8 @@ class TrainParams:
             raise ParamsError(f"{where}.model: one of {sorted(model_lib.MODELS)}, not {self.model!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ParamsError(f"{where}.optimizer: one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ParamsError(f"{where}.schedule: one of {SCHEDULES}, not {self.schedule!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{where}.{name}: at least 1, not {getattr(self, name)}")
@@ -235,9 +240,18 @@ def epoch_progress(label: str, epochs: int, later_epochs: int = 0) -> Iterator[k
         yield keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: advance(1))
 
 
+def cosine_rate(epoch: int, epochs: int, base: float) -> float:
+    """The learning rate of ``epoch`` (from 0) when ``base`` decays to 0 along a half cosine
+    over ``epochs``: ``base`` for the first epoch, ``base / 2`` half-way."""
+    return base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+
+
 def _callbacks(params: TrainParams) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = []
-    if params.plateau_patience:
+    if params.schedule == "cosine":
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            lambda epoch: cosine_rate(epoch, params.epochs, params.learning_rate)))
+    elif params.plateau_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                            patience=params.plateau_patience))
     if params.early_stopping_patience:
@@ -263,7 +277,7 @@ def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: 
     log = EpochLog()
     with epoch_progress(label, params.epochs) as shown:
         history = net.fit(train, validation_data=val, epochs=params.epochs, class_weight=class_weight,
-                          callbacks=[log, shown, *_callbacks(params)], shuffle=False, verbose=0)
+                          callbacks=[*_callbacks(params), log, shown], shuffle=False, verbose=0)
     rows = []
     for i, lr in enumerate(log.rates):
         row = {"epoch": i + 1}

@@ -17,15 +17,16 @@ from ferdata.evaluate import EvaluateParams, class_scores, run_evaluate
 from ferdata.manifest import pixels_to_array, write_table
 from ferdata.model import build_model, embed
 from ferdata.taxonomy import CLASSES_7
-from ferdata.train import TrainParams, load_model, read_class_weights, run_train
+from ferdata.params import ParamsError
+from ferdata.train import TrainParams, cosine_rate, load_model, read_class_weights, run_train
 from helpers import class_pattern, synthetic_dataset
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
 
 # Unequal classes, so a class-order mix-up anywhere cannot hide behind symmetry.
 TRAIN_COUNTS = [40, 18, 30, 50, 35, 25, 45]
-FAST = dict(model="baseline", epochs=6, batch_size=32, optimizer="sgd", learning_rate=0.01, plateau_patience=2,
-            early_stopping_patience=3)
+FAST = dict(model="baseline", epochs=6, batch_size=32, optimizer="sgd", learning_rate=0.01, schedule="plateau",
+            plateau_patience=2, early_stopping_patience=3)
 MISLABELLED = 14  # test rows (of 84) given another class's label, so the confusion matrix has errors
 
 
@@ -240,6 +241,18 @@ def test_without_a_terminal_training_prints_a_line_per_epoch(tmp_path, capsys):
         figures = "  ".join(f"{key} {row[key]:.3f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy"))
         eta = r"  eta \d+ s" if row["epoch"] < 3 else ""
         assert re.fullmatch(rf"train epoch {row['epoch']}/3  {figures}  \d+ s{eta}", line), line
+
+
+def test_cosine_schedule_decays_the_rate_every_epoch_towards_zero(tmp_path):
+    dataset, balanced = write_inputs(tmp_path, [6] * 7, 2)
+    params = TrainParams(**{**FAST, "epochs": 4, "early_stopping_patience": 0, "schedule": "cosine"})
+    run_train(params, balanced, dataset, tmp_path / "models", tmp_path / "metrics")
+    rates = [row["lr"] for row in json.loads((tmp_path / "metrics" / "train.json").read_text())["history"]]
+    # 0.01 * (1 + cos(pi * epoch / 4)) / 2: the base rate, then 85%, 50% and 15% of it
+    assert rates == pytest.approx([0.01, 0.0085355, 0.005, 0.0014645], rel=1e-4)
+    assert cosine_rate(4, 4, 0.01) == 0.0
+    with pytest.raises(ParamsError, match=r"train\]\.schedule: one of \('cosine', 'plateau'\), not 'step'"):
+        TrainParams(schedule="step")
 
 
 def test_five_layer_has_about_2_4_million_parameters():
