@@ -13,7 +13,7 @@ the two arms that balance. The arms add one step each:
 Every arm is tested on all of FER2013's PrivateTest rows as ingested (:class:`TestFaces`),
 in its own pixels (raw for ``raw``, aligned for the others). A test face the align stage
 dropped has no aligned pixels: the arm cannot answer for it and it counts as wrong. Every
-arm validates (for the learning-rate schedule and early stopping) on all of FER2013's
+arm validates (for the plateau schedule and early stopping, when set) on all of FER2013's
 PublicTest rows, in its own pixels, so the arms differ only in what they train on.
 """
 
