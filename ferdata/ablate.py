@@ -39,7 +39,7 @@ from ferdata.layout import Layout
 from ferdata.manifest import write_table
 from ferdata.params import ParamsError
 from ferdata.progress import duration, note
-from ferdata.train import TrainParams, augmentation_from, fit, make_dataset, seed_everything
+from ferdata.train import TrainParams, augmentation_from, fit, kept_row, make_dataset, seed_everything
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
 
@@ -119,7 +119,7 @@ def train_and_predict(data: ArmData, params: TrainParams, evaluate: EvaluatePara
     predicted = np.full(len(test_labels), -1, np.int64)
     _, probabilities = predict(net, data.test_images[data.test_present], evaluate.tta_flip, evaluate.batch_size)
     predicted[data.test_present] = probabilities.argmax(axis=1)
-    kept = max(history, key=lambda row: row["val_accuracy"]) if params.early_stopping_patience else history[-1]
+    kept = kept_row(history, params)
     keras.backend.clear_session()
     return ArmRun(params.seed, predicted, predicted == test_labels, len(history), kept["epoch"],
                   time.perf_counter() - clock)

@@ -169,10 +169,14 @@ def split(
         _split(p, Layout(root, None, out), executor)
 
 
+def _if_exists(path: Path) -> Path | None:
+    """``path`` if it exists, else None (an optional input left out)."""
+    return path if path.exists() else None
+
+
 def _ferplus_votes(layout: Layout, given: Path | None) -> Path | None:
     """The FER+ votes file given, else raw/ferplus/fer2013new.csv if it exists."""
-    default = layout.raw / "ferplus" / "fer2013new.csv"
-    return given or (default if default.exists() else None)
+    return given or _if_exists(layout.raw / "ferplus" / "fer2013new.csv")
 
 
 @app.command("label-issues")
@@ -191,8 +195,7 @@ def label_issues(
 
     layout = Layout(root, None, out)
     votes = _ferplus_votes(layout, ferplus_csv)
-    default_truth = layout.raw / "sample_truth.json"
-    truth = truth or (default_truth if default_truth.exists() else None)
+    truth = truth or _if_exists(layout.raw / "sample_truth.json")
     cfg = _section(load_params(params), "label_issues", LabelIssuesParams)
     result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes,
                                                layout.metrics / "label_issues.json", truth))
@@ -319,7 +322,7 @@ def _model_embeddings(layout: Layout, include_synthetic: bool):
     from ferdata.train import load_model
 
     model, _ = load_model(layout.models)
-    rows = review_table(layout.dataset, layout.balanced if layout.balanced.exists() else None,
+    rows = review_table(layout.dataset, _if_exists(layout.balanced),
                         include_synthetic)
     return embed(model, pixels_to_array(rows["pixels"]))
 
@@ -339,12 +342,11 @@ def review(
     from ferdata.review import build_review_dataset, launch, review_summary
 
     p, layout = load_params(params), Layout(root)
-    issues = layout.label_issues / "label_issues.parquet"
     ds = build_review_dataset(
-        name, layout.dataset, layout.predictions if layout.predictions.exists() else None,
+        name, layout.dataset, _if_exists(layout.predictions),
         _model_embeddings(layout, include_synthetic),
-        layout.balanced if layout.balanced.exists() else None, include_synthetic,
-        issues if issues.exists() else None,
+        _if_exists(layout.balanced), include_synthetic,
+        _if_exists(layout.label_issues / "label_issues.parquet"),
         classes=_taxonomy_classes(p), database_dir=database_dir, seed=p.get("seed", 0))
     console.print(review_summary(ds))
     if not no_launch:
@@ -379,8 +381,7 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
     from ferdata.bias import BiasParams, write_bias_report
 
     layout = Layout(root)
-    eval_json = layout.metrics / "eval.json"
-    result = write_bias_report(layout.dataset, layout.predictions if layout.predictions.exists() else None,
-                               eval_json if eval_json.exists() else None, layout.reports,
+    result = write_bias_report(layout.dataset, _if_exists(layout.predictions),
+                               _if_exists(layout.metrics / "eval.json"), layout.reports,
                                _section(load_params(params), "report", BiasParams))
     console.print(result.summary())

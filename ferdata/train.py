@@ -287,6 +287,12 @@ def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: 
     return rows, log.seconds
 
 
+def kept_row(history: list[dict], params: TrainParams) -> dict:
+    """The history row of the epoch whose weights a fit keeps: the best val accuracy with
+    early stopping (which restores it), else the last epoch."""
+    return max(history, key=lambda row: row["val_accuracy"]) if params.early_stopping_patience else history[-1]
+
+
 def throughput(train_images: int, seconds: Sequence[float]) -> float:
     """Training images per second over the epochs after the first (which traces the graph
     and fills the pipeline); over the first when it is the only one. Includes validation."""
@@ -332,7 +338,7 @@ def run_train(params: TrainParams, balanced_dir: Path, dataset_dir: Path, models
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    kept = max(history, key=lambda row: row["val_accuracy"]) if params.early_stopping_patience else history[-1]
+    kept = kept_row(history, params)
     result = TrainResult(
         model=params.model, parameters=int(net.count_params()), model_bytes=model_bytes,
         train_images=len(y_train), val_images=len(y_val), epochs_run=len(history),
