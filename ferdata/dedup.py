@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -47,6 +48,8 @@ LEAK_POLICIES: dict[str, tuple[str, ...]] = {
     KEEP_ALL: SPLIT_ORDER,
 }
 WITHIN_SPLIT_POLICIES = ("keep_one", "keep_all")
+#: label_conflicts: what happens to a group whose copies carry different labels.
+LABEL_CONFLICT_POLICIES = ("drop", "keep")
 #: Above this threshold the bands get so narrow that bucket sizes approach all-pairs work.
 MAX_PHASH_THRESHOLD = 15
 
@@ -366,35 +369,54 @@ def duplicate_groups(images: Faces, exact_keys: list[Keys], threshold: int, max_
 class Resolution:
     """What dedup decided: the reason each dropped sample goes, and the groups that leaked."""
 
-    drop_reason: dict[int, str] = field(default_factory=dict)  # row -> leak | duplicate
+    drop_reason: dict[int, str] = field(default_factory=dict)  # row -> leak | duplicate | label_conflict
     kept_for: dict[int, int] = field(default_factory=dict)  # dropped row -> the row it duplicates
     leaking_groups: list[int] = field(default_factory=list)
+    conflicting_groups: list[int] = field(default_factory=list)
 
 
-def resolve_groups(groups: np.ndarray, splits: list[str], units: list[str],
-                   leak_policy: str, within_split: str) -> Resolution:
+def labels_conflict(members: list[int], labels: Sequence[str], units: Sequence[str]) -> bool:
+    """Whether two members of different units carry different labels (the frames of one
+    CK+ sequence, one unit, may differ: its first frame is neutral)."""
+    tagged = {(units[i], labels[i]) for i in members}
+    return any(u != v and a != b for (u, a), (v, b) in combinations(tagged, 2))
+
+
+def resolve_groups(groups: np.ndarray, splits: list[str], units: list[str], labels: list[str],
+                   leak_policy: str, within_split: str, label_conflicts: str) -> Resolution:
     """Decide which members of each duplicate group stay.
 
-    A group spanning several splits keeps only the copies in the split ``leak_policy``
-    prefers (``keep_eval``: test, else val; ``keep_train``: train first; ``drop_all``:
-    none; ``keep_all``: every split's). Within each surviving split, ``keep_one`` keeps the
-    first unit (in row order) and ``keep_all`` keeps every copy. A unit is a set of rows
-    never deduplicated against each other (the frames of one CK+ sequence share one unit).
+    A group whose copies carry different labels (:func:`labels_conflict`) loses every copy
+    under ``label_conflicts: drop``: at most one of its labels is right, and the copies
+    cannot say which. Otherwise a group spanning several splits keeps only the copies in
+    the split ``leak_policy`` prefers (``keep_eval``: test, else val; ``keep_train``: train
+    first; ``drop_all``: none; ``keep_all``: every split's). Within each surviving split,
+    ``keep_one`` keeps the first unit (in row order) and ``keep_all`` keeps every copy. A
+    unit is a set of rows never deduplicated against each other (the frames of one CK+
+    sequence share one unit).
     """
     if leak_policy not in LEAK_POLICIES:
         raise ValueError(f"leak_policy must be one of {sorted(LEAK_POLICIES)}, not {leak_policy!r}")
     if within_split not in WITHIN_SPLIT_POLICIES:
         raise ValueError(f"within_split_duplicates must be one of {WITHIN_SPLIT_POLICIES}, not {within_split!r}")
+    if label_conflicts not in LABEL_CONFLICT_POLICIES:
+        raise ValueError(f"label_conflicts must be one of {LABEL_CONFLICT_POLICIES}, not {label_conflicts!r}")
     result = Resolution()
     members_of: dict[int, list[int]] = {}
     for i in np.flatnonzero(groups >= 0):
         members_of.setdefault(int(groups[i]), []).append(int(i))
     for g, members in members_of.items():
         present = {splits[i] for i in members}
+        if len(present) > 1:
+            result.leaking_groups.append(g)
+        if labels_conflict(members, labels, units):
+            result.conflicting_groups.append(g)
+            if label_conflicts == "drop":
+                result.drop_reason.update((i, "label_conflict") for i in members)
+                continue
         kept_split = next((s for s in LEAK_POLICIES[leak_policy] if s in present), None)
         survivors = members
         if len(present) > 1:
-            result.leaking_groups.append(g)
             if leak_policy != KEEP_ALL:
                 survivors = [i for i in members if splits[i] == kept_split]
                 for i in members:
@@ -427,6 +449,7 @@ class Dedup:
     groups: np.ndarray  # duplicate group per row, -1 when unique
     exact: np.ndarray  # per group: one pixel or content hash shared by all members
     leaking_groups: list[int]
+    conflicting_groups: list[int]  # groups whose copies carry different labels
     drops: dict[int, tuple[str, str]]
 
 
@@ -444,9 +467,9 @@ class _Rows:
 
 
 def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Sequence[str | None],
-                units: Sequence[str], content_hashes: Keys, skip: set[int], *,
+                units: Sequence[str], labels: Sequence[str], content_hashes: Keys, skip: set[int], *,
                 phash_threshold: int, near_max_diff: float, blank_std: float, leak_policy: str,
-                within_split: str) -> Dedup:
+                within_split: str, label_conflicts: str) -> Dedup:
     """Drop blank images, group duplicates among the rest, resolve each group by policy.
 
     ``stats`` are the faces' hashes; ``images`` is read only for the pairs a pHash match
@@ -465,10 +488,16 @@ def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Seq
     groups = np.full(len(ids), -1, dtype=np.int64)
     groups[rows] = sub_groups
     resolution = resolve_groups(sub_groups, [splits[i] for i in rows], [units[i] for i in rows],
-                                leak_policy, within_split)
+                                [labels[i] for i in rows], leak_policy, within_split, label_conflicts)
+    group_labels: dict[int, set[str]] = {}
+    for i in rows[sub_groups >= 0]:
+        group_labels.setdefault(int(groups[i]), set()).add(labels[i])
     for k, reason in resolution.drop_reason.items():
         i = int(rows[k])
-        if reason == "leak":
+        if reason == "label_conflict":
+            message = (f"duplicate group {groups[i]} holds the labels {', '.join(sorted(group_labels[groups[i]]))}; "
+                       f"label_conflicts drop removes every copy")
+        elif reason == "leak":
             message = (f"duplicate group {groups[i]} spans several splits; leak_policy {leak_policy} "
                        f"drops its {splits[i]} copies")
         else:
@@ -477,7 +506,7 @@ def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Seq
             other = int(rows[resolution.kept_for[k]])
             message += f"; kept {ids[other]} ({splits[other]})"
         drops[i] = (reason, message)
-    return Dedup(hashes, groups, exact, resolution.leaking_groups, drops)
+    return Dedup(hashes, groups, exact, resolution.leaking_groups, resolution.conflicting_groups, drops)
 
 
 def dedup_report(result: Dedup, ids: Sequence[str], splits: Sequence[str | None],
@@ -489,20 +518,22 @@ def dedup_report(result: Dedup, ids: Sequence[str], splits: Sequence[str | None]
     members: dict[int, list[int]] = {}
     for i in np.flatnonzero(result.groups >= 0):
         members.setdefault(int(result.groups[i]), []).append(int(i))
-    leaking = set(result.leaking_groups)
+    leaking, conflicting = set(result.leaking_groups), set(result.conflicting_groups)
+    removed = conflicting if params.get("label_conflicts") == "drop" else set()
+    keeps_leaks = params.get("leak_policy") == KEEP_ALL
     return {
         "params": params,
         "groups_found": len(members),
         "exact_groups": int(result.exact.sum()),
         "near_groups": int(len(result.exact) - result.exact.sum()),
-        "leaks_resolved": 0 if params.get("leak_policy") == KEEP_ALL else len(leaking),
-        "leaks_kept": len(leaking) if params.get("leak_policy") == KEEP_ALL else 0,
-        "label_conflicts": sum(1 for m in members.values() if len({labels[i] for i in m}) > 1),
+        "leaks_resolved": len(leaking & removed) if keeps_leaks else len(leaking),
+        "leaks_kept": len(leaking - removed) if keeps_leaks else 0,
+        "label_conflicts": len(conflicting),
         "images_dropped": {reason: len(v) for reason, v in sorted(dropped.items())},
         "dropped": dict(sorted(dropped.items())),
         "groups": [
             {"dup_group": g, "kind": "exact" if result.exact[g] else "near", "leak": g in leaking,
-             "labels": sorted({labels[i] for i in m}),
+             "labels": sorted({labels[i] for i in m}), "label_conflict": g in conflicting,
              "members": [{"sample_id": ids[i], "split": splits[i], "label": labels[i],
                           "dropped": result.drops[i][0] if i in result.drops else None} for i in m]}
             for g, m in sorted(members.items())

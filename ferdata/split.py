@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ class SplitParams:
     blank_std: float = 2.0  # images whose pixel std is below this are dropped as blank
     leak_policy: str = "keep_eval"  # keep_eval | keep_train | drop_all | keep_all
     within_split_duplicates: str = "keep_one"  # keep_one | keep_all
+    label_conflicts: str = "drop"  # drop | keep: a duplicate group whose copies carry different labels
 
     def __post_init__(self) -> None:
         where = "params.yaml [split]"
@@ -77,6 +79,9 @@ class SplitParams:
         if self.within_split_duplicates not in dedup.WITHIN_SPLIT_POLICIES:
             raise ParamsError(f"{where}.within_split_duplicates: one of {dedup.WITHIN_SPLIT_POLICIES}, "
                               f"not {self.within_split_duplicates!r}")
+        if self.label_conflicts not in dedup.LABEL_CONFLICT_POLICIES:
+            raise ParamsError(f"{where}.label_conflicts: one of {dedup.LABEL_CONFLICT_POLICIES}, "
+                              f"not {self.label_conflicts!r}")
 
 
 @dataclass
@@ -90,6 +95,7 @@ class SplitResult:
     leaks_resolved: int
     leaks_kept: int  # leak_policy keep_all: groups left on several sides
     dropped: dict[str, list[str]]  # reason -> sample ids
+    dropped_by_class: dict[str, dict[str, dict[str, int]]]  # split -> class -> reason -> samples
     out_dir: Path
 
     @property
@@ -111,6 +117,13 @@ class SplitResult:
         kept = f", leaks kept on every side {self.leaks_kept}" if self.leaks_kept else ""
         lines.append(f"duplicate groups {self.groups}, leaks resolved {self.leaks_resolved}{kept}, "
                      f"dropped: {dropped} (ids in dedup.json, dropped.parquet)")
+        train_drops = self.dropped_by_class["train"]
+        if train_drops:
+            shares = []
+            for c in self.classes:
+                gone = sum(train_drops.get(c, {}).values())
+                shares.append(f"{c} {gone} ({gone / max(gone + self.counts['train'][c], 1):.1%})")
+            lines.append("train faces dropped per class: " + ", ".join(shares))
         return Group(*lines)
 
 
@@ -320,8 +333,14 @@ def _dataset_parts(shards: Shards, order: np.ndarray, kept: np.ndarray, splits: 
 
 
 def _split_report(rows: Decisions, kept: np.ndarray, splits: list, assignment: Assignment,
-                  dropped: dict[str, list[str]], classes: Sequence[str], params: SplitParams) -> dict:
-    """split.json: kept counts per split x class (x source), subjects per split, folds, drops."""
+                  drops: dict[int, tuple[str, str]], classes: Sequence[str], params: SplitParams) -> dict:
+    """split.json: kept counts per split x class (x source), subjects per split, folds, drops
+    (per reason, and per split x class x reason)."""
+    dropped_by_class: dict[str, dict[str, dict[str, int]]] = {s: {} for s in SPLITS}
+    for i, (reason, _) in drops.items():
+        if splits[i] in dropped_by_class:
+            per_reason = dropped_by_class[splits[i]].setdefault(rows.label[i], {})
+            per_reason[reason] = per_reason.get(reason, 0) + 1
     counts = {s: {c: 0 for c in classes} for s in SPLITS}
     by_source: dict[str, dict[str, dict[str, int]]] = {s: {} for s in SPLITS}
     for i in kept:
@@ -340,7 +359,9 @@ def _split_report(rows: Decisions, kept: np.ndarray, splits: list, assignment: A
         "subjects_per_split": {src: {s: len(v) for s, v in per.items()} for src, per in subjects.items()},
         "subjects": subjects,
         "folds": assignment.folds,
-        "dropped": {reason: len(ids) for reason, ids in dropped.items()},
+        "dropped": dict(sorted(Counter(reason for reason, _ in drops.values()).items())),
+        "dropped_by_class": {s: {c: dict(sorted(v[c].items())) for c in classes if c in v}
+                             for s, v in dropped_by_class.items()},
     }
 
 
@@ -399,10 +420,10 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     with tempfile.TemporaryDirectory(prefix=".faces-", dir=Path(out_dir).parent) as scratch, \
             FaceFile(shards, order, Path(scratch) / "faces.u8") as images:
         found = dedup.deduplicate(
-            stats, images, ids, splits, _units(rows), table["content_hash"], set(bad_split),
+            stats, images, ids, splits, _units(rows), rows.label, table["content_hash"], set(bad_split),
             phash_threshold=params.phash_threshold, near_max_diff=params.near_max_diff,
-            blank_std=params.blank_std,
-            leak_policy=params.leak_policy, within_split=params.within_split_duplicates)
+            blank_std=params.blank_std, leak_policy=params.leak_policy,
+            within_split=params.within_split_duplicates, label_conflicts=params.label_conflicts)
     drops = {**bad_split, **found.drops}
     kept = dedup.rows_except(len(rows), drops)
     labels = rows.label
@@ -413,9 +434,10 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     dropped: dict[str, list[str]] = {}
     for r in sorted(rejects, key=lambda r: r.reason):
         dropped.setdefault(r.reason, []).append(r.sample_id)
-    split_report = _split_report(rows, kept, splits, assignment, dropped, classes, params)
+    split_report = _split_report(rows, kept, splits, assignment, drops, classes, params)
     dedup_params = {k: getattr(params, k) for k in
-                    ("phash_threshold", "near_max_diff", "blank_std", "leak_policy", "within_split_duplicates")}
+                    ("phash_threshold", "near_max_diff", "blank_std", "leak_policy", "within_split_duplicates",
+                     "label_conflicts")}
     dedup_json = dedup.dedup_report(found, ids, splits, labels, dedup_params)
     write_dataset(Path(out_dir), parts, len(kept), rejects, classes, SPLITS,
                   {"split.json": split_report, "dedup.json": dedup_json})
@@ -423,5 +445,5 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
         classes=classes, counts=split_report["counts"], subjects=split_report["subjects_per_split"],
         groups=dedup_json["groups_found"], leaks_resolved=dedup_json["leaks_resolved"],
         leaks_kept=dedup_json["leaks_kept"],
-        dropped=dropped, out_dir=Path(out_dir),
+        dropped=dropped, dropped_by_class=split_report["dropped_by_class"], out_dir=Path(out_dir),
     )

@@ -39,16 +39,16 @@ def _fast_params(path: Path) -> None:
 
 def _plant(csv: Path) -> None:
     """In fer2013.csv: give every FLIP_EVERY-th Training row the next class's label, copy
-    the first PrivateTest face over the second (a copy within test, which the build keeps
-    once), and a Training face over the third (a copy the raw arm trains on)."""
+    the first PrivateTest face, with its label, over the second (a copy within test, which the
+    build keeps once), and a Training face over the third (a copy the raw arm trains on)."""
     lines = csv.read_text().splitlines()
     training = [i for i, line in enumerate(lines) if line.endswith(",Training")]
     for i in training[::FLIP_EVERY]:
         emotion, rest = lines[i].split(",", 1)
         lines[i] = f"{(int(emotion) + 1) % 7},{rest}"
     first, second, third = [i for i, line in enumerate(lines) if line.endswith(",PrivateTest")][:3]
-    lines[second] = f"{lines[second].split(',')[0]},{lines[first].split(',')[1]},PrivateTest"
-    lines[third] = f"{lines[third].split(',')[0]},{lines[training[1]].split(',')[1]},PrivateTest"
+    lines[second] = f"{lines[first].rsplit(',', 1)[0]},PrivateTest"
+    lines[third] = f"{lines[training[1]].rsplit(',', 1)[0]},PrivateTest"
     csv.write_text("\n".join(lines) + "\n")
 
 
@@ -92,7 +92,11 @@ def test_every_arm_is_scored_on_every_ingested_privatetest_face(ablated):
     expected = _ingested_test_ids(root)
     dataset = pq.read_table(root / "processed" / "dataset" / "manifest.parquet")
     kept_test = set(dataset.filter(pc.equal(dataset["split"], "test"))["sample_id"].to_pylist())
-    assert len(expected - kept_test) == 1  # the build keeps one of the two copies; the ablation scores both
+    dropped = pq.read_table(root / "processed" / "dataset" / "dropped.parquet").to_pylist()
+    reasons = {r["sample_id"]: r["reason"] for r in dropped}
+    # the build keeps one of the two planted test copies, and drops a test face whose train
+    # copy's label was flipped; the ablation scores them all
+    assert sorted(reasons[i] for i in expected - kept_test) == ["duplicate", "label_conflict"]
     predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
     assert list(report["arms"]) == list(ARMS)
     for arm, rows in predictions.groupby("arm"):

@@ -107,7 +107,7 @@ def _fer_with_planted_copies(tmp_path, **params):
     images = distinct_images(len(rows), seed=1)
     ids = {s: [i for i, r in enumerate(rows) if r["split"] == s] for s in ("train", "val", "test")}
     exact_train, exact_test = ids["train"][0], ids["test"][0]
-    near_train, near_val = ids["train"][1], ids["val"][5]
+    near_train, near_val = ids["train"][1], ids["val"][2]  # both angry, as is the exact pair
     blank = ids["train"][2]
     images[exact_train] = images[exact_test]
     images[near_train] = _near_copy(images[near_val], 1)
@@ -169,11 +169,11 @@ def test_copies_within_one_split(tmp_path, policy, survivors):
     rows = fer_rows({"train": [5] * 7, "val": [2] * 7, "test": [2] * 7})
     images = distinct_images(len(rows), seed=3)
     images[4] = images[1]
-    images[9] = _near_copy(images[1], 2)
+    images[3] = _near_copy(images[1], 2)
     write_aligned(tmp_path / "aligned", aligned_table(rows, images))
     result = run_split(SplitParams(within_split_duplicates=policy), tmp_path / "aligned", tmp_path / "dataset")
     manifest = {r["sample_id"] for r in pq.read_table(tmp_path / "dataset" / "manifest.parquet").to_pylist()}
-    copies = [rows[i]["sample_id"] for i in (1, 4, 9)]
+    copies = [rows[i]["sample_id"] for i in (1, 3, 4)]
     assert sum(c in manifest for c in copies) == survivors
     if policy == "keep_one":
         assert copies[0] in manifest  # the first id stays
@@ -188,7 +188,8 @@ def test_dedup_never_moves_a_subject(tmp_path):
 
     def splits_after(imgs, folder):
         write_aligned(folder / "aligned", aligned_table(rows, imgs))
-        run_split(SplitParams(seed=3), folder / "aligned", folder / "dataset")
+        # the planted CK+ frame's label may differ from the test face's: keep conflicts, watch the sides
+        run_split(SplitParams(seed=3, label_conflicts="keep"), folder / "aligned", folder / "dataset")
         return {r["sample_id"]: r for r in pq.read_table(folder / "dataset" / "manifest.parquet").to_pylist()}
 
     clean = splits_after(images, tmp_path / "clean")
@@ -220,3 +221,45 @@ def test_bands_share_out_every_bit_once_and_make_smaller_buckets_than_consecutiv
             total += int((counts * (counts - 1) // 2).sum())
         return total
     assert pairs_sharing_a_band(chosen) < 0.7 * pairs_sharing_a_band(consecutive)  # 2,943 against 6,042
+
+
+@pytest.mark.parametrize("policy", ["drop", "keep"])
+def test_copies_whose_labels_disagree(tmp_path, policy):
+    """A face labelled angry in train, disgust in train and angry in test: `drop` removes
+    every copy, `keep` resolves it as any other leak; both report the conflict."""
+    rows = fer_rows({"train": [5] * 7, "val": [2] * 7, "test": [2] * 7})
+    images = distinct_images(len(rows), seed=4)
+    angry, disgust, test_angry, agreeing = 1, 7, 49, 4
+    assert [rows[i]["label"] for i in (angry, disgust, test_angry)] == ["angry", "disgust", "angry"]
+    images[disgust] = images[angry]
+    images[test_angry] = _near_copy(images[angry], 3)
+    images[agreeing] = images[2]
+    write_aligned(tmp_path / "aligned", aligned_table(rows, images))
+    result = run_split(SplitParams(label_conflicts=policy), tmp_path / "aligned", tmp_path / "dataset")
+    dropped = {r["sample_id"]: r for r in pq.read_table(tmp_path / "dataset" / "dropped.parquet").to_pylist()}
+    report = json.loads((tmp_path / "dataset" / "dedup.json").read_text())
+    ids = [r["sample_id"] for r in rows]
+    conflict = next(g for g in report["groups"] if ids[angry] in {m["sample_id"] for m in g["members"]})
+    assert report["label_conflicts"] == 1 and conflict["label_conflict"] and conflict["labels"] == ["angry", "disgust"]
+    assert dropped[ids[agreeing]]["reason"] == "duplicate"
+    if policy == "drop":
+        assert {dropped[ids[i]]["reason"] for i in (angry, disgust, test_angry)} == {"label_conflict"}
+        assert "holds the labels angry, disgust" in dropped[ids[test_angry]]["message"]
+        assert result.dropped_by_class["train"]["angry"] == {"duplicate": 1, "label_conflict": 1}
+        assert result.dropped_by_class["test"] == {"angry": {"label_conflict": 1}}
+    else:
+        assert ids[test_angry] not in dropped
+        assert {dropped[ids[i]]["reason"] for i in (angry, disgust)} == {"leak"}
+        assert result.dropped_by_class["test"] == {}
+
+
+@pytest.mark.parametrize("units, labels, conflict", [
+    (["seq-a", "seq-a"], ["neutral", "happy"], False),  # one CK+ sequence: its onset and peak frames
+    (["seq-a", "seq-b"], ["happy", "happy"], False),
+    (["seq-a", "seq-b"], ["neutral", "happy"], True),
+])
+def test_a_conflict_needs_different_labels_on_different_units(units, labels, conflict):
+    resolution = dedup.resolve_groups(np.zeros(2, dtype=np.int64), ["train", "train"], units, labels,
+                                      "keep_eval", "keep_one", "drop")
+    assert resolution.conflicting_groups == ([0] if conflict else [])
+    assert (set(resolution.drop_reason.values()) == {"label_conflict"}) == conflict
