@@ -5,9 +5,10 @@ Per image (:class:`Aligner`):
 * a first estimate places the face: frames larger than ``detect_above`` px (CK+, JAFFE) go
   through the HOG face detector (the largest face scoring at least ``detect_threshold``;
   when it finds none, once more on the frame doubled) and dlib's 68-point fit in its box;
-  smaller frames (FER2013's pre-cropped 48x48 faces, on which the detector misses about
-  30%) get a coarse fit inside the whole frame, enlarged ``upscale`` times, from the box the
-  canonical layout implies (pre-cropped faces are framed about as that layout is);
+  smaller frames, and every frame of a ``precropped`` source (FER2013's face crops, on which
+  the detector misses about 30%, at 48 px or enlarged), get a coarse fit inside the whole
+  frame, enlarged to about ``upscale`` times 48 px, from the box the canonical layout
+  implies (pre-cropped faces are framed about as that layout is);
 * the face is refitted on an upright canvas at the canonical scale, as is and mirrored
   (:mod:`ferdata.face_fit`); their mean is the landmark estimate, their disagreement the
   fit's own measure of failure (``fit_disagreement``, inter-ocular units). A fit above
@@ -97,6 +98,7 @@ class AlignParams:
     on_failure: dict = field(default_factory=lambda: {"fer2013": "keep", "ckplus": "drop", "jaffe": "drop",
                                                       "raf-db": "drop", "affectnet": "drop"})
     passthrough: list = field(default_factory=list)  # sources not aligned at all
+    precropped: list = field(default_factory=lambda: ["fer2013"])  # sources of face crops at any size: no detector
     use_source_landmarks: bool = False  # warp with the landmarks a source gives (AffectNet, CK+)
     realign: bool = False  # align images a source already aligned (RAF-DB's aligned/) again
     chunk_size: int = 256  # most rows per task (fewer when that leaves a worker idle)
@@ -226,9 +228,15 @@ class Aligner:
         self.canvas = CanvasFitter(self.model, self.anchors, self.weights, self.template.box,
                                    self.template.size, params.upscale, params.batched_fit)
 
-    def detects(self, image: np.ndarray) -> bool:
-        """Whether the frame is large enough to go through the face detector."""
-        return max(image.shape) > self.params.detect_above
+    def detects(self, image: np.ndarray, precropped: bool) -> bool:
+        """Whether the frame goes through the face detector: it is larger than
+        ``detect_above`` and not a face crop."""
+        return not precropped and max(image.shape) > self.params.detect_above
+
+    def coarse_factor(self, shape: tuple[int, int]) -> int:
+        """How many times a pre-cropped frame is enlarged for its coarse fit: to about
+        ``upscale`` times the 48 px output, never shrunk."""
+        return max(1, math.ceil(self.params.upscale * self.template.size / max(shape)))
 
     def start_box(self, shape: tuple[int, int]) -> Box:
         """Where the face of a pre-cropped frame is taken to be: the canonical layout's box."""
@@ -237,16 +245,18 @@ class Aligner:
         b = self.template.box
         return Box(b.left * sx, b.top * sy, b.right * sx, b.bottom * sy)
 
-    def align(self, image: np.ndarray, given: Given | None = None) -> Alignment:
+    def align(self, image: np.ndarray, given: Given | None = None, precropped: bool = False) -> Alignment:
         """:meth:`align_many` for one image."""
-        return self.align_many([image], [given])[0]
+        return self.align_many([image], [given], [precropped])[0]
 
-    def align_many(self, images: list[np.ndarray],
-                   given: list[Given | None] | None = None) -> list[Alignment]:
-        """Estimate each face (from the box its source gives, if any), refine it on an upright
-        canvas and its mirror, judge, warp."""
+    def align_many(self, images: list[np.ndarray], given: list[Given | None] | None = None,
+                   precropped: list[bool] | None = None) -> list[Alignment]:
+        """Estimate each face (from the box its source gives, if any; ``precropped`` frames
+        are face crops, never detected), refine it on an upright canvas and its mirror,
+        judge, warp."""
         given = given or [None] * len(images)
-        estimates = self._first_estimates(images, given)
+        precropped = precropped or [False] * len(images)
+        estimates = self._first_estimates(images, given, precropped)
         pending = sorted(estimates)
         for _attempt in range(1 + self.params.retries):
             if not pending:
@@ -257,25 +267,27 @@ class Aligner:
                 if gap < estimates[i].disagreement:
                     estimates[i] = _Estimate(points, estimates[i].faces, float(gap))
             pending = [i for i in pending if estimates[i].disagreement > self.params.disagreement_threshold]
-        return [self._finish(self._judge(image, estimates.get(i), g))
-                for i, (image, g) in enumerate(zip(images, given))]
+        return [self._finish(self._judge(image, estimates.get(i), g, cropped))
+                for i, (image, g, cropped) in enumerate(zip(images, given, precropped))]
 
-    def _first_estimates(self, images: list[np.ndarray], given: list[Given | None]) -> dict[int, _Estimate]:
+    def _first_estimates(self, images: list[np.ndarray], given: list[Given | None],
+                         precropped: list[bool]) -> dict[int, _Estimate]:
         """Landmarks to place each face's canvas: the fit in the box the source gives or the
         detector finds, or a coarse fit of a pre-cropped frame from the canonical box. Frames
         without contrast or face are absent."""
         estimates: dict[int, _Estimate] = {}
         by_shape: dict[tuple[int, int], list[int]] = {}
-        for i, (image, g) in enumerate(zip(images, given)):
+        for i, (image, g, cropped) in enumerate(zip(images, given, precropped)):
             if float(image.std()) < self.params.min_contrast:
                 continue
+            detects = self.detects(image, cropped)
             if g is not None and g.box is not None:
                 box = Box(*g.box)
-                points = (self.model.fit(image, box) if self.detects(image) else self.model.fit_many_magnified(
+                points = (self.model.fit(image, box) if detects else self.model.fit_many_magnified(
                     image[None], box, self.params.upscale, batched=self.params.batched_fit)[0])
                 estimates[i] = _Estimate(points, None)
                 continue
-            if not self.detects(image):
+            if not detects:
                 by_shape.setdefault(image.shape, []).append(i)
                 continue
             boxes = self.model.detect(image, self.params.upsample, self.params.detect_threshold)
@@ -285,17 +297,18 @@ class Aligner:
                 estimates[i] = _Estimate(self.model.fit(image, boxes[0]), len(boxes))
         for shape, members in by_shape.items():
             points = self.model.fit_many_magnified(np.stack([images[i] for i in members]), self.start_box(shape),
-                                                   self.params.upscale, COARSE_LEVELS, self.params.batched_fit)
+                                                   self.coarse_factor(shape), COARSE_LEVELS, self.params.batched_fit)
             for i, p in zip(members, points):
                 estimates[i] = _Estimate(p, None)
         return estimates
 
-    def _judge(self, image: np.ndarray, estimate: _Estimate | None, given: Given | None) -> Alignment:
+    def _judge(self, image: np.ndarray, estimate: _Estimate | None, given: Given | None,
+               precropped: bool) -> Alignment:
         """The status and output of one image from its refined landmarks; with
         ``use_source_landmarks``, from the landmarks its source gives (``landmarks`` stays
         dlib's fit either way, to measure the two against each other)."""
         if estimate is None:
-            faces = 0 if self.detects(image) and float(image.std()) >= self.params.min_contrast else None
+            faces = 0 if self.detects(image, precropped) and float(image.std()) >= self.params.min_contrast else None
             return Alignment(NO_FACE, centre_crop(image), faces_detected=faces)
         fitted = points = estimate.points
         own = given is not None and given.landmarks is not None and self.params.use_source_landmarks
@@ -391,8 +404,9 @@ class ChunkWorker:
                 unreadable[i] = str(exc)
         to_align = [i for i, (row, image) in enumerate(zip(chunk, images))
                     if image is not None and not self.only_resized(row)]
-        aligned = dict(zip(to_align, self.aligner.align_many([images[i] for i in to_align],
-                                                              [chunk[i][4] for i in to_align])))
+        aligned = dict(zip(to_align, self.aligner.align_many(
+            [images[i] for i in to_align], [chunk[i][4] for i in to_align],
+            [chunk[i][1] in self.params.precropped for i in to_align])))
         outcomes, pixels = [], np.zeros((len(chunk), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
         for i, row in enumerate(chunk):
             if i in unreadable:

@@ -137,6 +137,21 @@ def test_batched_fit_aligns_pre_cropped_faces_as_dlibs_own_predictor_does(aligne
         assert gap.mean() < 0.15 and gap.max() < 0.75
 
 
+def test_an_enlarged_face_crop_aligns_like_its_48_px_original_without_the_detector(aligner):
+    """FER2013 copies enlarged to 224 px (for ImageNet-sized networks) are still face crops."""
+    rng = np.random.default_rng(13)
+    for expression, angle in zip(EXPRESSIONS[:4], (-10, -4, 4, 10)):
+        image, truth = draw_face(expression, rng, angle_deg=angle)
+        enlarged = np.asarray(Image.fromarray(image).resize((224, 224), Image.BICUBIC))
+        small, large = aligner.align(image, precropped=True), aligner.align(enlarged, precropped=True)
+        assert small.status == large.status == "aligned" and large.faces_detected is None
+        eyes = (np.array([truth.left_eye, truth.right_eye]) + 0.5) * 224 / 48 - 0.5
+        worst, tilt = placed_eyes(aligner, large, eyes)
+        assert worst < 1.5 and tilt < 2.0, expression
+        assert np.abs(large.pixels.astype(float) - small.pixels).mean() < 4.0, expression
+    assert aligner.align(enlarged).faces_detected == 1  # not a crop: found by the detector
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_fit_its_mirror_image_contradicts_is_unstable_and_kept_unaligned(aligner, seed):
     noise = np.random.default_rng(seed).integers(0, 256, (48, 48), dtype=np.uint8)  # no face to fit
@@ -291,6 +306,23 @@ def interim(tmp_path_factory):
     rows.append(_row("jaffe-KA.HA1.2", "jaffe", "KA.HA1.2.tiff", 256, 256))  # file missing
     write_table(pa.Table.from_pylist(rows, schema=INGEST_SCHEMA), interim_dir / "manifest.parquet")
     return raw, interim_dir, np.stack(fer)
+
+
+@pytest.mark.parametrize("precropped, detected", [(["fer2013"], None), ([], 1)])
+def test_precropped_sources_are_never_sent_to_the_detector(tmp_path, precropped, detected):
+    """A FER2013 image-folder copy enlarged to 224 px: `precropped` names the sources whose
+    frames are face crops at any size."""
+    image, _ = draw_face("happy", np.random.default_rng(5))
+    rel = "train/happy/Training_1.png"
+    (tmp_path / "raw" / "fer2013" / rel).parent.mkdir(parents=True)
+    Image.fromarray(image).resize((224, 224), Image.BICUBIC).save(tmp_path / "raw" / "fer2013" / rel)
+    interim_dir = tmp_path / "interim"
+    write_table(pa.Table.from_pylist([_row("fer2013-Training_1", "fer2013", rel, 224, 224)], schema=INGEST_SCHEMA),
+                interim_dir / "manifest.parquet")
+    run_align(AlignParams(precropped=precropped), interim_dir, tmp_path / "raw", tmp_path / "aligned",
+              LocalExecutor(ExecutorParams(workers=1)))
+    table = read_table(tmp_path / "aligned" / "aligned.parquet").to_pylist()
+    assert [(r["align_status"], r["faces_detected"]) for r in table] == [("aligned", detected)]
 
 
 def test_stage_writes_aligned_manifest_with_policy_applied(interim, tmp_path):
