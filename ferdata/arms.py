@@ -6,7 +6,7 @@ the two arms that balance. The arms add one step each:
 
 * ``raw``: FER2013's Training rows as ingested, their own 48x48 pixels: no alignment, no dedup;
 * ``aligned``: the same rows as the align stage left them (aligned, or the fallback crop);
-* ``aligned+dedup``: the FER2013 train rows the split stage kept (copies and leaks removed);
+* ``aligned+dedup``: the FER2013 train rows the split stage kept (copies, leaks and copies whose labels disagree removed);
 * ``build``: the balance stage's output: every source's train rows, balanced by ``balance.method``;
 * ``build+clean``: the same, with the label-issues stage's flagged faces left out.
 
