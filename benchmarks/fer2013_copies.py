@@ -1,4 +1,8 @@
-"""How often FER+'s ten annotators confirm the FER2013 labels of copies that disagree.
+"""Copies in real FER2013: how many rows of each class the CSV repeats, and how often
+FER+'s ten annotators confirm the labels of copies that disagree.
+
+With ``--csv``, the share of each class's rows, per Usage, whose 2,304 pixels another row
+of the CSV repeats exactly: what dedup will remove unevenly, before any alignment.
 
 The split stage groups copies of one face; when the copies carry different labels
 (``dedup.json``: ``label_conflict``), ``split.label_conflicts: drop`` removes every copy.
@@ -13,12 +17,14 @@ This script measures whether such labels are worse than the rest, against the FE
 DATASET is the split stage's output folder (``processed/dataset``) of a FER2013 build, under
 either ``label_conflicts`` setting; FERPLUS is your copy of ``fer2013new.csv``.
 
-    .venv/bin/python benchmarks/label_conflicts.py processed/dataset raw/ferplus/fer2013new.csv
+    .venv/bin/python benchmarks/fer2013_copies.py processed/dataset raw/ferplus/fer2013new.csv \
+        --csv raw/fer2013/fer2013.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from collections import Counter
 from pathlib import Path
@@ -29,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ferdata.ferplus import FerplusVotes, fer2013_row, read_ferplus, verdict
+from ferdata.taxonomy import CLASSES_7
 
 KINDS = ("conflicting copies", "copies that agree", "faces without a copy")
 
@@ -58,23 +65,57 @@ def faces_by_kind(dataset: Path) -> dict[str, list[tuple[str, list[int]]]]:
     return faces
 
 
+def repeated_rows(csv_path: Path) -> tuple[Counter, Counter]:
+    """Rows per (Usage, class), and those whose pixels another row of the CSV repeats."""
+    with open(csv_path, newline="") as f:
+        rows = [(r["Usage"], CLASSES_7[int(r["emotion"])], r["pixels"]) for r in csv.DictReader(f)]
+    copies = Counter(pixels for _, _, pixels in rows)
+    total, repeated = Counter(), Counter()
+    for usage, label, pixels in rows:
+        total[usage, label] += 1
+        repeated[usage, label] += copies[pixels] > 1
+    return total, repeated
+
+
+def repeated_table(csv_path: Path) -> Table:
+    total, repeated = repeated_rows(csv_path)
+    table = Table(title=f"{csv_path}: rows whose pixels another row repeats")
+    table.add_column("Usage")
+    for label in CLASSES_7:
+        table.add_column(label, justify="right")
+    for usage in sorted({u for u, _ in total}, key=("Training", "PublicTest", "PrivateTest").index):
+        table.add_row(usage, *(f"{repeated[usage, c]:,} of {total[usage, c]:,} "
+                               f"({repeated[usage, c] / max(total[usage, c], 1):.1%})" for c in CLASSES_7))
+    return table
+
+
+def outcomes(votes: FerplusVotes, faces: list[tuple[str, list[int]]]) -> Counter:
+    """How many labels the FER+ majority confirms (agree), contradicts (other) or cannot
+    judge (none)."""
+    found = Counter()
+    for label, rows in faces:
+        majority_class = majority(votes, rows)
+        found["none" if majority_class is None else "agree" if majority_class == label else "other"] += 1
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path, help="the split stage's output folder (processed/dataset)")
     parser.add_argument("ferplus", type=Path, help="your copy of FER+'s fer2013new.csv")
+    parser.add_argument("--csv", type=Path, help="also count the rows your fer2013.csv repeats")
     args = parser.parse_args()
+    console = Console(width=200)
+    if args.csv:
+        console.print(repeated_table(args.csv))
     votes = read_ferplus(args.ferplus)
     table = Table(title="FER2013 labels against the FER+ majority")
     for col in ("faces", "count", "FER+ agrees", "FER+ names another class", "no FER+ majority"):
         table.add_column(col, justify="left" if col == "faces" else "right")
     for kind, faces in faces_by_kind(args.dataset).items():
-        outcome = Counter()
-        for label, rows in faces:
-            found = majority(votes, rows)
-            outcome["none" if found is None else "agree" if found == label else "other"] += 1
-        n = max(len(faces), 1)
+        outcome, n = outcomes(votes, faces), max(len(faces), 1)
         table.add_row(kind, f"{len(faces):,}", *(f"{outcome[k] / n:.1%}" for k in ("agree", "other", "none")))
-    Console().print(table)
+    console.print(table)
 
 
 if __name__ == "__main__":
