@@ -312,7 +312,7 @@ DATABASE_DIR = typer.Option(None, "--database-dir",
                             help="FiftyOne database folder (default $FIFTYONE_DATABASE_DIR or ~/.ferdata/fiftyone).")
 
 
-def _model_embeddings(layout: Layout, include_synthetic: bool):
+def _model_embeddings(layout: Layout, include_synthetic: bool, dropped):
     """The trained model's penultimate features for the review rows, or None without a model."""
     if not (layout.models / "model.keras").exists():
         return None
@@ -322,8 +322,7 @@ def _model_embeddings(layout: Layout, include_synthetic: bool):
     from ferdata.train import load_model
 
     model, _ = load_model(layout.models)
-    rows = review_table(layout.dataset, _if_exists(layout.balanced),
-                        include_synthetic)
+    rows = review_table(layout.dataset, _if_exists(layout.balanced), include_synthetic, dropped)
     return embed(model, pixels_to_array(rows["pixels"]))
 
 
@@ -340,13 +339,15 @@ def review(
     if ctx.invoked_subcommand:
         return
     from ferdata.review import build_review_dataset, launch, review_summary
+    from ferdata.review_conflicts import label_conflict_table
 
     p, layout = load_params(params), Layout(root)
+    dropped = label_conflict_table(layout.dataset, layout.aligned, layout.review / "label_conflicts")
     ds = build_review_dataset(
         name, layout.dataset, _if_exists(layout.predictions),
-        _model_embeddings(layout, include_synthetic),
+        _model_embeddings(layout, include_synthetic, dropped),
         _if_exists(layout.balanced), include_synthetic,
-        _if_exists(layout.label_issues / "label_issues.parquet"),
+        _if_exists(layout.label_issues / "label_issues.parquet"), dropped,
         classes=_taxonomy_classes(p), database_dir=database_dir, seed=p.get("seed", 0))
     console.print(review_summary(ds))
     if not no_launch:
@@ -366,7 +367,8 @@ def review_export(
     fo, layout = fiftyone(database_dir), Layout(root)
     if not fo.dataset_exists(name):
         _fail(f"no review dataset {name!r}; run `ferdata review` first")
-    known = set(read_table(layout.dataset / "manifest.parquet")["sample_id"].to_pylist())
+    known = {sample_id for table in ("manifest.parquet", "dropped.parquet")
+             for sample_id in read_table(layout.dataset / table)["sample_id"].to_pylist() if sample_id}
     try:
         result = export_corrections(fo.load_dataset(name), out or layout.corrections, known,
                                     _taxonomy_classes(load_params(params)))

@@ -103,7 +103,7 @@ def tag_corrections(tagged: Iterable[tuple[str, Sequence[str]]], known_ids: set[
             continue
         asked = [f"{RELABEL_PREFIX}{c}" for c in relabels] + ([EXCLUDE_TAG] if exclude else [])
         if sample_id not in known_ids:
-            problems.append(f"{sample_id}: tagged {', '.join(asked)} but is not in the dataset manifest")
+            problems.append(f"{sample_id}: tagged {', '.join(asked)} but is not in the dataset manifest or dropped.parquet")
         unknown = [c for c in relabels if c not in classes]
         if unknown:
             problems.append(f"{sample_id}: unknown class in {', '.join(RELABEL_PREFIX + c for c in unknown)}; "

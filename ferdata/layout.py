@@ -50,6 +50,10 @@ class Layout:
         return self.processed / "ablation"
 
     @property
+    def review(self) -> Path:
+        return self.processed / "review"
+
+    @property
     def reports(self) -> Path:
         return self.processed / "reports"
 

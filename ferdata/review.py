@@ -19,25 +19,27 @@ import pyarrow.compute as pc
 
 from ferdata.fiftyone_env import fiftyone
 from ferdata.manifest import pixels_to_array, read_table
+from ferdata.review_conflicts import LABEL_CONFLICT
 from ferdata.taxonomy import CLASSES_7
 
 if TYPE_CHECKING:
     import fiftyone as fo
 
 #: Tags the build sets itself; every other tag is an annotator's and survives a rebuild.
-SPLIT_TAGS = ("train", "val", "test")
+BUILD_TAGS = ("train", "val", "test", "dropped")
 SIMILARITY_KEY = "similarity"
 PREDICTION_COLUMNS = ("sample_id", "predicted_label", "confidence", "logits")
 LABEL_ISSUE_COLUMNS = ("sample_id", "rank", "is_label_issue", "suggested_label")
 
 
 def review_table(dataset_dir: Path, balanced_dir: Path | None = None,
-                 include_synthetic: bool = False) -> pa.Table:
+                 include_synthetic: bool = False, dropped: pa.Table | None = None) -> pa.Table:
     """The rows to review, in the review dataset's order, with an absolute ``filepath``.
 
     The dataset manifest's rows come first; with ``include_synthetic`` the balanced
-    manifest's generated rows (``origin`` not ``real``) follow. Embeddings passed to
-    :func:`build_review_dataset` are aligned with these rows.
+    manifest's generated rows (``origin`` not ``real``) follow, then the ``dropped`` rows
+    (:func:`ferdata.review_conflicts.label_conflict_table`). ``drop_reason`` is null on
+    every kept row. Embeddings passed to :func:`build_review_dataset` are aligned with these rows.
     """
     dataset_dir = Path(dataset_dir)
     parts = [_with_filepath(read_table(dataset_dir / "manifest.parquet"), dataset_dir)]
@@ -47,6 +49,9 @@ def review_table(dataset_dir: Path, balanced_dir: Path | None = None,
         balanced = read_table(Path(balanced_dir) / "manifest.parquet")
         synthetic = balanced.filter(pc.not_equal(balanced["origin"], "real"))
         parts.append(_with_filepath(synthetic, Path(balanced_dir)).select(parts[0].column_names))
+    parts[0] = parts[0].append_column("drop_reason", pa.nulls(parts[0].num_rows, pa.string()))
+    if dropped is not None:
+        parts.append(dropped)
     table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
     missing = [p for p in table["filepath"].to_pylist() if not Path(p).is_file()]
     if missing:
@@ -92,6 +97,7 @@ def build_review_dataset(
     balanced_dir: Path | None = None,
     include_synthetic: bool = False,
     label_issues_path: Path | None = None,
+    dropped: pa.Table | None = None,
     *,
     classes: Sequence[str] = CLASSES_7,
     top_mistakes: int = 100,
@@ -105,11 +111,12 @@ def build_review_dataset(
     similarity index; without them a PCA of the pixels does. ``label_issues_path`` (the
     label-issues stage's ranked parquet) sets each train sample's ``label_issue_rank`` and
     makes the ``likely-mislabeled`` view its flagged samples in rank order; without it the
-    view is the samples of highest mistakenness. A rebuild replaces the samples, brain runs
-    and saved views, and keeps the annotators' tags by sample id.
+    view is the samples of highest mistakenness. ``dropped`` rows (the faces whose copies
+    disagree) are tagged ``dropped`` and make the ``label-conflicts`` view. A rebuild
+    replaces the samples, brain runs and saved views, and keeps the annotators' tags by sample id.
     """
     fo = fiftyone(database_dir)
-    table = review_table(dataset_dir, balanced_dir, include_synthetic)
+    table = review_table(dataset_dir, balanced_dir, include_synthetic, dropped)
     images = pixels_to_array(table["pixels"])
     if embeddings is None:
         embeddings = pixel_embeddings(images, seed=seed)
@@ -154,7 +161,7 @@ def _annotator_tags(fo: Any, name: str) -> dict[str, list[str]]:
     old = fo.load_dataset(name)
     kept = {}
     for sid, tags in zip(old.values("sample_id"), old.values("tags")):
-        own = [t for t in tags if t not in SPLIT_TAGS]
+        own = [t for t in tags if t not in BUILD_TAGS]
         if sid is not None and own:
             kept[sid] = own
     return kept
@@ -165,6 +172,7 @@ def _declare_fields(fo: Any, dataset: "fo.Dataset") -> None:
     kinds = {
         "sample_id": fo.StringField, "source": fo.StringField, "subject": fo.StringField,
         "split": fo.StringField, "origin": fo.StringField, "align_status": fo.StringField,
+        "drop_reason": fo.StringField,
         "fold": fo.IntField, "dup_group": fo.IntField, "eye_angle": fo.FloatField,
         "interocular": fo.FloatField, "fit_residual": fo.FloatField, "fit_disagreement": fo.FloatField,
         "brightness": fo.FloatField, "contrast": fo.FloatField,
@@ -184,17 +192,18 @@ def _samples(fo: Any, table: pa.Table, images: np.ndarray, predictions: dict[str
     samples = []
     for i, row in enumerate(table.select([
         "sample_id", "source", "subject", "split", "fold", "origin", "label", "align_status",
-        "eye_angle", "interocular", "fit_residual", "fit_disagreement", "dup_group", "filepath",
+        "eye_angle", "interocular", "fit_residual", "fit_disagreement", "dup_group", "drop_reason", "filepath",
     ]).to_pylist()):
+        build_tag = row["split"] or ("dropped" if row["drop_reason"] else None)
         sample = fo.Sample(
             filepath=row["filepath"],
-            tags=([row["split"]] if row["split"] else []) + kept_tags.get(row["sample_id"], []),
+            tags=([build_tag] if build_tag else []) + kept_tags.get(row["sample_id"], []),
             metadata=fo.ImageMetadata(width=images.shape[2], height=images.shape[1], num_channels=1),
             ground_truth=fo.Classification(label=row["label"]),
             brightness=float(brightness[i]), contrast=float(contrast[i]),
             **{k: row[k] for k in ("sample_id", "source", "subject", "split", "fold", "origin",
                                    "align_status", "eye_angle", "interocular", "fit_residual",
-                                   "fit_disagreement", "dup_group")},
+                                   "fit_disagreement", "dup_group", "drop_reason")},
         )
         pred = predictions.get(row["sample_id"])
         if pred is not None:
@@ -269,15 +278,21 @@ def _save_views(dataset: "fo.Dataset", classes: Sequence[str], top_mistakes: int
                   "faces not cleanly aligned: no face, several faces, unstable fit, passthrough"))
     views.append(("duplicates", dataset.exists("dup_group").sort_by("dup_group"),
                   "duplicate groups, including leaks resolved across splits"))
-    sources = sorted(set(dataset.distinct("source")))
+    conflicts = dataset.match(F("drop_reason") == LABEL_CONFLICT).sort_by("dup_group")
+    if len(conflicts):
+        views.append(("label-conflicts", conflicts,
+                      f"the {len(conflicts)} copies the build dropped because their labels disagree; "
+                      "tag the wrong copy relabel:<class> and the next build keeps the face"))
+    kept = dataset.exists("drop_reason", False)
+    sources = sorted(set(kept.distinct("source")))
     for source in sources:
-        views.append((f"source-{source}", dataset.match(F("source") == source), f"every {source} sample"))
-    present = Counter(zip(dataset.values("ground_truth.label"), dataset.values("source")))
+        views.append((f"source-{source}", kept.match(F("source") == source), f"every kept {source} sample"))
+    present = Counter(zip(kept.values("ground_truth.label"), kept.values("source")))
     for label in classes:
         for source in sources:
             if present[(label, source)]:
                 views.append((f"slice-{label}-{source}",
-                              dataset.match((F("ground_truth.label") == label) & (F("source") == source)),
+                              kept.match((F("ground_truth.label") == label) & (F("source") == source)),
                               f"{label} faces from {source} ({present[(label, source)]})"))
     for name, view, description in views:
         dataset.save_view(name, view, description=description, overwrite=True)
@@ -286,9 +301,10 @@ def _save_views(dataset: "fo.Dataset", classes: Sequence[str], top_mistakes: int
 def review_summary(dataset: "fo.Dataset") -> str:
     """One screen about the review dataset, for the command line."""
     splits = Counter(dataset.values("split"))
+    conflicts = splits.pop(None, 0)
     lines = [
         f"review dataset {dataset.name!r}: {len(dataset)} samples ("
-        + ", ".join(f"{s} {n}" for s, n in sorted(splits.items(), key=lambda kv: str(kv[0]))) + ")",
+        + ", ".join(f"{s} {n}" for s, n in sorted(splits.items())) + f", dropped {conflicts})",
         f"with predictions: {len(dataset.exists('predictions'))}; brain runs: "
         + ", ".join(sorted(dataset.list_brain_runs())),
         "saved views: " + ", ".join(dataset.list_saved_views()),

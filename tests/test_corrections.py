@@ -107,7 +107,7 @@ def test_conflicting_and_unknown_tags_stop_the_export_listing_every_problem(data
     assert "fer2013-000000: conflicting tags relabel:fear, relabel:sad" in message
     assert "ckplus-000001: conflicting tags relabel:happy, exclude" in message
     assert "jaffe-000002: unknown class in relabel:contempt" in message
-    assert "ckplus-000004: tagged exclude but is not in the dataset manifest" in message
+    assert "ckplus-000004: tagged exclude but is not in the dataset manifest or dropped.parquet" in message
     assert "fer2013-000003" not in message
     assert path.read_text() == "sample_id,action,new_label,when\n"  # nothing written
 
