@@ -304,7 +304,8 @@ def review_summary(dataset: "fo.Dataset") -> str:
     conflicts = splits.pop(None, 0)
     lines = [
         f"review dataset {dataset.name!r}: {len(dataset)} samples ("
-        + ", ".join(f"{s} {n}" for s, n in sorted(splits.items())) + f", dropped {conflicts})",
+        + ", ".join(f"{s} {n}" for s, n in sorted(splits.items()))
+        + (f"; {conflicts} dropped as label conflicts)" if conflicts else ")"),
         f"with predictions: {len(dataset.exists('predictions'))}; brain runs: "
         + ", ".join(sorted(dataset.list_brain_runs())),
         "saved views: " + ", ".join(dataset.list_saved_views()),
