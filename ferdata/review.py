@@ -99,6 +99,7 @@ def build_review_dataset(
     label_issues_path: Path | None = None,
     dropped: pa.Table | None = None,
     *,
+    dropped_predictions: dict[str, dict[str, Any]] | None = None,
     classes: Sequence[str] = CLASSES_7,
     top_mistakes: int = 100,
     confused_pairs: int = 3,
@@ -112,7 +113,8 @@ def build_review_dataset(
     label-issues stage's ranked parquet) sets each train sample's ``label_issue_rank`` and
     makes the ``likely-mislabeled`` view its flagged samples in rank order; without it the
     view is the samples of highest mistakenness. ``dropped`` rows (the faces whose copies
-    disagree) are tagged ``dropped`` and make the ``label-conflicts`` view. A rebuild
+    disagree) are tagged ``dropped`` and make the ``label-conflicts`` view; their predictions
+    come from ``dropped_predictions`` (predictions.parquet covers kept faces only). A rebuild
     replaces the samples, brain runs and saved views, and keeps the annotators' tags by sample id.
     """
     fo = fiftyone(database_dir)
@@ -123,6 +125,7 @@ def build_review_dataset(
     elif len(embeddings) != table.num_rows:
         raise ValueError(f"embeddings have {len(embeddings)} rows; the review table has {table.num_rows}")
     predictions = read_predictions(predictions_path) if predictions_path is not None else {}
+    predictions.update(dropped_predictions or {})
     issues = read_label_issues(label_issues_path) if label_issues_path is not None else {}
 
     # built under a temporary name and renamed: a failed rebuild leaves the old one intact

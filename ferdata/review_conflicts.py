@@ -9,7 +9,9 @@ the face.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,6 +19,9 @@ import pyarrow.compute as pc
 from ferdata.export import write_png
 from ferdata.manifest import pixels_to_array, read_table
 from ferdata.shards import Shards
+
+if TYPE_CHECKING:
+    import keras
 
 LABEL_CONFLICT = "label_conflict"
 
@@ -49,3 +54,16 @@ def _conflict_groups(dedup_json: Path) -> dict[str, int]:
     """``sample_id -> dup_group`` for the members of every label-conflict group."""
     groups = json.loads(Path(dedup_json).read_text())["groups"]
     return {m["sample_id"]: g["dup_group"] for g in groups if g.get(LABEL_CONFLICT) for m in g["members"]}
+
+
+def conflict_predictions(net: "keras.Model", dropped: pa.Table, classes: Sequence[str],
+                         tta_flip: bool) -> dict[str, dict[str, Any]]:
+    """The model's answer for each dropped copy, as ``sample_id -> {predicted_label, confidence,
+    logits}`` like predictions.parquet's rows: the model never trained on these faces, so it
+    is a second opinion on their labels."""
+    from ferdata.evaluate import predict
+
+    logits, probabilities = predict(net, pixels_to_array(dropped["pixels"]), tta_flip)
+    best = probabilities.argmax(axis=1)
+    return {sample_id: {"predicted_label": classes[k], "confidence": float(probabilities[i, k]), "logits": logits[i]}
+            for i, (sample_id, k) in enumerate(zip(dropped["sample_id"].to_pylist(), best))}

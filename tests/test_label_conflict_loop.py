@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import yaml
 from fiftyone_fixture import fo  # noqa: F401
 from PIL import Image
 from typer.testing import CliRunner
@@ -52,6 +53,13 @@ def test_a_conflict_relabelled_in_the_review_comes_back(fo, tmp_path):  # noqa: 
     kept, dropped = _build(tmp_path)
     assert {dropped[i] for i in ids} == {"label_conflict"} and not kept & set(ids)
 
+    quick = tmp_path / "params.yaml"  # a one-epoch model, for the review's second opinion
+    params = yaml.safe_load(Path(PARAMS).read_text())
+    params["train"]["epochs"] = 1
+    quick.write_text(yaml.safe_dump(params))
+    for stage in ("balance", "train"):
+        _ok([stage, "--params", str(quick), "--root", str(tmp_path)])
+
     output = _ok(["review", "--params", PARAMS, "--root", str(tmp_path), "--no-launch", "--name", "conflict"])
     assert "; 2 dropped as label conflicts)" in " ".join(output.split())  # rich wraps long lines
     dataset = fo.load_dataset("conflict")
@@ -62,6 +70,8 @@ def test_a_conflict_relabelled_in_the_review_comes_back(fo, tmp_path):  # noqa: 
     faces = [Image.open(path) for path in view.values("filepath")]
     assert all(face.size == (48, 48) for face in faces) and faces[0].tobytes() == faces[1].tobytes()
     assert not dataset.load_saved_view("source-fer2013").match_tags("dropped")
+    assert set(view.values("predictions.label")) <= set(CLASSES) and None not in view.values("predictions.label")
+    assert all(len(logits) == len(CLASSES) for logits in view.values("predictions.logits"))
 
     copy = view.match({"sample_id": ids[0]}).first()
     copy.tags.append(f"relabel:{right}")
