@@ -99,6 +99,30 @@ def copied_in_train(dedup_report: Path, ids: Sequence[str]) -> np.ndarray | None
     return np.array([sample_id in copied for sample_id in ids], bool)
 
 
+def test_faces(interim: pa.Table, path: Path, classes: Sequence[str], dedup_report: Path) -> TestFaces | None:
+    """FER2013's PrivateTest rows of the ingest manifest ``interim`` (read from ``path``),
+    sorted by id; None when there are none."""
+    test = _rows(interim, TEST_SOURCE, "test")
+    if test.num_rows == 0:
+        return None
+    ids = test["sample_id"].to_pylist()
+    return TestFaces(ids, _labels(test, classes, path), copied_in_train(dedup_report, ids))
+
+
+def aligned_test_pixels(aligned: pa.Table, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The aligned pixels of each FER2013 test face ``ids`` in the align stage's table, and
+    whether the align stage kept it (zeros where it did not)."""
+    rows = _rows(aligned, TEST_SOURCE, "test")
+    where = {sid: i for i, sid in enumerate(rows["sample_id"].to_pylist())}
+    pixels = pixels_to_array(rows["pixels"])
+    images = np.zeros((len(ids), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    present = np.array([sid in where for sid in ids], bool)
+    for i, sid in enumerate(ids):
+        if sid in where:
+            images[i] = pixels[where[sid]]
+    return images, present
+
+
 class ArmSources:
     """The pipeline's outputs the arms are read from (``layout``), each read once."""
 
@@ -111,13 +135,11 @@ class ArmSources:
         self.interim = interim.filter(pc.equal(interim["source"], TEST_SOURCE))
         aligned = read_table(self.aligned_path)
         self.aligned = aligned.filter(pc.equal(aligned["source"], TEST_SOURCE))
-        test = _rows(self.interim, TEST_SOURCE, "test")
-        if test.num_rows == 0:
+        test = test_faces(self.interim, self.interim_path, self.classes, layout.dataset / "dedup.json")
+        if test is None:
             raise ValueError(f"{self.interim_path}: no FER2013 PrivateTest (test) rows; the ablation tests "
                              f"every arm on them, so ingest fer2013")
-        ids = test["sample_id"].to_pylist()
-        self.test = TestFaces(ids, _labels(test, self.classes, self.interim_path),
-                              copied_in_train(layout.dataset / "dedup.json", ids))
+        self.test = test
 
     def check(self, arms: Sequence[str]) -> None:
         """Fail before any training if an arm's input is missing (FileNotFoundError naming it)."""
@@ -143,7 +165,7 @@ class ArmSources:
             train = self._balanced(exclude)
         else:
             raise ValueError(f"unknown arm {name!r}; known: {', '.join(ARMS)}")
-        images, present = self._aligned_test()
+        images, present = aligned_test_pixels(self.aligned, self.test.ids)
         return ArmData(name, train, val, images, present)
 
     def _raw(self, rows: pa.Table) -> Faces:
@@ -160,18 +182,6 @@ class ArmSources:
     def _faces(self, rows: pa.Table, path: Path) -> Faces:
         return Faces(rows["sample_id"].to_pylist(), pixels_to_array(rows["pixels"]),
                      _labels(rows, self.classes, path))
-
-    def _aligned_test(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each test face's aligned pixels, and whether the align stage kept it."""
-        rows = _rows(self.aligned, TEST_SOURCE, "test")
-        where = {sid: i for i, sid in enumerate(rows["sample_id"].to_pylist())}
-        aligned = pixels_to_array(rows["pixels"])
-        images = np.zeros((len(self.test.ids), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-        present = np.array([sid in where for sid in self.test.ids])
-        for i, sid in enumerate(self.test.ids):
-            if sid in where:
-                images[i] = aligned[where[sid]]
-        return images, present
 
     def _balanced(self, exclude: set[str]) -> Faces:
         """The balance stage's train rows, run again into a temporary folder."""

@@ -265,7 +265,7 @@ def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
     layout = Layout(root)
     cfg = _section(load_params(params), "evaluate", EvaluateParams)
     result = _checked(lambda: run_evaluate(cfg, layout.models, layout.dataset, layout.metrics, layout.plots,
-                                           layout.predictions))
+                                           layout.predictions, pipeline=layout))
     console.print(result.summary())
 
 

@@ -5,7 +5,9 @@ Writes ``metrics/eval.json`` (DVC metrics: per split, numbers and per-class dict
 confusion matrices are lists, which ``dvc metrics show`` skips), ``plots/confusion_<split>.png``,
 ``plots/recall_<split>.png``, ``plots/confusion_<split>.csv`` (actual, predicted: DVC's
 confusion template) and ``processed/predictions.parquet``. ``logits`` there are the outputs
-of the model's dense ``logits`` layer, before its softmax.
+of the model's dense ``logits`` layer, before its softmax. When FER2013 was ingested,
+eval.json's ``fer2013_private_test`` scores every PrivateTest row as published
+(:mod:`ferdata.private_test`), the figure other work on FER2013 reports.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from rich.console import Group
 from rich.table import Table
 
 from ferdata import model as model_lib
+from ferdata.layout import Layout
 from ferdata.manifest import read_table, write_table
 from ferdata.params import ParamsError
 from ferdata.export import write_json_atomic
+from ferdata.private_test import PRIVATE_TEST, private_test_scores
 from ferdata.train import labelled_images, load_model
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
@@ -72,11 +76,18 @@ class EvalResult:
     metrics: dict[str, dict]  # split -> the split's section of eval.json
     predictions_path: Path
     plots: list[Path]
+    private_test: dict | None = None  # eval.json's fer2013_private_test, when there is one
 
     def summary(self) -> Group:
-        """One per-class table per evaluated split."""
-        return Group(*(per_class_table(self.metrics[s], self.classes, s) for s in self.metrics),
-                     f"predictions: {self.predictions_path}; plots: {', '.join(p.name for p in self.plots)}")
+        """One per-class table per evaluated split, and the score on FER2013's PrivateTest."""
+        lines = [f"predictions: {self.predictions_path}; plots: {', '.join(p.name for p in self.plots)}"]
+        if self.private_test is not None:
+            scores = self.private_test
+            lines.insert(0, f"FER2013 PrivateTest as published ({scores['faces']:,} faces, "
+                            f"{scores['outside_test_split']:,} of them left out of the test split, "
+                            f"{scores['faces'] - scores['answered']:,} without aligned pixels): "
+                            f"accuracy {scores['accuracy']:.1%}, macro recall {scores['macro_recall']:.1%}")
+        return Group(*(per_class_table(self.metrics[s], self.classes, s) for s in self.metrics), *lines)
 
 
 def predict(net: keras.Model, images: np.ndarray, tta_flip: bool = False,
@@ -247,12 +258,15 @@ def predictions_table(rows: pa.Table, classes: Sequence[str], logits: np.ndarray
 
 
 def run_evaluate(params: EvaluateParams, models_dir: Path, dataset_dir: Path, metrics_dir: Path,
-                 plots_dir: Path, predictions_path: Path) -> EvalResult:
+                 plots_dir: Path, predictions_path: Path, pipeline: Layout | None = None) -> EvalResult:
     """Score ``models_dir``'s model on ``params.splits`` of ``dataset_dir/manifest.parquet``;
-    write ``metrics_dir/eval.json``, the plots in ``plots_dir`` and ``predictions_path``."""
+    write ``metrics_dir/eval.json``, the plots in ``plots_dir`` and ``predictions_path``.
+    With ``pipeline`` (the folder the stages write under), also score FER2013's PrivateTest
+    as published, when it was ingested."""
     net, classes = load_model(models_dir)
     path = Path(dataset_dir) / "manifest.parquet"
     table = read_table(path)
+    dataset_splits = dict(zip(table["sample_id"].to_pylist(), table["split"].to_pylist()))
     table = table.filter(pc.is_in(table["split"], pa.array(params.splits)))
     missing = [s for s in params.splits if s not in set(table["split"].to_pylist())]
     if missing:
@@ -277,6 +291,12 @@ def run_evaluate(params: EvaluateParams, models_dir: Path, dataset_dir: Path, me
             _save_figure(figure(scores, classes, split), plots[-1])
         plots.append(plots_dir / f"confusion_{split}.csv")
         _write_confusion_csv(plots[-1], [classes[k] for k in labels[rows]], [classes[k] for k in predicted[rows]])
-    write_json_atomic(Path(metrics_dir) / "eval.json", metrics)
+    private_test = None
+    if pipeline is not None:
+        private_test = private_test_scores(lambda faces: predict(net, faces, params.tta_flip, params.batch_size)[1],
+                                           classes, pipeline, dataset_splits)
+    write_json_atomic(Path(metrics_dir) / "eval.json",
+                      metrics if private_test is None else {**metrics, PRIVATE_TEST: private_test})
     write_table(predictions, Path(predictions_path))
-    return EvalResult(classes=classes, metrics=metrics, predictions_path=Path(predictions_path), plots=plots)
+    return EvalResult(classes=classes, metrics=metrics, predictions_path=Path(predictions_path), plots=plots,
+                      private_test=private_test)
