@@ -312,19 +312,17 @@ DATABASE_DIR = typer.Option(None, "--database-dir",
                             help="FiftyOne database folder (default $FIFTYONE_DATABASE_DIR or ~/.ferdata/fiftyone).")
 
 
-def _model_outputs(layout: Layout, include_synthetic: bool, dropped, tta_flip: bool):
-    """The trained model's penultimate features for the review rows and its predictions for
-    the ``dropped`` rows; ``(None, {})`` without a model."""
+def _model_outputs(layout: Layout, rows, dropped, tta_flip: bool):
+    """The trained model's penultimate features for the review ``rows`` and its predictions
+    for the ``dropped`` rows; ``(None, {})`` without a model."""
     if not (layout.models / "model.keras").exists():
         return None, {}
     from ferdata.manifest import pixels_to_array
     from ferdata.model import embed
-    from ferdata.review import review_table
     from ferdata.review_conflicts import conflict_predictions
     from ferdata.train import load_model
 
     model, classes = load_model(layout.models)
-    rows = review_table(layout.dataset, _if_exists(layout.balanced), include_synthetic, dropped)
     embeddings = embed(model, pixels_to_array(rows["pixels"]))
     return embeddings, ({} if dropped is None else conflict_predictions(model, dropped, classes, tta_flip))
 
@@ -342,18 +340,19 @@ def review(
     if ctx.invoked_subcommand:
         return
     from ferdata.evaluate import EvaluateParams
-    from ferdata.review import build_review_dataset, launch, review_summary
+    from ferdata.review import build_review_dataset, launch, review_summary, review_table
     from ferdata.review_conflicts import label_conflict_table
 
     p, layout = load_params(params), Layout(root)
     dropped = label_conflict_table(layout.dataset, layout.aligned, layout.review / "label_conflicts")
-    embeddings, dropped_predictions = _model_outputs(layout, include_synthetic, dropped,
+    rows = review_table(layout.dataset, _if_exists(layout.balanced), include_synthetic, dropped)
+    embeddings, dropped_predictions = _model_outputs(layout, rows, dropped,
                                                      _section(p, "evaluate", EvaluateParams).tta_flip)
     ds = build_review_dataset(
         name, layout.dataset, _if_exists(layout.predictions), embeddings,
         _if_exists(layout.balanced), include_synthetic,
         _if_exists(layout.label_issues / "label_issues.parquet"), dropped,
-        dropped_predictions=dropped_predictions,
+        dropped_predictions=dropped_predictions, rows=rows,
         classes=_taxonomy_classes(p), database_dir=database_dir, seed=p.get("seed", 0))
     console.print(review_summary(ds))
     if not no_launch:

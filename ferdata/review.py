@@ -25,8 +25,10 @@ from ferdata.taxonomy import CLASSES_7
 if TYPE_CHECKING:
     import fiftyone as fo
 
+#: The tag of a face the build dropped (it has no split).
+DROPPED_TAG = "dropped"
 #: Tags the build sets itself; every other tag is an annotator's and survives a rebuild.
-BUILD_TAGS = ("train", "val", "test", "dropped")
+BUILD_TAGS = ("train", "val", "test", DROPPED_TAG)
 SIMILARITY_KEY = "similarity"
 PREDICTION_COLUMNS = ("sample_id", "predicted_label", "confidence", "logits")
 LABEL_ISSUE_COLUMNS = ("sample_id", "rank", "is_label_issue", "suggested_label")
@@ -100,6 +102,7 @@ def build_review_dataset(
     dropped: pa.Table | None = None,
     *,
     dropped_predictions: dict[str, dict[str, Any]] | None = None,
+    rows: pa.Table | None = None,
     classes: Sequence[str] = CLASSES_7,
     top_mistakes: int = 100,
     confused_pairs: int = 3,
@@ -114,11 +117,12 @@ def build_review_dataset(
     makes the ``likely-mislabeled`` view its flagged samples in rank order; without it the
     view is the samples of highest mistakenness. ``dropped`` rows (the faces whose copies
     disagree) are tagged ``dropped`` and make the ``label-conflicts`` view; their predictions
-    come from ``dropped_predictions`` (predictions.parquet covers kept faces only). A rebuild
+    come from ``dropped_predictions`` (predictions.parquet covers kept faces only). ``rows``
+    is :func:`review_table` of these arguments, when the caller has read it already. A rebuild
     replaces the samples, brain runs and saved views, and keeps the annotators' tags by sample id.
     """
     fo = fiftyone(database_dir)
-    table = review_table(dataset_dir, balanced_dir, include_synthetic, dropped)
+    table = rows if rows is not None else review_table(dataset_dir, balanced_dir, include_synthetic, dropped)
     images = pixels_to_array(table["pixels"])
     if embeddings is None:
         embeddings = pixel_embeddings(images, seed=seed)
@@ -197,7 +201,7 @@ def _samples(fo: Any, table: pa.Table, images: np.ndarray, predictions: dict[str
         "sample_id", "source", "subject", "split", "fold", "origin", "label", "align_status",
         "eye_angle", "interocular", "fit_residual", "fit_disagreement", "dup_group", "drop_reason", "filepath",
     ]).to_pylist()):
-        build_tag = row["split"] or ("dropped" if row["drop_reason"] else None)
+        build_tag = row["split"] or (DROPPED_TAG if row["drop_reason"] else None)
         sample = fo.Sample(
             filepath=row["filepath"],
             tags=([build_tag] if build_tag else []) + kept_tags.get(row["sample_id"], []),
@@ -303,8 +307,10 @@ def _save_views(dataset: "fo.Dataset", classes: Sequence[str], top_mistakes: int
 
 def review_summary(dataset: "fo.Dataset") -> str:
     """One screen about the review dataset, for the command line."""
-    splits = Counter(dataset.values("split"))
-    conflicts = splits.pop(None, 0)
+    from fiftyone import ViewField as F
+
+    splits = Counter(dataset.exists("drop_reason", False).values("split"))
+    conflicts = len(dataset.match(F("drop_reason") == LABEL_CONFLICT))
     lines = [
         f"review dataset {dataset.name!r}: {len(dataset)} samples ("
         + ", ".join(f"{s} {n}" for s, n in sorted(splits.items()))
