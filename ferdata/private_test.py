@@ -1,8 +1,8 @@
 """The trained model on FER2013's PrivateTest as published: all of its rows, the way other
 work scores FER2013, beside the evaluate stage's test split (the rows the build kept).
 
-Each row is answered from its aligned pixels, whatever the split stage did with it (a copy of
-a training face, a copy whose labels disagree); a face the align stage dropped has no pixels
+Each row is answered from its aligned pixels, whatever the split stage did with it (a second
+copy of a face, a copy whose labels disagree); a face the align stage dropped has no pixels
 and counts as wrong. ``ferdata ablate`` scores every arm on the same faces by the same rule,
 so the train stage's model and the ablation's ``build`` arm compare.
 """
