@@ -80,14 +80,15 @@ class EvalResult:
 
     def summary(self) -> Group:
         """One per-class table per evaluated split, and the score on FER2013's PrivateTest."""
-        lines = [f"predictions: {self.predictions_path}; plots: {', '.join(p.name for p in self.plots)}"]
+        lines = [per_class_table(self.metrics[s], self.classes, s) for s in self.metrics]
         if self.private_test is not None:
             scores = self.private_test
-            lines.insert(0, f"FER2013 PrivateTest as published ({scores['faces']:,} faces, "
-                            f"{scores['outside_test_split']:,} of them left out of the test split, "
-                            f"{scores['faces'] - scores['answered']:,} without aligned pixels): "
-                            f"accuracy {scores['accuracy']:.1%}, macro recall {scores['macro_recall']:.1%}")
-        return Group(*(per_class_table(self.metrics[s], self.classes, s) for s in self.metrics), *lines)
+            lines.append(f"FER2013 PrivateTest as published ({scores['faces']:,} faces, "
+                         f"{scores['outside_test_split']:,} of them left out of the test split, "
+                         f"{scores['faces'] - scores['answered']:,} without aligned pixels): "
+                         f"accuracy {scores['accuracy']:.1%}, macro recall {scores['macro_recall']:.1%}")
+        lines.append(f"predictions: {self.predictions_path}; plots: {', '.join(p.name for p in self.plots)}")
+        return Group(*lines)
 
 
 def predict(net: keras.Model, images: np.ndarray, tta_flip: bool = False,
@@ -294,7 +295,8 @@ def run_evaluate(params: EvaluateParams, models_dir: Path, dataset_dir: Path, me
     private_test = None
     if pipeline is not None:
         private_test = private_test_scores(lambda faces: predict(net, faces, params.tta_flip, params.batch_size)[1],
-                                           classes, pipeline, dataset_splits)
+                                           classes, pipeline, dataset_splits,
+                                           dict(zip(table["sample_id"].to_pylist(), predicted.tolist())))
     write_json_atomic(Path(metrics_dir) / "eval.json",
                       metrics if private_test is None else {**metrics, PRIVATE_TEST: private_test})
     write_table(predictions, Path(predictions_path))
