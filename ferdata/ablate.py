@@ -117,7 +117,7 @@ def train_and_predict(data: ArmData, params: TrainParams, evaluate: EvaluatePara
                      make_dataset(data.val.images[..., None], data.val.labels, params.batch_size), params,
                      weights, label=f"ablate {data.name} seed {params.seed}")
     predicted = np.full(len(test_labels), -1, np.int64)
-    _, probabilities = predict(net, data.test_images[data.test_present], evaluate.tta_flip, evaluate.batch_size)
+    _, probabilities = predict(net, data.test_images[data.test_present], evaluate.views, evaluate.batch_size)
     predicted[data.test_present] = probabilities.argmax(axis=1)
     kept = kept_row(history, params)
     keras.backend.clear_session()
@@ -246,7 +246,8 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
                  "support": {c: int(n) for c, n in zip(classes, np.bincount(labels, minlength=len(classes)))},
                  "rule": "every FER2013 PrivateTest row as ingested; a face an arm has no pixels for counts as wrong"},
         "params": {**asdict(params), "seeds": params.seeds, "confidence": bootstrap.CONFIDENCE,
-                   "train": asdict(recipe), "balance_method": balance.method, "tta_flip": evaluate.tta_flip},
+                   "train": asdict(recipe), "balance_method": balance.method,
+                   "tta_flip": evaluate.tta_flip, "tta_shift": evaluate.tta_shift},
         "arms": report_arms,
     }
     metrics_path = layout.metrics / "ablation.json"

@@ -17,6 +17,7 @@ from ferdata.layout import Layout
 from ferdata.params import load_params, section
 
 if TYPE_CHECKING:
+    from ferdata.evaluate import TestTimeViews
     from ferdata.executor import Executor
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info logs drown the summaries
@@ -312,7 +313,7 @@ DATABASE_DIR = typer.Option(None, "--database-dir",
                             help="FiftyOne database folder (default $FIFTYONE_DATABASE_DIR or ~/.ferdata/fiftyone).")
 
 
-def _model_outputs(layout: Layout, rows, dropped, tta_flip: bool):
+def _model_outputs(layout: Layout, rows, dropped, views: TestTimeViews):
     """The trained model's penultimate features for the review ``rows`` and its predictions
     for the ``dropped`` rows; ``(None, {})`` without a model."""
     if not (layout.models / "model.keras").exists():
@@ -324,7 +325,7 @@ def _model_outputs(layout: Layout, rows, dropped, tta_flip: bool):
 
     model, classes = load_model(layout.models)
     embeddings = embed(model, pixels_to_array(rows["pixels"]))
-    return embeddings, ({} if dropped is None else conflict_predictions(model, dropped, classes, tta_flip))
+    return embeddings, ({} if dropped is None else conflict_predictions(model, dropped, classes, views))
 
 
 @review_app.callback()
@@ -347,7 +348,7 @@ def review(
     dropped = label_conflict_table(layout.dataset, layout.aligned, layout.review / "label_conflicts")
     rows = review_table(layout.dataset, _if_exists(layout.balanced), include_synthetic, dropped)
     embeddings, dropped_predictions = _model_outputs(layout, rows, dropped,
-                                                     _section(p, "evaluate", EvaluateParams).tta_flip)
+                                                     _section(p, "evaluate", EvaluateParams).views)
     ds = build_review_dataset(
         name, layout.dataset, _if_exists(layout.predictions), embeddings,
         _if_exists(layout.balanced), include_synthetic,

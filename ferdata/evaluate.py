@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +50,8 @@ PREDICTIONS_SCHEMA = pa.schema([
     pa.field("logits", pa.list_(pa.float32()), nullable=False),  # the dense layer before softmax
 ])
 
+MAX_TTA_SHIFT = 12  # a quarter of the 48-pixel face
+
 
 @dataclass
 class EvaluateParams:
@@ -57,6 +59,7 @@ class EvaluateParams:
 
     splits: list[str] = field(default_factory=lambda: ["val", "test"])
     tta_flip: bool = True  # average the logits of each image and its mirror image
+    tta_shift: int = 3  # also the images moved this many pixels up, down, left and right; 0 = off
     batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -66,6 +69,35 @@ class EvaluateParams:
                               f"not {self.splits}")
         if self.batch_size < 1:
             raise ParamsError(f"params.yaml [evaluate].batch_size: at least 1, not {self.batch_size}")
+        if not 0 <= self.tta_shift <= MAX_TTA_SHIFT:
+            raise ParamsError(f"params.yaml [evaluate].tta_shift: pixels from 0 to {MAX_TTA_SHIFT}, not {self.tta_shift}")
+
+    @property
+    def views(self) -> "TestTimeViews":
+        """The test-time views these params ask for."""
+        return TestTimeViews(self.tta_flip, self.tta_shift)
+
+
+@dataclass(frozen=True)
+class TestTimeViews:
+    """Which views of each face a prediction averages the logits of: the face itself, its
+    mirror image (``flip``), and the face moved ``shift`` pixels each way (each mirrored too
+    with ``flip``)."""
+
+    flip: bool = False
+    shift: int = 0
+
+    def of(self, batch: np.ndarray) -> Iterator[np.ndarray]:
+        """The views of a (N, 48, 48, 1) batch, one at a time; borders repeat the edge pixels,
+        as the training augmentation's shifts fill them."""
+        faces = [batch, batch[:, :, ::-1]] if self.flip else [batch]
+        for face in faces:
+            yield face
+            if self.shift:
+                s, size = self.shift, face.shape[1]
+                padded = np.pad(face, ((0, 0), (s, s), (s, s), (0, 0)), mode="edge")
+                for dy, dx in ((-s, 0), (s, 0), (0, -s), (0, s)):
+                    yield padded[:, s + dy:s + dy + size, s + dx:s + dx + size]
 
 
 @dataclass
@@ -91,22 +123,19 @@ class EvalResult:
         return Group(*lines)
 
 
-def predict(net: keras.Model, images: np.ndarray, tta_flip: bool = False,
+def predict(net: keras.Model, images: np.ndarray, views: TestTimeViews = TestTimeViews(),
             batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Logits and probabilities (N, C) float32 for (N, 48, 48[, 1]) images in 0..255.
 
-    With ``tta_flip`` the logits are the mean of the image's and its mirror image's, and the
+    The logits are the mean over the test-time ``views`` of each image, and the
     probabilities their softmax.
     """
-    view = model_lib.heads(net)
-    batch = model_lib.as_batch(images)
-    _, logits, probabilities = view.predict(batch, batch_size=batch_size, verbose=0)
-    if tta_flip:
-        _, mirrored, _ = view.predict(batch[:, :, ::-1], batch_size=batch_size, verbose=0)
-        logits = (logits + mirrored) / 2
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-    return np.asarray(logits, np.float32), np.asarray(probabilities, np.float32)
+    heads = model_lib.heads(net)
+    all_logits = [heads.predict(view, batch_size=batch_size, verbose=0)[1]
+                  for view in views.of(model_lib.as_batch(images))]
+    logits = np.mean(all_logits, axis=0)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.asarray(logits, np.float32), np.asarray(shifted / shifted.sum(axis=1, keepdims=True), np.float32)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -273,7 +302,7 @@ def run_evaluate(params: EvaluateParams, models_dir: Path, dataset_dir: Path, me
     if missing:
         raise ValueError(f"{path}: no rows in split(s) {missing}; set evaluate.splits to splits the dataset has")
     images, labels = labelled_images(table, classes, path)
-    logits, probabilities = predict(net, images, params.tta_flip, params.batch_size)
+    logits, probabilities = predict(net, images, params.views, params.batch_size)
     predictions = predictions_table(table, classes, logits, probabilities)
     predicted = probabilities.argmax(axis=1)
     splits, sources = np.asarray(table["split"].to_pylist()), np.asarray(table["source"].to_pylist())
@@ -294,7 +323,7 @@ def run_evaluate(params: EvaluateParams, models_dir: Path, dataset_dir: Path, me
         _write_confusion_csv(plots[-1], [classes[k] for k in labels[rows]], [classes[k] for k in predicted[rows]])
     private_test = None
     if pipeline is not None:
-        private_test = private_test_scores(lambda faces: predict(net, faces, params.tta_flip, params.batch_size)[1],
+        private_test = private_test_scores(lambda faces: predict(net, faces, params.views, params.batch_size)[1],
                                            classes, pipeline, dataset_splits,
                                            dict(zip(table["sample_id"].to_pylist(), predicted.tolist())))
     write_json_atomic(Path(metrics_dir) / "eval.json",

@@ -23,6 +23,8 @@ from ferdata.shards import Shards
 if TYPE_CHECKING:
     import keras
 
+    from ferdata.evaluate import TestTimeViews
+
 LABEL_CONFLICT = "label_conflict"
 
 
@@ -57,13 +59,13 @@ def _conflict_groups(dedup_json: Path) -> dict[str, int]:
 
 
 def conflict_predictions(net: "keras.Model", dropped: pa.Table, classes: Sequence[str],
-                         tta_flip: bool) -> dict[str, dict[str, Any]]:
+                         views: TestTimeViews) -> dict[str, dict[str, Any]]:
     """The model's answer for each dropped copy, as ``sample_id -> {predicted_label, confidence,
     logits}`` like predictions.parquet's rows: the model never trained on these faces, so it
     is a second opinion on their labels."""
     from ferdata.evaluate import predict
 
-    logits, probabilities = predict(net, pixels_to_array(dropped["pixels"]), tta_flip)
+    logits, probabilities = predict(net, pixels_to_array(dropped["pixels"]), views)
     best = probabilities.argmax(axis=1)
     return {sample_id: {"predicted_label": classes[k], "confidence": float(probabilities[i, k]), "logits": logits[i]}
             for i, (sample_id, k) in enumerate(zip(dropped["sample_id"].to_pylist(), best))}

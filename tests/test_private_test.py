@@ -14,7 +14,7 @@ from sklearn.metrics import balanced_accuracy_score
 from typer.testing import CliRunner
 
 from ferdata.cli import app
-from ferdata.evaluate import predict
+from ferdata.evaluate import EvaluateParams, predict
 from ferdata.manifest import pixels_to_array
 from ferdata.sample import write_sample
 from ferdata.train import load_model
@@ -75,7 +75,7 @@ def test_every_private_test_row_is_scored_with_the_ones_the_build_left_out(tmp_p
     aligned = pq.read_table(processed / "aligned" / "aligned.parquet")
     aligned = aligned.filter(pc.is_in(aligned["sample_id"], pc.cast(left_out, aligned["sample_id"].type)))
     net, _ = load_model(tmp_path / "models")
-    _, probabilities = predict(net, pixels_to_array(aligned["pixels"]), tta_flip=params["evaluate"]["tta_flip"])
+    _, probabilities = predict(net, pixels_to_array(aligned["pixels"]), EvaluateParams(**params["evaluate"]).views)
     predicted.update(zip(aligned["sample_id"].to_pylist(), probabilities.argmax(axis=1).tolist()))
     assert scores["answered"] == len(predicted) == len(ids)
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
 
-from ferdata.evaluate import EvaluateParams, class_scores, run_evaluate
+from ferdata.evaluate import EvaluateParams, TestTimeViews, class_scores, predict, run_evaluate
 from ferdata.manifest import pixels_to_array, write_table
 from ferdata.model import build_model, embed
 from ferdata.taxonomy import CLASSES_7
@@ -77,7 +77,8 @@ def trained(tmp_path_factory):
     dataset, balanced = write_inputs(root, TRAIN_COUNTS, 12, mislabelled=MISLABELLED)
     params = TrainParams(**FAST, class_weights=True, augment=True)
     result = run_train(params, balanced, dataset, root / "models", root / "metrics")
-    evaluation = run_evaluate(EvaluateParams(splits=["val", "test"], tta_flip=False), root / "models", dataset,
+    evaluation = run_evaluate(EvaluateParams(splits=["val", "test"], tta_flip=False, tta_shift=0),
+                              root / "models", dataset,
                               root / "metrics", root / "plots", root / "predictions.parquet")
     return root, result, evaluation
 
@@ -182,6 +183,32 @@ def test_saved_model_reloads_with_the_same_predictions(trained):
     np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), saved, atol=1e-5)
     features = embed(net, images[:10])
     assert features.shape == (10, 128) and features.dtype == np.float32
+
+
+def test_test_time_views_are_the_face_its_mirror_and_four_shifts_of_each():
+    face = np.zeros((1, 48, 48, 1), np.float32)
+    face[0, 20, 30] = 255
+    face[0, 0, :] = 100  # the top row: what a face moved down repeats above it
+    views = list(TestTimeViews(flip=True, shift=3).of(face))
+    spots = [tuple(np.argwhere(view[0, ..., 0] == 255)[0]) for view in views]
+    assert spots == [(20, 30), (23, 30), (17, 30), (20, 33), (20, 27),  # the face, moved down, up, right, left
+                     (20, 17), (23, 17), (17, 17), (20, 20), (20, 14)]  # its mirror image, the same
+    assert (views[1][0, :4, :, 0] == 100).all() and (views[1][0, 4:, 0, 0] == 0).all()
+    assert len(list(TestTimeViews().of(face))) == 1
+
+
+def test_prediction_averages_the_logits_of_the_test_time_views(trained):
+    root, _, _ = trained
+    net, _ = load_model(root / "models")
+    images = pixels_to_array(pq.read_table(root / "dataset" / "manifest.parquet")["pixels"])[:40, ..., None]
+    views = TestTimeViews(flip=True, shift=2)
+    logits, probabilities = predict(net, images, views)
+    one_by_one = [predict(net, view)[0] for view in views.of(images.astype(np.float32))]
+    np.testing.assert_allclose(logits, np.mean(one_by_one, axis=0), atol=1e-5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert (probabilities.argmax(axis=1) == logits.argmax(axis=1)).all()
+    with pytest.raises(ParamsError, match=r"evaluate\]\.tta_shift: pixels from 0 to 12, not 30"):
+        EvaluateParams(tta_shift=30)
 
 
 def test_same_seed_gives_identical_model_file(tmp_path):

@@ -1,0 +1,63 @@
+"""Test-time views on a trained model: what averaging shifted faces adds to the flip.
+
+Scores the pipeline's model (``models/``) on the dataset's val and test splits
+(``processed/dataset``) with the test-time flip alone and with the flip plus the face moved
+1, 2, … pixels up, down, left and right (``evaluate.tta_shift``), and gives each setting's
+difference from the flip alone with a paired bootstrap over the faces. Choose the shift on
+val; the test split is there to report once.
+
+    .venv/bin/python benchmarks/tta_views.py ROOT --shifts 1,2,3,4
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.table import Table
+
+from ferdata.bootstrap import paired_difference
+from ferdata.evaluate import TestTimeViews, class_scores, predict
+from ferdata.manifest import read_table
+from ferdata.train import labelled_images, load_model
+
+SPLITS = ("val", "test")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, nargs="?", default=Path("."), help="the pipeline folder")
+    parser.add_argument("--shifts", default="1,2,3,4", help="comma-separated pixels")
+    parser.add_argument("--resamples", type=int, default=2000)
+    args = parser.parse_args()
+    shifts = [int(s) for s in args.shifts.split(",")]
+
+    net, classes = load_model(args.root / "models")
+    path = args.root / "processed" / "dataset" / "manifest.parquet"
+    table = Table(title=f"test-time views: {args.root / 'models'} on {path.parent}")
+    for column in ("split", "faces", "views", "accuracy", "vs flip", "macro recall", "vs flip"):
+        table.add_column(column)
+    manifest = read_table(path)
+    for split in SPLITS:
+        rows = manifest.filter(pc.equal(manifest["split"], split))
+        images, labels = labelled_images(rows, classes, path)
+        settings = {"flip only": TestTimeViews(flip=True)} | {
+            f"flip + {s}-px shifts": TestTimeViews(flip=True, shift=s) for s in shifts}
+        predicted = {name: predict(net, images, views)[1].argmax(axis=1) for name, views in settings.items()}
+        for name, guesses in predicted.items():
+            scores = class_scores(labels, guesses, classes)
+            cells = ["–", "–"]
+            if name != "flip only":
+                diff = paired_difference(labels, [guesses == labels], [predicted["flip only"] == labels],
+                                         len(classes), args.resamples, 0)
+                cells = [f"{100 * d['mean']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+                         for d in (diff["accuracy"], diff["macro_recall"])]
+            table.add_row(split, f"{len(labels):,}", name, f"{scores['accuracy']:.2%}", cells[0],
+                          f"{scores['macro_recall']:.2%}", cells[1])
+    Console(width=120).print(table)
+
+
+if __name__ == "__main__":
+    main()
