@@ -73,7 +73,7 @@ class EvaluateParams:
             raise ParamsError(f"params.yaml [evaluate].tta_shift: pixels from 0 to {MAX_TTA_SHIFT}, not {self.tta_shift}")
 
     @property
-    def views(self) -> "TestTimeViews":
+    def views(self) -> TestTimeViews:
         """The test-time views these params ask for."""
         return TestTimeViews(self.tta_flip, self.tta_shift)
 
