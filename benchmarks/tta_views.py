@@ -39,12 +39,12 @@ def main() -> None:
     table = Table(title=f"test-time views: {args.root / 'models'} on {path.parent}")
     for column in ("split", "faces", "views", "accuracy", "vs flip", "macro recall", "vs flip"):
         table.add_column(column)
+    settings = {"flip only": TestTimeViews(flip=True)} | {
+        f"flip + {s}-px shifts": TestTimeViews(flip=True, shift=s) for s in shifts}
     manifest = read_table(path)
     for split in SPLITS:
         rows = manifest.filter(pc.equal(manifest["split"], split))
         images, labels = labelled_images(rows, classes, path)
-        settings = {"flip only": TestTimeViews(flip=True)} | {
-            f"flip + {s}-px shifts": TestTimeViews(flip=True, shift=s) for s in shifts}
         predicted = {name: predict(net, images, views)[1].argmax(axis=1) for name, views in settings.items()}
         for name, guesses in predicted.items():
             scores = class_scores(labels, guesses, classes)

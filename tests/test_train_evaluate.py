@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +211,26 @@ def test_prediction_averages_the_logits_of_the_test_time_views(trained):
     assert (probabilities.argmax(axis=1) == logits.argmax(axis=1)).all()
     with pytest.raises(ParamsError, match=r"evaluate\]\.tta_shift: pixels from 0 to 12, not 30"):
         EvaluateParams(tta_shift=30)
+
+
+def test_tta_views_benchmark_scores_each_shift_against_the_flip(trained, tmp_path):
+    root, _, _ = trained
+    (tmp_path / "processed").mkdir()
+    (tmp_path / "models").symlink_to(root / "models")
+    (tmp_path / "processed" / "dataset").symlink_to(root / "dataset")
+    script = Path(__file__).parent.parent / "benchmarks" / "tta_views.py"
+    output = subprocess.run([sys.executable, str(script), str(tmp_path), "--shifts", "1", "--resamples", "50"],
+                            capture_output=True, text=True, check=True).stdout
+    rows = [line.split("│")[1:-1] for line in output.splitlines() if line.startswith("│")]
+    assert [(r[0].strip(), r[2].strip()) for r in rows] == [
+        ("val", "flip only"), ("val", "flip + 1-px shifts"), ("test", "flip only"), ("test", "flip + 1-px shifts")]
+    net, classes = load_model(root / "models")
+    dataset = pq.read_table(root / "dataset" / "manifest.parquet")
+    val = dataset.filter(pc.equal(dataset["split"], "val"))
+    labels = val["label_index"].to_numpy()
+    for views, row in ((TestTimeViews(flip=True), rows[0]), (TestTimeViews(flip=True, shift=1), rows[1])):
+        predicted = predict(net, pixels_to_array(val["pixels"]), views)[1].argmax(axis=1)
+        assert row[3].strip() == f"{np.mean(predicted == labels):.2%}"
 
 
 def test_same_seed_gives_identical_model_file(tmp_path):
