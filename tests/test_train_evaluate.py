@@ -224,7 +224,7 @@ def test_tta_views_benchmark_scores_each_shift_against_the_flip(trained, tmp_pat
     rows = [line.split("│")[1:-1] for line in output.splitlines() if line.startswith("│")]
     assert [(r[0].strip(), r[2].strip()) for r in rows] == [
         ("val", "flip only"), ("val", "flip + 1-px shifts"), ("test", "flip only"), ("test", "flip + 1-px shifts")]
-    net, classes = load_model(root / "models")
+    net, _ = load_model(root / "models")
     dataset = pq.read_table(root / "dataset" / "manifest.parquet")
     val = dataset.filter(pc.equal(dataset["split"], "val"))
     labels = val["label_index"].to_numpy()
