@@ -12,14 +12,14 @@ def _points(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:+.1f}"
 
 
-def _difference(summary: dict | None) -> str:
+def difference_text(summary: dict | None) -> str:
     """``+3.1 [+0.4, +5.9]``: the mean difference and its interval, in points."""
     if summary is None or summary["mean"] is None:
         return "-"
     return f"{_points(summary['mean'])} [{_points(summary['low'])}, {_points(summary['high'])}]"
 
 
-def _share(value: float | None) -> str:
+def share_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
@@ -42,15 +42,15 @@ def ablation_tables(report: dict) -> Group:
     for name, arm in arms.items():
         diff = arm["difference_from_raw"] or {}
         overall.add_row(name, f"{arm['train_faces']:,}", f"{arm['test_faces_answered']:,}",
-                        _share(arm["accuracy"]), _difference(diff.get("accuracy")),
-                        _share(arm["macro_recall"]), _difference(diff.get("macro_recall")))
+                        share_text(arm["accuracy"]), difference_text(diff.get("accuracy")),
+                        share_text(arm["macro_recall"]), difference_text(diff.get("macro_recall")))
     overall.caption = f"{test['rule']}"
 
     recall = Table(title="ablate: per-class recall")
     for col in ("arm", *classes):
         recall.add_column(col, justify="left" if col == "arm" else "right")
     for name, arm in arms.items():
-        recall.add_row(name, *(_share(arm["recall"][c]) for c in classes))
+        recall.add_row(name, *(share_text(arm["recall"][c]) for c in classes))
     recall.add_row("support", *(str(test["support"][c]) for c in classes), end_section=True)
 
     tables = [overall, recall]
@@ -70,7 +70,7 @@ def ablation_tables(report: dict) -> Group:
     for col in ("class", *others):
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for c in classes:
-        per_class.add_row(c, *(_difference(arms[name]["difference_from_raw"]["recall"][c]) for name in others))
+        per_class.add_row(c, *(difference_text(arms[name]["difference_from_raw"]["recall"][c]) for name in others))
     return Group(*tables, per_class)
 
 
@@ -82,8 +82,8 @@ def _subset_table(report: dict, key: str, title: str) -> Table:
     for name, arm in report["arms"].items():
         scores = arm[key]
         diff = scores["difference_from_raw"] or {}
-        table.add_row(name, _share(scores["accuracy"]), _difference(diff.get("accuracy")),
-                      _share(scores["macro_recall"]), _difference(diff.get("macro_recall")))
+        table.add_row(name, share_text(scores["accuracy"]), difference_text(diff.get("accuracy")),
+                      share_text(scores["macro_recall"]), difference_text(diff.get("macro_recall")))
     return table
 
 

@@ -305,6 +305,31 @@ def ablate(
                   f"plot: {result.figure_path}", markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="Model A: a predictions.parquet, or a pipeline folder (its "
+                                       "processed/predictions.parquet)."),
+    b: Path = typer.Argument(..., help="Model B: the same, answered on the same faces."),
+    split: str = typer.Option("test", help="The split to compare on."),
+    resamples: int = typer.Option(2000, min=100, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap's resamples."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison to this JSON file."),
+    strict: bool = typer.Option(False, help="Exit 1 when any face is left out (only in one file, or "
+                                            "labelled differently)."),
+) -> None:
+    """Two evaluate runs on the same faces: scores, A - B and its paired-bootstrap interval."""
+    from ferdata.compare import compare as compare_answers, comparison_table, read_answers
+    from ferdata.export import write_json_atomic
+
+    report = _checked(lambda: compare_answers(read_answers(a, split), read_answers(b, split), resamples, seed))
+    console.print(comparison_table(report, split))
+    if json_out is not None:
+        write_json_atomic(json_out, report)
+        console.print(f"comparison: {json_out}", markup=False, highlight=False)
+    if strict and any(report["left_out"].values()):
+        raise typer.Exit(1)
+
+
 review_app = typer.Typer(invoke_without_command=True,
                          help="Review the dataset in the FiftyOne App; `review export` saves the tags.")
 app.add_typer(review_app, name="review")

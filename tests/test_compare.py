@@ -1,0 +1,127 @@
+"""`ferdata compare`: two evaluate runs' predictions paired by sample id, on files whose
+right and wrong answers are set face by face, so every score and difference is known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from ferdata.cli import app
+from ferdata.compare import compare, read_answers
+from ferdata.evaluate import predictions_table
+from ferdata.layout import Layout
+from ferdata.manifest import write_table
+from ferdata.taxonomy import CLASSES_7
+
+N = 700
+
+
+def _labels(n: int = N) -> np.ndarray:
+    return np.random.default_rng(0).choice(7, size=n, p=[0.14, 0.02, 0.14, 0.25, 0.17, 0.11, 0.17])
+
+
+def _write(path: Path, labels: np.ndarray, right: np.ndarray, ids: list[str] | None = None,
+           split: str = "test") -> Path:
+    """A predictions.parquet whose model answers face i right where ``right[i]``, else the next class."""
+    ids = ids or [f"fer2013-{i:05d}" for i in range(len(labels))]
+    predicted = np.where(right, labels, (labels + 1) % 7)
+    logits = np.eye(7, dtype=np.float32)[predicted] * 4
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    rows = pa.table({"sample_id": ids, "split": [split] * len(ids), "source": ["fer2013"] * len(ids),
+                     "label": [CLASSES_7[k] for k in labels], "label_index": pa.array(labels, pa.int16())})
+    write_table(predictions_table(rows, CLASSES_7, logits, probabilities), path)
+    return path
+
+
+def _recall(labels: np.ndarray, right: np.ndarray, k: int) -> float:
+    return right[labels == k].mean()
+
+
+def test_the_same_answers_differ_by_exactly_nothing(tmp_path):
+    labels = _labels()
+    right = np.random.default_rng(1).random(N) < 0.6
+    a = _write(tmp_path / "a.parquet", labels, right)
+    report = compare(read_answers(a, "test"), read_answers(a, "test"), resamples=300)
+    diff = report["difference"]
+    assert (diff["accuracy"]["mean"], diff["accuracy"]["low"], diff["accuracy"]["high"]) == (0, 0, 0)
+    assert report["scores"]["a"]["accuracy"] == pytest.approx(right.mean())
+    assert report["left_out"] == {"only_in_a": 0, "only_in_b": 0, "label_differs": 0}
+
+
+def test_a_model_right_on_more_faces_is_ahead_by_that_share_with_an_interval_above_zero(tmp_path):
+    """B is right wherever A is, and on 40 more faces, all of them fear or disgust."""
+    labels = _labels()
+    rng = np.random.default_rng(2)
+    right_a = rng.random(N) < 0.6
+    gains = np.flatnonzero(~right_a & np.isin(labels, [1, 2]))[:40]
+    right_b = right_a.copy()
+    right_b[gains] = True
+    report = compare(read_answers(_write(tmp_path / "b.parquet", labels, right_b), "test"),
+                     read_answers(_write(tmp_path / "a.parquet", labels, right_a), "test"), resamples=500)
+    diff = report["difference"]
+    assert diff["accuracy"]["mean"] == pytest.approx(40 / N)
+    assert 0 < diff["accuracy"]["low"] < 40 / N < diff["accuracy"]["high"]
+    for k in (1, 2):
+        expected = _recall(labels, right_b, k) - _recall(labels, right_a, k)
+        assert expected > 0 and diff["recall"][CLASSES_7[k]]["mean"] == pytest.approx(expected)
+    assert diff["recall"]["happy"]["mean"] == 0  # no gain there, and no interval around it
+    assert report["support"]["disgust"] == int((labels == 1).sum())
+
+
+def test_faces_in_one_file_only_or_labelled_differently_are_left_out_and_counted(tmp_path):
+    labels = _labels()
+    right = np.random.default_rng(3).random(N) < 0.6
+    ids = [f"fer2013-{i:05d}" for i in range(N)]
+    a = _write(tmp_path / "a.parquet", labels, right, ids)
+    relabelled = labels.copy()
+    relabelled[:5] = (labels[:5] + 3) % 7  # a corrected label in B's build
+    b_ids = ids[:650] + [f"raf-db-{i}" for i in range(20)]  # B lacks 50 of A's faces, has 20 others
+    b_labels = np.concatenate([relabelled[:650], labels[:20]])
+    b = _write(tmp_path / "b.parquet", b_labels, np.concatenate([right[:650], right[:20]]), b_ids)
+    report = compare(read_answers(a, "test"), read_answers(b, "test"), resamples=200)
+    assert report["left_out"] == {"only_in_a": 50, "only_in_b": 20, "label_differs": 5}
+    assert report["faces"] == 645
+    assert report["scores"]["a"]["accuracy"] == pytest.approx(right[5:650].mean())
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing", "no predictions (run `ferdata evaluate`"),
+    ("columns", "not an evaluate predictions file (no column"),
+    ("split", "no predictions for split 'test'"),
+])
+def test_unusable_inputs_are_refused_naming_the_file(tmp_path, problem, message):
+    path = tmp_path / "p.parquet"
+    if problem == "columns":
+        write_table(pa.table({"sample_id": ["x"], "split": ["test"]}), path)
+    elif problem == "split":
+        _write(path, _labels(20), np.ones(20, bool), split="val")
+    with pytest.raises((FileNotFoundError, ValueError), match="p.parquet") as error:
+        read_answers(path, "test")
+    assert message in str(error.value)
+
+
+def test_the_command_compares_two_pipeline_folders_and_strict_fails_on_left_out_faces(tmp_path):
+    labels = _labels()
+    rng = np.random.default_rng(4)
+    right_a, right_b = rng.random(N) < 0.7, rng.random(N) < 0.5
+    ids = [f"fer2013-{i:05d}" for i in range(N)]
+    for name, right, kept in (("a", right_a, N), ("b", right_b, N - 1)):
+        predictions = Layout(tmp_path / name).predictions
+        predictions.parent.mkdir(parents=True)
+        _write(predictions, labels[:kept], right[:kept], ids[:kept])
+    out = tmp_path / "compare.json"
+    runner = CliRunner()
+    result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "macro recall" in result.output and "recall disgust" in result.output
+    report = json.loads(out.read_text())
+    assert report["faces"] == N - 1 and report["left_out"]["only_in_a"] == 1
+    assert report["difference"]["accuracy"]["mean"] == pytest.approx(right_a[:-1].mean() - right_b[:-1].mean())
+    assert runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--strict"]).exit_code == 1
+    missing = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "c")])
+    assert missing.exit_code == 2 and "predictions.parquet: no predictions" in missing.output
