@@ -63,13 +63,14 @@ def read_answers(path: Path, split: str) -> Answers:
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise ValueError(f"{path}: not an evaluate predictions file (no column {', '.join(missing)})")
+    classes = _class_names(table, path)  # from every split: a class one split lacks keeps its name
     table = table.filter(pc.equal(table["split"], split))
     if table.num_rows == 0:
         raise ValueError(f"{path}: no predictions for split '{split}' (evaluate.splits names the splits it scores)")
     ids = table["sample_id"].to_pylist()
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: a sample id appears more than once in split '{split}'")
-    return Answers(path=path, classes=_class_names(table, path),
+    return Answers(path=path, classes=classes,
                    labels=dict(zip(ids, table["label_index"].to_pylist())),
                    correct=dict(zip(ids, table["correct"].to_pylist())))
 

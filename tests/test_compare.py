@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -87,6 +88,20 @@ def test_faces_in_one_file_only_or_labelled_differently_are_left_out_and_counted
     assert report["left_out"] == {"only_in_a": 50, "only_in_b": 20, "label_differs": 5}
     assert report["faces"] == 645
     assert report["scores"]["a"]["accuracy"] == pytest.approx(right[5:650].mean())
+
+
+def test_a_class_the_compared_split_lacks_keeps_its_name_from_the_other_splits(tmp_path):
+    labels = _labels()
+    labels[labels == 1] = 0  # no disgust among the test faces, and none answered there
+    right = (np.random.default_rng(5).random(N) < 0.6) | (labels == 0)  # a wrong answer to angry is disgust
+    val_labels = np.arange(70) % 7
+    tables = [pq.read_table(_write(tmp_path / f"{split}.parquet", y, ok, split=split))
+              for split, y, ok in (("test", labels, right), ("val", val_labels, np.ones(70, bool)))]
+    both = tmp_path / "both.parquet"
+    write_table(pa.concat_tables(tables), both)
+    report = compare(read_answers(both, "test"), read_answers(both, "test"), resamples=100)
+    assert report["classes"] == list(CLASSES_7)
+    assert report["support"]["disgust"] == 0 and report["scores"]["a"]["recall"]["disgust"] is None
 
 
 @pytest.mark.parametrize("problem, message", [
