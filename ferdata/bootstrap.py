@@ -9,6 +9,7 @@ per-face correctness and the true labels, so a face a model never predicted coun
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -44,6 +45,14 @@ def scores(counts: np.ndarray, labels: np.ndarray, correct: np.ndarray, n_classe
         recall = np.where(support > 0, hits / support, np.nan)
     return Scores(accuracy=hits.sum(axis=1) / counts.sum(axis=1),
                   macro_recall=np.nanmean(recall, axis=1), recall=recall)
+
+
+def observed_scores(labels: np.ndarray, correct: np.ndarray, classes: Sequence[str]) -> dict:
+    """Accuracy, macro recall and per-class recall (by class name; None for a class the
+    faces lack) of per-face ``correct`` flags on the faces themselves, for JSON."""
+    s = scores(np.ones((1, len(labels))), labels, correct, len(classes))
+    return {"accuracy": float(s.accuracy[0]), "macro_recall": float(s.macro_recall[0]),
+            "recall": {c: None if np.isnan(v) else float(v) for c, v in zip(classes, s.recall[0])}}
 
 
 def interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:

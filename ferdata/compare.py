@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pyarrow.compute as pc
@@ -47,7 +46,7 @@ def _class_names(table, path: Path) -> tuple[str, ...]:
     n_classes = len(table["probabilities"][0].as_py()) if table.num_rows else 0
     names: dict[int, str] = {}
     for index_column, name_column in (("label_index", "label"), ("predicted", "predicted_label")):
-        for index, name in zip(table[index_column].to_pylist(), table[name_column].to_pylist()):
+        for index, name in set(zip(table[index_column].to_pylist(), table[name_column].to_pylist())):
             if names.setdefault(index, name) != name:
                 raise ValueError(f"{path}: class {index} is named both '{names[index]}' and '{name}'")
     return tuple(names.get(k, f"class {k}") for k in range(n_classes))
@@ -75,12 +74,6 @@ def read_answers(path: Path, split: str) -> Answers:
                    correct=dict(zip(ids, table["correct"].to_pylist())))
 
 
-def _scores(labels: np.ndarray, correct: np.ndarray, classes: Sequence[str]) -> dict:
-    s = bootstrap.scores(np.ones((1, len(labels))), labels, correct, len(classes))
-    return {"accuracy": float(s.accuracy[0]), "macro_recall": float(s.macro_recall[0]),
-            "recall": {c: None if np.isnan(v) else float(v) for c, v in zip(classes, s.recall[0])}}
-
-
 def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0) -> dict:
     """A against B on the faces both answered with the same label: both models' scores and
     A − B with its 95% paired-bootstrap interval, plus how many faces were left out and why."""
@@ -102,7 +95,8 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0) -> dic
         "support": {c: int((labels == k).sum()) for k, c in enumerate(classes)},
         "left_out": {"only_in_a": len(a.labels) - len(shared), "only_in_b": len(b.labels) - len(shared),
                      "label_differs": len(shared) - len(same)},
-        "scores": {"a": _scores(labels, correct_a, classes), "b": _scores(labels, correct_b, classes)},
+        "scores": {"a": bootstrap.observed_scores(labels, correct_a, classes),
+                   "b": bootstrap.observed_scores(labels, correct_b, classes)},
         "difference": difference,
     }
 
@@ -110,8 +104,9 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0) -> dic
 def comparison_table(report: dict, split: str) -> Table:
     """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval."""
     level = f"{report['difference']['confidence']:.0%}"
-    table = Table(caption_justify="left", title=f"compare: {report['faces']:,} {split} faces; A − B in points [{level} paired-bootstrap "
-                        f"interval, {report['difference']['resamples']:,} resamples]")
+    table = Table(caption_justify="left",
+                  title=f"compare: {report['faces']:,} {split} faces; A − B in points "
+                        f"[{level} paired-bootstrap interval, {report['difference']['resamples']:,} resamples]")
     for col in ("score", "support", "A", "B", "A − B"):
         table.add_column(col, justify="left" if col == "score" else "right")
     a, b, diff = report["scores"]["a"], report["scores"]["b"], report["difference"]

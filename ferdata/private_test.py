@@ -23,11 +23,6 @@ PRIVATE_TEST = "fer2013_private_test"  # its section of eval.json
 Predict = Callable[[np.ndarray], np.ndarray]  # (N, 48, 48) uint8 faces -> (N, C) probabilities
 
 
-def _recall(value: float) -> float | None:
-    """A per-class recall for JSON: None for a class the test rows lack."""
-    return None if np.isnan(value) else float(value)
-
-
 def private_test_scores(predict: Predict, classes: Sequence[str], layout: Layout,
                         dataset_splits: Mapping[str, str], predicted: Mapping[str, int]) -> dict | None:
     """Accuracy, macro recall and per-class recall of ``predict`` on every FER2013 PrivateTest
@@ -52,12 +47,9 @@ def private_test_scores(predict: Predict, classes: Sequence[str], layout: Layout
     ask = present & (guesses < 0)
     if ask.any():
         guesses[ask] = predict(images[ask]).argmax(axis=1)
-    scores = bootstrap.scores(np.ones((1, len(test.ids))), test.labels, guesses == test.labels, len(classes))
     return {
         "faces": len(test.ids),
         "answered": int(present.sum()),
         "outside_test_split": sum(sid not in dataset_splits for sid in test.ids),
-        "accuracy": float(scores.accuracy[0]),
-        "macro_recall": float(scores.macro_recall[0]),
-        "recall": {c: _recall(v) for c, v in zip(classes, scores.recall[0])},
+        **bootstrap.observed_scores(test.labels, guesses == test.labels, classes),
     }
