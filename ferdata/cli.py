@@ -311,6 +311,9 @@ def compare(
                                        "processed/predictions.parquet)."),
     b: Path = typer.Argument(..., help="Model B: the same, answered on the same faces."),
     split: str = typer.Option("test", help="The split to compare on."),
+    private_test: bool = typer.Option(False, "--private-test",
+                                      help="Compare on every FER2013 PrivateTest row as published (a pipeline "
+                                           "folder's processed/fer2013_private_test.parquet) instead of a split."),
     resamples: int = typer.Option(2000, min=100, help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the bootstrap's resamples."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison to this JSON file."),
@@ -321,8 +324,12 @@ def compare(
     from ferdata.compare import compare as compare_answers, comparison_table, read_answers
     from ferdata.export import write_json_atomic
 
-    report = _checked(lambda: compare_answers(read_answers(a, split), read_answers(b, split), resamples, seed))
-    console.print(comparison_table(report, split))
+    if private_test and split != "test":
+        raise typer.BadParameter("--private-test compares FER2013's PrivateTest rows, whose split is test",
+                                 param_hint="--split")
+    report = _checked(lambda: compare_answers(read_answers(a, split, private_test),
+                                              read_answers(b, split, private_test), resamples, seed))
+    console.print(comparison_table(report, "FER2013 PrivateTest (as published)" if private_test else split))
     if json_out is not None:
         write_json_atomic(json_out, report)
         console.print(f"comparison: {json_out}", markup=False, highlight=False)

@@ -1,7 +1,9 @@
 """Two evaluate runs on the same faces: which model is better, and how sure that is.
 
 ``ferdata compare A B`` reads two ``predictions.parquet`` files (the evaluate stage's, from
-two pipelines or two params of one), pairs their answers by sample id within one split and
+two pipelines or two params of one), or with ``--private-test`` two
+``fer2013_private_test.parquet`` files (every FER2013 PrivateTest row as published, a face
+without pixels counted wrong), pairs their answers by sample id within one split and
 prints each model's accuracy, macro recall and per-class recall with the difference A − B
 and its paired-bootstrap interval (:mod:`ferdata.bootstrap`). Faces only one file holds,
 and faces whose labels differ between the files (a corrected label, another
@@ -35,27 +37,31 @@ class Answers:
     correct: dict[str, bool]  # sample id -> answered right
 
 
-def predictions_path(path: Path) -> Path:
-    """``path`` itself when it is a file, else the pipeline folder's processed/predictions.parquet."""
+def predictions_path(path: Path, private_test: bool = False) -> Path:
+    """``path`` itself when it is a file, else the pipeline folder's processed/predictions.parquet
+    (with ``private_test``, its processed/fer2013_private_test.parquet)."""
     path = Path(path)
-    return path if path.is_file() else Layout(path).predictions
+    if path.is_file():
+        return path
+    return Layout(path).private_test_predictions if private_test else Layout(path).predictions
 
 
 def _class_names(table, path: Path) -> tuple[str, ...]:
     """Class names by index, from the labels and predictions the file holds."""
-    n_classes = len(table["probabilities"][0].as_py()) if table.num_rows else 0
+    n_classes = pc.max(pc.list_value_length(table["probabilities"])).as_py() or 0  # null: a face not answered
     names: dict[int, str] = {}
     for index_column, name_column in (("label_index", "label"), ("predicted", "predicted_label")):
         for index, name in set(zip(table[index_column].to_pylist(), table[name_column].to_pylist())):
-            if names.setdefault(index, name) != name:
+            if index is not None and names.setdefault(index, name) != name:
                 raise ValueError(f"{path}: class {index} is named both '{names[index]}' and '{name}'")
     return tuple(names.get(k, f"class {k}") for k in range(n_classes))
 
 
-def read_answers(path: Path, split: str) -> Answers:
-    """The answers on ``split`` in the predictions file ``path``; a clear error naming the
-    file when it is missing, lacks a column, holds no row of ``split`` or repeats a sample."""
-    path = predictions_path(path)
+def read_answers(path: Path, split: str, private_test: bool = False) -> Answers:
+    """The answers on ``split`` in the predictions file ``path`` (a pipeline folder: see
+    :func:`predictions_path`); a clear error naming the file when it is missing, lacks a
+    column, holds no row of ``split`` or repeats a sample."""
+    path = predictions_path(path, private_test)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no predictions (run `ferdata evaluate` in that pipeline first)")
     table = read_table(path)
@@ -65,7 +71,9 @@ def read_answers(path: Path, split: str) -> Answers:
     classes = _class_names(table, path)  # from every split: a class one split lacks keeps its name
     table = table.filter(pc.equal(table["split"], split))
     if table.num_rows == 0:
-        raise ValueError(f"{path}: no predictions for split '{split}' (evaluate.splits names the splits it scores)")
+        why = ("FER2013's PrivateTest was not ingested, or the dataset trains or validates on some of it"
+               if private_test else "evaluate.splits names the splits it scores")
+        raise ValueError(f"{path}: no predictions for split '{split}' ({why})")
     ids = table["sample_id"].to_pylist()
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: a sample id appears more than once in split '{split}'")

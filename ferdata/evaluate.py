@@ -7,7 +7,9 @@ confusion matrices are lists, which ``dvc metrics show`` skips), ``plots/confusi
 confusion template) and ``processed/predictions.parquet``. ``logits`` there are the outputs
 of the model's dense ``logits`` layer, before its softmax. When FER2013 was ingested,
 eval.json's ``fer2013_private_test`` scores every PrivateTest row as published
-(:mod:`ferdata.private_test`), the figure other work on FER2013 reports.
+(:mod:`ferdata.private_test`), the figure other work on FER2013 reports, and
+``processed/fer2013_private_test.parquet`` holds each of those faces' answer (no rows
+without FER2013).
 """
 
 from __future__ import annotations
@@ -29,26 +31,13 @@ from ferdata.layout import Layout
 from ferdata.manifest import read_table, write_table
 from ferdata.params import ParamsError
 from ferdata.export import write_json_atomic
-from ferdata.private_test import PRIVATE_TEST, private_test_scores
+from ferdata.predictions import predictions_table
+from ferdata.private_test import NO_ANSWERS, PRIVATE_TEST, private_test_answers
 from ferdata.train import labelled_images, load_model
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
 
 SPLITS = ("train", "val", "test")
-
-PREDICTIONS_SCHEMA = pa.schema([
-    pa.field("sample_id", pa.string(), nullable=False),
-    pa.field("split", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("label", pa.string(), nullable=False),
-    pa.field("label_index", pa.int16(), nullable=False),
-    pa.field("predicted", pa.int16(), nullable=False),  # predicted label index
-    pa.field("predicted_label", pa.string(), nullable=False),
-    pa.field("confidence", pa.float32(), nullable=False),  # probability of the predicted class
-    pa.field("correct", pa.bool_(), nullable=False),
-    pa.field("probabilities", pa.list_(pa.float32()), nullable=False),  # softmax, class order
-    pa.field("logits", pa.list_(pa.float32()), nullable=False),  # the dense layer before softmax
-])
 
 MAX_TTA_SHIFT = 12  # a quarter of the 48-pixel face
 
@@ -109,6 +98,7 @@ class EvalResult:
     predictions_path: Path
     plots: list[Path]
     private_test: dict | None = None  # eval.json's fer2013_private_test, when there is one
+    private_test_path: Path | None = None  # each of those faces' answer
 
     def summary(self) -> Group:
         """One per-class table per evaluated split, and the score on FER2013's PrivateTest."""
@@ -119,7 +109,8 @@ class EvalResult:
                          f"{scores['outside_test_split']:,} of them left out of the test split, "
                          f"{scores['faces'] - scores['answered']:,} without aligned pixels): "
                          f"accuracy {scores['accuracy']:.1%}, macro recall {scores['macro_recall']:.1%}")
-        lines.append(f"predictions: {self.predictions_path}; plots: {', '.join(p.name for p in self.plots)}")
+        answers = "" if self.private_test_path is None else f", {self.private_test_path}"
+        lines.append(f"predictions: {self.predictions_path}{answers}; plots: {', '.join(p.name for p in self.plots)}")
         return Group(*lines)
 
 
@@ -265,28 +256,6 @@ def _write_confusion_csv(path: Path, actual: Sequence[str], predicted: Sequence[
     tmp.replace(path)
 
 
-def _rows_as_lists(matrix: np.ndarray) -> pa.ListArray:
-    """An (N, C) float array as N lists of C float32 values."""
-    offsets = np.arange(0, matrix.size + 1, matrix.shape[1], dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.ravel(), pa.float32()))
-
-
-def predictions_table(rows: pa.Table, classes: Sequence[str], logits: np.ndarray,
-                      probabilities: np.ndarray) -> pa.Table:
-    """predictions.parquet's rows (:data:`PREDICTIONS_SCHEMA`) for the manifest ``rows``."""
-    predicted = probabilities.argmax(axis=1)
-    truth = rows["label_index"].to_numpy(zero_copy_only=False)
-    return pa.table({
-        "sample_id": rows["sample_id"], "split": rows["split"], "source": rows["source"],
-        "label": rows["label"], "label_index": rows["label_index"],
-        "predicted": pa.array(predicted, pa.int16()),
-        "predicted_label": pa.array([classes[k] for k in predicted], pa.string()),
-        "confidence": pa.array(probabilities.max(axis=1), pa.float32()),
-        "correct": pa.array(predicted == truth),
-        "probabilities": _rows_as_lists(probabilities), "logits": _rows_as_lists(logits),
-    }).cast(PREDICTIONS_SCHEMA)
-
-
 def run_evaluate(params: EvaluateParams, models_dir: Path, dataset_dir: Path, metrics_dir: Path,
                  plots_dir: Path, predictions_path: Path, pipeline: Layout | None = None) -> EvalResult:
     """Score ``models_dir``'s model on ``params.splits`` of ``dataset_dir/manifest.parquet``;
@@ -323,11 +292,13 @@ def run_evaluate(params: EvaluateParams, models_dir: Path, dataset_dir: Path, me
         _write_confusion_csv(plots[-1], [classes[k] for k in labels[rows]], [classes[k] for k in predicted[rows]])
     private_test = None
     if pipeline is not None:
-        private_test = private_test_scores(lambda faces: predict(net, faces, params.views, params.batch_size)[1],
-                                           classes, pipeline, dataset_splits,
-                                           dict(zip(table["sample_id"].to_pylist(), predicted.tolist())))
+        private_test = private_test_answers(lambda faces: predict(net, faces, params.views, params.batch_size),
+                                            classes, pipeline, dataset_splits, predictions)
+        write_table(NO_ANSWERS if private_test is None else private_test.answers, pipeline.private_test_predictions)
+    private_scores = None if private_test is None else private_test.scores
     write_json_atomic(Path(metrics_dir) / "eval.json",
-                      metrics if private_test is None else {**metrics, PRIVATE_TEST: private_test})
+                      metrics if private_scores is None else {**metrics, PRIVATE_TEST: private_scores})
     write_table(predictions, Path(predictions_path))
     return EvalResult(classes=classes, metrics=metrics, predictions_path=Path(predictions_path), plots=plots,
-                      private_test=private_test)
+                      private_test=private_scores,
+                      private_test_path=None if private_test is None else pipeline.private_test_predictions)

@@ -62,6 +62,11 @@ class Layout:
         return self.processed / "predictions.parquet"
 
     @property
+    def private_test_predictions(self) -> Path:
+        """Every FER2013 PrivateTest row's answer, as eval.json's fer2013_private_test scores them."""
+        return self.processed / "fer2013_private_test.parquet"
+
+    @property
     def models(self) -> Path:
         return self.root / "models"
 

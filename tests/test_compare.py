@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from ferdata.cli import app
 from ferdata.compare import compare, read_answers
-from ferdata.evaluate import predictions_table
 from ferdata.layout import Layout
 from ferdata.manifest import write_table
+from ferdata.predictions import predictions_table
 from ferdata.taxonomy import CLASSES_7
 
 N = 700
@@ -27,15 +27,16 @@ def _labels(n: int = N) -> np.ndarray:
 
 
 def _write(path: Path, labels: np.ndarray, right: np.ndarray, ids: list[str] | None = None,
-           split: str = "test") -> Path:
-    """A predictions.parquet whose model answers face i right where ``right[i]``, else the next class."""
+           split: str = "test", answered: np.ndarray | None = None) -> Path:
+    """A predictions.parquet whose model answers face i right where ``right[i]``, else the next
+    class; with ``answered``, no answer at all where it is false."""
     ids = ids or [f"fer2013-{i:05d}" for i in range(len(labels))]
     predicted = np.where(right, labels, (labels + 1) % 7)
     logits = np.eye(7, dtype=np.float32)[predicted] * 4
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     rows = pa.table({"sample_id": ids, "split": [split] * len(ids), "source": ["fer2013"] * len(ids),
                      "label": [CLASSES_7[k] for k in labels], "label_index": pa.array(labels, pa.int16())})
-    write_table(predictions_table(rows, CLASSES_7, logits, probabilities), path)
+    write_table(predictions_table(rows, CLASSES_7, logits, probabilities, answered), path)
     return path
 
 
@@ -140,3 +141,31 @@ def test_the_command_compares_two_pipeline_folders_and_strict_fails_on_left_out_
     assert runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--strict"]).exit_code == 1
     missing = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "c")])
     assert missing.exit_code == 2 and "predictions.parquet: no predictions" in missing.output
+
+
+def test_on_the_published_private_test_a_face_without_pixels_counts_as_wrong(tmp_path):
+    """A's align stage had no pixels for 30 faces, which A could not answer: they are paired
+    and count against A alone, as eval.json's fer2013_private_test counts them."""
+    labels = _labels()
+    right = np.random.default_rng(6).random(N) < 0.6
+    answered_a = np.arange(N) >= 30
+    for name, answered in (("a", answered_a), ("b", np.ones(N, bool))):
+        path = Layout(tmp_path / name).private_test_predictions
+        path.parent.mkdir(parents=True)
+        _write(path, labels, right, answered=answered)
+    assert pq.read_table(Layout(tmp_path / "a").private_test_predictions)["predicted"].null_count == 30
+
+    out = tmp_path / "compare.json"
+    runner = CliRunner()
+    folders = [str(tmp_path / "a"), str(tmp_path / "b")]
+    result = runner.invoke(app, ["compare", *folders, "--private-test", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["faces"] == N and not any(report["left_out"].values())
+    assert report["scores"]["a"]["accuracy"] == pytest.approx((right & answered_a).mean())
+    assert report["scores"]["b"]["accuracy"] == pytest.approx(right.mean())
+    assert report["difference"]["accuracy"]["mean"] == pytest.approx(-right[:30].sum() / N)
+    assert report["classes"] == list(CLASSES_7)
+    assert runner.invoke(app, ["compare", *folders, "--private-test", "--split", "val"]).exit_code == 2
+    without = runner.invoke(app, ["compare", *folders])  # these folders hold no predictions.parquet
+    assert without.exit_code == 2 and "predictions.parquet: no predictions" in without.output

@@ -83,3 +83,12 @@ def test_every_private_test_row_is_scored_with_the_ones_the_build_left_out(tmp_p
     guesses = np.array([predicted[sid] for sid in ids])
     assert scores["accuracy"] == np.mean(guesses == truth)
     assert abs(scores["macro_recall"] - balanced_accuracy_score(truth, guesses)) < 1e-9
+
+    # Each face's answer is kept, so that `ferdata compare --private-test` can pair two runs.
+    answers = pq.read_table(processed / "fer2013_private_test.parquet")
+    assert answers["sample_id"].to_pylist() == ids
+    assert answers["predicted"].to_pylist() == guesses.tolist()
+    assert answers["correct"].to_pylist() == (guesses == truth).tolist()
+    same = runner.invoke(app, ["compare", str(tmp_path), str(tmp_path), "--private-test"])
+    assert same.exit_code == 0, same.output
+    assert f"compare: {len(ids)} FER2013 PrivateTest (as published) faces" in " ".join(same.output.split())
