@@ -38,9 +38,9 @@ class PrivateTestAnswers:
     answers: pa.Table  # one row per face, PARTIAL_PREDICTIONS_SCHEMA: null answers where no pixels
 
 
-def _known_outputs(known: pa.Table, ids: Sequence[str], n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and probabilities (N, C) of the faces ``ids`` from the predictions rows ``known``;
-    NaN rows for the faces ``known`` lacks."""
+def _known_outputs(known: pa.Table, ids: Sequence[str], n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits and probabilities (N, C) of the faces ``ids`` from the predictions rows ``known``,
+    and which faces ``known`` holds (the other rows are NaN)."""
     position = dict(zip(known["sample_id"].to_pylist(), range(known.num_rows)))
     rows = np.array([position.get(sid, -1) for sid in ids], np.int64)
     have = rows >= 0
@@ -50,7 +50,7 @@ def _known_outputs(known: pa.Table, ids: Sequence[str], n_classes: int) -> tuple
         taken = pc.list_flatten(known[column].take(pa.array(rows[have])))
         values[have] = taken.to_numpy(zero_copy_only=False).reshape(-1, n_classes)
         outputs.append(values)
-    return outputs[0], outputs[1]
+    return outputs[0], outputs[1], have
 
 
 def private_test_answers(predict: Predict, classes: Sequence[str], layout: Layout,
@@ -73,11 +73,11 @@ def private_test_answers(predict: Predict, classes: Sequence[str], layout: Layou
     if test is None or any(dataset_splits.get(sid, "test") != "test" for sid in test.ids):
         return None
     images, present = aligned_test_pixels(read_table(aligned_path, rows), test.ids)
-    logits, probabilities = _known_outputs(known, test.ids, len(classes))
-    ask = present & np.isnan(probabilities[:, 0])
+    logits, probabilities, have = _known_outputs(known, test.ids, len(classes))
+    ask = present & ~have
     if ask.any():
         logits[ask], probabilities[ask] = predict(images[ask])
-    answered = ~np.isnan(probabilities[:, 0])
+    answered = have | ask
     n = len(test.ids)
     faces = pa.table({"sample_id": test.ids, "split": ["test"] * n, "source": [TEST_SOURCE] * n,
                       "label": [classes[k] for k in test.labels], "label_index": pa.array(test.labels, pa.int16())})
