@@ -10,7 +10,8 @@ trains on, and may have memorised). With FER+ votes (fer2013new.csv), the same a
 also scored against the FER+ majority label of every test face that has one.
 
 Writes ``metrics/ablation.json`` (a DVC metric), ``processed/ablation/predictions.parquet``
-(every arm's and seed's prediction per test face) and ``processed/ablation/ablation.png``.
+(every arm's and seed's prediction per test face; ``ferdata compare --arm-a`` pairs them)
+and ``processed/ablation/ablation.png``.
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ from ferdata.issue_precision import ferplus_reference
 from ferdata.layout import Layout
 from ferdata.manifest import write_table
 from ferdata.params import ParamsError
+from ferdata.predictions import with_classes
 from ferdata.progress import duration, note
 from ferdata.train import TrainParams, augmentation_from, fit, kept_row, make_dataset, seed_everything
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
 
 REFERENCE = "raw"
-PREDICTIONS_FILE, FIGURE_FILE = "predictions.parquet", "ablation.png"
+FIGURE_FILE = "ablation.png"
 _WHERE = "params.yaml [ablate]"
 
 
@@ -252,14 +254,14 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     }
     metrics_path = layout.metrics / "ablation.json"
     write_json_atomic(metrics_path, report)
-    _write_outputs(layout.ablation, sources.test.ids, labels, runs, report)
-    return AblateResult(report, classes, metrics_path, layout.ablation / PREDICTIONS_FILE,
-                        layout.ablation / FIGURE_FILE)
+    _write_outputs(layout, sources.test.ids, labels, runs, report)
+    return AblateResult(report, classes, metrics_path, layout.ablation_predictions, layout.ablation / FIGURE_FILE)
 
 
-def _write_outputs(out_dir: Path, ids: list[str], labels: np.ndarray, runs: dict[str, list[ArmRun]],
+def _write_outputs(layout: Layout, ids: list[str], labels: np.ndarray, runs: dict[str, list[ArmRun]],
                    report: dict) -> None:
     """predictions.parquet and ablation.png, in a temporary folder renamed into place."""
+    out_dir = layout.ablation
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
@@ -274,7 +276,7 @@ def _write_outputs(out_dir: Path, ids: list[str], labels: np.ndarray, runs: dict
                     "predicted": pa.array(run.predicted.astype(np.int16), pa.int16(), mask=~answered),
                     "correct": pa.array(run.correct),
                 }))
-        write_table(pa.concat_tables(tables), tmp / PREDICTIONS_FILE)
+        write_table(with_classes(pa.concat_tables(tables), report["classes"]), tmp / layout.ablation_predictions.name)
         figure = ablation_figure(report)
         figure.savefig(tmp / FIGURE_FILE, format="png", dpi=100, metadata={"Software": None})
         replace_dir(tmp, out_dir)

@@ -49,10 +49,14 @@ def scores(counts: np.ndarray, labels: np.ndarray, correct: np.ndarray, n_classe
 
 def observed_scores(labels: np.ndarray, correct: np.ndarray, classes: Sequence[str]) -> dict:
     """Accuracy, macro recall and per-class recall (by class name; None for a class the
-    faces lack) of per-face ``correct`` flags on the faces themselves, for JSON."""
-    s = scores(np.ones((1, len(labels))), labels, correct, len(classes))
-    return {"accuracy": float(s.accuracy[0]), "macro_recall": float(s.macro_recall[0]),
-            "recall": {c: None if np.isnan(v) else float(v) for c, v in zip(classes, s.recall[0])}}
+    faces lack) of per-face ``correct`` flags on the faces themselves, for JSON. ``correct``
+    (R, N) holds one row per repeat (seed), and each score is its mean over the repeats."""
+    ones = np.ones((1, len(labels)))
+    per_repeat = [scores(ones, labels, row, len(classes)) for row in np.atleast_2d(correct)]
+    recall = np.mean([s.recall[0] for s in per_repeat], axis=0)
+    return {"accuracy": float(np.mean([s.accuracy[0] for s in per_repeat])),
+            "macro_recall": float(np.mean([s.macro_recall[0] for s in per_repeat])),
+            "recall": {c: None if np.isnan(v) else float(v) for c, v in zip(classes, recall)}}
 
 
 def interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:

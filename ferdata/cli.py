@@ -314,21 +314,29 @@ def compare(
     private_test: bool = typer.Option(False, "--private-test",
                                       help="Compare on every FER2013 PrivateTest row as published (a pipeline "
                                            "folder's processed/fer2013_private_test.parquet) instead of a split."),
+    arm_a: Optional[str] = typer.Option(None, "--arm-a", metavar="ARM[@SEED]",
+                                        help="A is this arm of A's ablation (processed/ablation/predictions.parquet"
+                                             "), every seed it ran or one; implies --private-test for B."),
+    arm_b: Optional[str] = typer.Option(None, "--arm-b", metavar="ARM[@SEED]", help="The same for B."),
     resamples: int = typer.Option(2000, min=100, help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the bootstrap's resamples."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison to this JSON file."),
     strict: bool = typer.Option(False, help="Exit 1 when any face is left out (only in one file, or "
                                             "labelled differently)."),
 ) -> None:
-    """Two evaluate runs on the same faces: scores, A - B and its paired-bootstrap interval."""
-    from ferdata.compare import compare as compare_answers, comparison_table, read_answers
+    """Two models on the same faces: scores, A - B and its paired-bootstrap interval."""
+    from ferdata.compare import compare as compare_answers, comparison_table, read_answers, read_arm
     from ferdata.export import write_json_atomic
 
+    private_test = private_test or arm_a is not None or arm_b is not None  # an ablation answers PrivateTest
     if private_test and split != "test":
-        raise typer.BadParameter("--private-test compares FER2013's PrivateTest rows, whose split is test",
-                                 param_hint="--split")
-    report = _checked(lambda: compare_answers(read_answers(a, split, private_test),
-                                              read_answers(b, split, private_test), resamples, seed))
+        raise typer.BadParameter("--private-test and --arm-a/--arm-b compare FER2013's PrivateTest rows, "
+                                 "whose split is test", param_hint="--split")
+
+    def answers(path: Path, arm: str | None):
+        return read_arm(path, arm) if arm is not None else read_answers(path, split, private_test)
+
+    report = _checked(lambda: compare_answers(answers(a, arm_a), answers(b, arm_b), resamples, seed))
     console.print(comparison_table(report, "FER2013 PrivateTest (as published)" if private_test else split))
     if json_out is not None:
         write_json_atomic(json_out, report)

@@ -1,9 +1,11 @@
-"""Two evaluate runs on the same faces: which model is better, and how sure that is.
+"""Two models on the same faces: which is better, and how sure that is.
 
 ``ferdata compare A B`` reads two ``predictions.parquet`` files (the evaluate stage's, from
 two pipelines or two params of one), or with ``--private-test`` two
 ``fer2013_private_test.parquet`` files (every FER2013 PrivateTest row as published, a face
-without pixels counted wrong), pairs their answers by sample id within one split and
+without pixels counted wrong). With ``--arm-a`` / ``--arm-b`` a side is an ablation arm
+instead (``ferdata ablate``'s answers on the same PrivateTest faces), with every seed it ran
+paired seed by seed, or one seed. It pairs the answers by sample id within one split and
 prints each model's accuracy, macro recall and per-class recall with the difference A − B
 and its paired-bootstrap interval (:mod:`ferdata.bootstrap`). Faces only one file holds,
 and faces whose labels differ between the files (a corrected label, another
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from rich.table import Table
 
@@ -23,18 +27,24 @@ from ferdata import bootstrap
 from ferdata.ablation_report import difference_text, share_text
 from ferdata.layout import Layout
 from ferdata.manifest import read_table
+from ferdata.predictions import classes_of
 
 COLUMNS = ("sample_id", "split", "label", "label_index", "predicted", "predicted_label", "correct", "probabilities")
+ABLATION_COLUMNS = ("arm", "seed", "sample_id", "label_index", "correct")
 
 
 @dataclass(frozen=True)
 class Answers:
-    """One model's answers on one split, as predictions.parquet holds them."""
+    """One model's answers on one split: an evaluate run's, or an ablation arm's, once per seed."""
 
-    path: Path
+    name: str  # the file, and for an ablation the arm and its seeds
     classes: tuple[str, ...]
     labels: dict[str, int]  # sample id -> true label index
-    correct: dict[str, bool]  # sample id -> answered right
+    correct: dict[str, tuple[bool, ...]]  # sample id -> answered right, once per repeat (seed)
+
+    @property
+    def repeats(self) -> int:
+        return len(next(iter(self.correct.values())))
 
 
 def predictions_path(path: Path, private_test: bool = False) -> Path:
@@ -57,49 +67,93 @@ def _class_names(table, path: Path) -> tuple[str, ...]:
     return tuple(names.get(k, f"class {k}") for k in range(n_classes))
 
 
+def _read(path: Path, columns: Sequence[str], what: str) -> pa.Table:
+    """The table at ``path``, with a clear error naming it when it is missing or lacks a column."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no predictions (run `ferdata {what}` in that pipeline first)")
+    table = read_table(path)
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: not a predictions file of `ferdata {what}` (no column {', '.join(missing)})")
+    return table
+
+
+def _answers(name: str, classes: tuple[str, ...], ids: list[str], labels: list[int],
+             correct: list[tuple[bool, ...]]) -> Answers:
+    """Answers by sample id; an error naming ``name`` when an id repeats."""
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{name}: a sample id appears more than once")
+    return Answers(name=name, classes=classes, labels=dict(zip(ids, labels)), correct=dict(zip(ids, correct)))
+
+
 def read_answers(path: Path, split: str, private_test: bool = False) -> Answers:
     """The answers on ``split`` in the predictions file ``path`` (a pipeline folder: see
     :func:`predictions_path`); a clear error naming the file when it is missing, lacks a
     column, holds no row of ``split`` or repeats a sample."""
     path = predictions_path(path, private_test)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no predictions (run `ferdata evaluate` in that pipeline first)")
-    table = read_table(path)
-    missing = [c for c in COLUMNS if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: not an evaluate predictions file (no column {', '.join(missing)})")
+    table = _read(path, COLUMNS, "evaluate")
     classes = _class_names(table, path)  # from every split: a class one split lacks keeps its name
     table = table.filter(pc.equal(table["split"], split))
     if table.num_rows == 0:
         why = ("FER2013's PrivateTest was not ingested, or the dataset trains or validates on some of it"
                if private_test else "evaluate.splits names the splits it scores")
         raise ValueError(f"{path}: no predictions for split '{split}' ({why})")
-    ids = table["sample_id"].to_pylist()
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: a sample id appears more than once in split '{split}'")
-    return Answers(path=path, classes=classes,
-                   labels=dict(zip(ids, table["label_index"].to_pylist())),
-                   correct=dict(zip(ids, table["correct"].to_pylist())))
+    return _answers(f"{path} (split {split})", classes, table["sample_id"].to_pylist(),
+                    table["label_index"].to_pylist(), [(c,) for c in table["correct"].to_pylist()])
+
+
+def read_arm(path: Path, arm: str) -> Answers:
+    """The answers of ablation arm ``arm`` (``name`` for every seed it ran, ``name@seed`` for
+    one) on FER2013's PrivateTest faces as ingested, from ``ferdata ablate``'s predictions
+    file ``path`` (a pipeline folder: its processed/ablation/predictions.parquet)."""
+    path = Path(path)
+    path = path if path.is_file() else Layout(path).ablation_predictions
+    table = _read(path, ABLATION_COLUMNS, "ablate")
+    classes = classes_of(table)
+    if classes is None:
+        raise ValueError(f"{path}: no class names in the file (written by an earlier ferdata; run `ferdata ablate` again)")
+    name, _, seed_text = arm.partition("@")
+    arms = sorted(set(table["arm"].to_pylist()))
+    if name not in arms:
+        raise ValueError(f"{path}: no arm '{name}' (it holds {', '.join(arms)})")
+    table = table.filter(pc.equal(table["arm"], name))
+    seeds = sorted(set(table["seed"].to_pylist()))
+    if seed_text:
+        if not seed_text.isdigit() or int(seed_text) not in seeds:
+            raise ValueError(f"{path}: arm '{name}' has no seed '{seed_text}' (it ran seeds "
+                             f"{', '.join(map(str, seeds))})")
+        seeds = [int(seed_text)]
+    by_seed = [table.filter(pc.equal(table["seed"], seed)).sort_by("sample_id") for seed in seeds]
+    ids = by_seed[0]["sample_id"].to_pylist()
+    if any(t["sample_id"].to_pylist() != ids for t in by_seed):
+        raise ValueError(f"{path}: arm '{name}' answered different faces with different seeds")
+    correct = list(zip(*(t["correct"].to_pylist() for t in by_seed)))
+    return _answers(f"{path} (arm {name}, seed {', '.join(map(str, seeds))})", classes, ids,
+                    by_seed[0]["label_index"].to_pylist(), correct)
 
 
 def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0) -> dict:
     """A against B on the faces both answered with the same label: both models' scores and
-    A − B with its 95% paired-bootstrap interval, plus how many faces were left out and why."""
+    A − B with its 95% paired-bootstrap interval, plus how many faces were left out and why.
+    Answers with several repeats (an ablation arm's seeds) are paired repeat by repeat."""
     if a.classes != b.classes:
-        raise ValueError(f"{a.path} and {b.path} use different classes: {', '.join(a.classes)} "
+        raise ValueError(f"{a.name} and {b.name} use different classes: {', '.join(a.classes)} "
                          f"against {', '.join(b.classes)}")
+    if a.repeats != b.repeats:
+        raise ValueError(f"{a.name} has {a.repeats} answers per face and {b.name} {b.repeats}: "
+                         f"pick one seed of an ablation arm, as ARM@SEED")
     shared = [sid for sid in a.labels if sid in b.labels]
     same = [sid for sid in shared if a.labels[sid] == b.labels[sid]]
     if not same:
-        raise ValueError(f"{a.path} and {b.path} share no face with the same label: nothing to compare")
+        raise ValueError(f"{a.name} and {b.name} share no face with the same label: nothing to compare")
     classes = a.classes
     labels = np.array([a.labels[sid] for sid in same], np.int64)
-    correct_a = np.array([a.correct[sid] for sid in same])
-    correct_b = np.array([b.correct[sid] for sid in same])
-    difference = bootstrap.paired_difference(labels, [correct_a], [correct_b], len(classes), resamples, seed)
+    correct_a = np.array([a.correct[sid] for sid in same]).T  # (repeats, faces)
+    correct_b = np.array([b.correct[sid] for sid in same]).T
+    difference = bootstrap.paired_difference(labels, list(correct_a), list(correct_b), len(classes), resamples, seed)
     difference["recall"] = dict(zip(classes, difference["recall"]))
     return {
-        "a": str(a.path), "b": str(b.path), "faces": len(same), "classes": list(classes),
+        "a": a.name, "b": b.name, "faces": len(same), "repeats": a.repeats, "classes": list(classes),
         "support": {c: int((labels == k).sum()) for k, c in enumerate(classes)},
         "left_out": {"only_in_a": len(a.labels) - len(shared), "only_in_b": len(b.labels) - len(shared),
                      "label_differs": len(shared) - len(same)},
@@ -112,9 +166,10 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0) -> dic
 def comparison_table(report: dict, split: str) -> Table:
     """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval."""
     level = f"{report['difference']['confidence']:.0%}"
+    seeds = f"; means over {report['repeats']} seeds, paired seed by seed" if report["repeats"] > 1 else ""
     table = Table(caption_justify="left",
                   title=f"compare: {report['faces']:,} {split} faces; A − B in points "
-                        f"[{level} paired-bootstrap interval, {report['difference']['resamples']:,} resamples]")
+                        f"[{level} paired-bootstrap interval, {report['difference']['resamples']:,} resamples]{seeds}")
     for col in ("score", "support", "A", "B", "A − B"):
         table.add_column(col, justify="left" if col == "score" else "right")
     a, b, diff = report["scores"]["a"], report["scores"]["b"], report["difference"]

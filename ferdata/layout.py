@@ -50,6 +50,11 @@ class Layout:
         return self.processed / "ablation"
 
     @property
+    def ablation_predictions(self) -> Path:
+        """Every ablation arm's and seed's answer for each FER2013 PrivateTest face."""
+        return self.ablation / "predictions.parquet"
+
+    @property
     def review(self) -> Path:
         return self.processed / "review"
 

@@ -3,11 +3,14 @@
 ``processed/predictions.parquet`` (the evaluate stage's val and test splits) answers every
 row. ``processed/fer2013_private_test.parquet`` (every FER2013 PrivateTest row as
 published) may hold faces the model could not answer, having no aligned pixels for them:
-their prediction columns are null and ``correct`` is false.
+their prediction columns are null and ``correct`` is false. ``processed/ablation/
+predictions.parquet`` holds each ablation arm's and seed's answers, its class names in the
+file's metadata (:func:`with_classes`).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +32,18 @@ PREDICTIONS_SCHEMA = pa.schema([
 ANSWER_FIELDS = ("predicted", "predicted_label", "confidence", "probabilities", "logits")
 # The same columns, where a face without an answer has nulls in the answer's fields.
 PARTIAL_PREDICTIONS_SCHEMA = pa.schema([f.with_nullable(f.name in ANSWER_FIELDS) for f in PREDICTIONS_SCHEMA])
+CLASSES_KEY = b"ferdata.classes"  # schema metadata: the class names by index, as JSON
+
+
+def with_classes(table: pa.Table, classes: Sequence[str]) -> pa.Table:
+    """``table`` carrying the class names of its label and prediction indexes in its metadata."""
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), CLASSES_KEY: json.dumps(list(classes))})
+
+
+def classes_of(table: pa.Table) -> tuple[str, ...] | None:
+    """The class names :func:`with_classes` stored in ``table``; None when it holds none."""
+    stored = (table.schema.metadata or {}).get(CLASSES_KEY)
+    return None if stored is None else tuple(json.loads(stored))
 
 
 def _rows_as_lists(matrix: np.ndarray, answered: np.ndarray | None = None) -> pa.ListArray:

@@ -232,3 +232,28 @@ def test_arms_must_include_raw_and_be_known(ablated):
         result = CliRunner().invoke(app, ["ablate", "--params", str(root / "params.yaml"), "--root", str(root),
                                           "--arms", arms])
         assert result.exit_code == 2 and message in result.output
+
+
+def test_compare_pairs_two_arms_as_the_ablation_does(ablated):
+    """`ferdata compare --arm-a build --arm-b raw` on the pipeline folder gives ablation.json's
+    scores and difference from raw, interval included; an unknown arm or seed is refused."""
+    root, report, _ = ablated
+    out = root / "compare.json"
+    runner, folders = CliRunner(), [str(root), str(root)]
+    result = runner.invoke(app, ["compare", *folders, "--arm-a", "build", "--arm-b", "raw@42", "--resamples", "500",
+                                 "--seed", str(report["params"]["seed"]), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    compared = json.loads(out.read_text())
+    assert compared["faces"] == report["test"]["faces"] and compared["classes"] == report["classes"]
+    for side, arm in (("a", "build"), ("b", "raw")):
+        assert compared["scores"][side]["accuracy"] == pytest.approx(report["arms"][arm]["accuracy"], abs=1e-6)
+        assert compared["scores"][side]["macro_recall"] == pytest.approx(report["arms"][arm]["macro_recall"], abs=1e-6)
+    expected = report["arms"]["build"]["difference_from_raw"]
+    for key in ("accuracy", "macro_recall"):
+        for bound in ("mean", "low", "high"):
+            assert compared["difference"][key][bound] == pytest.approx(expected[key][bound], abs=1e-9), (key, bound)
+    unknown_arm = runner.invoke(app, ["compare", *folders, "--arm-a", "nope", "--arm-b", "raw"])
+    assert unknown_arm.exit_code == 2 and "no arm 'nope'" in unknown_arm.output
+    unknown_seed = runner.invoke(app, ["compare", *folders, "--arm-a", "build@7", "--arm-b", "raw"])
+    assert unknown_seed.exit_code == 2 and "has no seed '7'" in unknown_seed.output
+    assert runner.invoke(app, ["compare", *folders, "--arm-a", "build", "--split", "val"]).exit_code == 2

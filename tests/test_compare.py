@@ -16,7 +16,7 @@ from ferdata.cli import app
 from ferdata.compare import compare, read_answers
 from ferdata.layout import Layout
 from ferdata.manifest import write_table
-from ferdata.predictions import predictions_table
+from ferdata.predictions import predictions_table, with_classes
 from ferdata.taxonomy import CLASSES_7
 
 N = 700
@@ -107,7 +107,7 @@ def test_a_class_the_compared_split_lacks_keeps_its_name_from_the_other_splits(t
 
 @pytest.mark.parametrize("problem, message", [
     ("missing", "no predictions (run `ferdata evaluate`"),
-    ("columns", "not an evaluate predictions file (no column"),
+    ("columns", "not a predictions file of `ferdata evaluate` (no column"),
     ("split", "no predictions for split 'test'"),
 ])
 def test_unusable_inputs_are_refused_naming_the_file(tmp_path, problem, message):
@@ -169,3 +169,49 @@ def test_on_the_published_private_test_a_face_without_pixels_counts_as_wrong(tmp
     assert runner.invoke(app, ["compare", *folders, "--private-test", "--split", "val"]).exit_code == 2
     without = runner.invoke(app, ["compare", *folders])  # these folders hold no predictions.parquet
     assert without.exit_code == 2 and "predictions.parquet: no predictions" in without.output
+
+
+def _write_ablation(path: Path, labels: np.ndarray, right: dict[tuple[str, int], np.ndarray]) -> Path:
+    """An ablation predictions file (as `ferdata ablate` writes it) whose arm, with seed, answers
+    face i right where ``right[arm, seed][i]``, else the next class."""
+    ids = [f"fer2013-{i:05d}" for i in range(len(labels))]
+    tables = [pa.table({"arm": [arm] * len(ids), "seed": pa.array([seed] * len(ids), pa.int64()),
+                        "sample_id": ids, "label_index": pa.array(labels, pa.int16()),
+                        "predicted": pa.array(np.where(ok, labels, (labels + 1) % 7), pa.int16()),
+                        "correct": pa.array(ok)})
+              for (arm, seed), ok in right.items()]
+    write_table(with_classes(pa.concat_tables(tables), CLASSES_7), path)
+    return path
+
+
+def test_ablation_arms_pair_seed_by_seed_or_one_seed_against_a_pipeline(tmp_path):
+    """Two arms run with seeds 42 and 43 are paired seed by seed and averaged; an arm set
+    against one evaluate run must name one seed, and is then paired on PrivateTest."""
+    labels = _labels()
+    rng = np.random.default_rng(8)
+    right = {(arm, seed): rng.random(N) < p for arm, p in (("raw", 0.5), ("build", 0.7)) for seed in (42, 43)}
+    ablation = Layout(tmp_path / "abl").ablation_predictions
+    ablation.parent.mkdir(parents=True)
+    _write_ablation(ablation, labels, right)
+    pipeline = Layout(tmp_path / "pipe").private_test_predictions
+    pipeline.parent.mkdir(parents=True)
+    _write(pipeline, labels, right["raw", 43])
+    out, runner = tmp_path / "compare.json", CliRunner()
+
+    result = runner.invoke(app, ["compare", str(tmp_path / "abl"), str(ablation), "--arm-a", "build",
+                                 "--arm-b", "raw", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    gains = [right["build", s].mean() - right["raw", s].mean() for s in (42, 43)]
+    assert report["repeats"] == 2 and report["difference"]["accuracy"]["mean"] == pytest.approx(np.mean(gains))
+    assert report["scores"]["a"]["accuracy"] == pytest.approx((right["build", 42].mean() + right["build", 43].mean()) / 2)
+    assert "means over 2 seeds" in " ".join(result.output.split())
+
+    mixed = runner.invoke(app, ["compare", str(tmp_path / "abl"), str(tmp_path / "pipe"), "--arm-a", "build"])
+    assert mixed.exit_code == 2 and "pick one seed" in mixed.output
+    result = runner.invoke(app, ["compare", str(tmp_path / "abl"), str(tmp_path / "pipe"), "--arm-a", "raw@43",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["faces"] == N and report["difference"]["accuracy"]["mean"] == pytest.approx(0.0)
+    assert report["difference"]["accuracy"]["low"] == report["difference"]["accuracy"]["high"] == 0.0
