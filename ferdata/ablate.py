@@ -150,22 +150,21 @@ def _per_seed(labels: np.ndarray, corrects: list[np.ndarray], n_classes: int) ->
     return [bootstrap.scores(ones, labels, correct, n_classes) for correct in corrects]
 
 
-def _mean_scores(labels: np.ndarray, corrects: list[np.ndarray], classes: Sequence[str]) -> dict:
+def _mean_scores(per_seed: list[bootstrap.Scores], classes: Sequence[str]) -> dict:
     """Accuracy, macro recall and per-class recall, each the mean over the seeds, rounded for JSON."""
-    observed = bootstrap.observed_scores(labels, np.array(corrects), classes)
-    return {"accuracy": _number(observed["accuracy"]), "macro_recall": _number(observed["macro_recall"]),
-            "recall": {c: _number(v) for c, v in observed["recall"].items()}}
+    mean = bootstrap.mean_scores(per_seed, classes)
+    return {"accuracy": _number(mean["accuracy"]), "macro_recall": _number(mean["macro_recall"]),
+            "recall": {c: _number(v) for c, v in mean["recall"].items()}}
 
 
 def _arm_report(summary: dict, runs: list[ArmRun], labels: np.ndarray, classes: Sequence[str],
                 difference: dict | None) -> dict:
     """One arm's entry in ablation.json: its data, its scores (mean over seeds) and their
     difference from raw with its interval."""
-    corrects = [run.correct for run in runs]
-    per_seed = _per_seed(labels, corrects, len(classes))
+    per_seed = _per_seed(labels, [run.correct for run in runs], len(classes))
     return {
         **summary,
-        **_mean_scores(labels, corrects, classes),  # recall null for a class the test set lacks
+        **_mean_scores(per_seed, classes),  # recall null for a class the test set lacks
         "difference_from_raw": None if difference is None else {
             "accuracy": difference["accuracy"],
             "macro_recall": difference["macro_recall"],
@@ -189,7 +188,7 @@ def _subset_scores(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun],
         paired = bootstrap.paired_difference(kept, corrects, [r.predicted[keep] == kept for r in reference],
                                              len(classes), params.resamples, params.seed)
         difference = {"accuracy": paired["accuracy"], "macro_recall": paired["macro_recall"]}
-    scores = _mean_scores(kept, corrects, classes)
+    scores = _mean_scores(_per_seed(kept, corrects, len(classes)), classes)
     return {"faces": int(keep.sum()), "accuracy": scores["accuracy"], "macro_recall": scores["macro_recall"],
             "difference_from_raw": difference}
 

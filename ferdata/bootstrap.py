@@ -47,16 +47,20 @@ def scores(counts: np.ndarray, labels: np.ndarray, correct: np.ndarray, n_classe
                   macro_recall=np.nanmean(recall, axis=1), recall=recall)
 
 
-def observed_scores(labels: np.ndarray, correct: np.ndarray, classes: Sequence[str]) -> dict:
+def mean_scores(per_repeat: Sequence[Scores], classes: Sequence[str]) -> dict:
     """Accuracy, macro recall and per-class recall (by class name; None for a class the
-    faces lack) of per-face ``correct`` flags on the faces themselves, for JSON. ``correct``
-    (R, N) holds one row per repeat (seed), and each score is its mean over the repeats."""
-    ones = np.ones((1, len(labels)))
-    per_repeat = [scores(ones, labels, row, len(classes)) for row in np.atleast_2d(correct)]
+    faces lack), each the mean over ``per_repeat``'s unresampled scores, for JSON."""
     recall = np.mean([s.recall[0] for s in per_repeat], axis=0)
     return {"accuracy": float(np.mean([s.accuracy[0] for s in per_repeat])),
             "macro_recall": float(np.mean([s.macro_recall[0] for s in per_repeat])),
             "recall": {c: None if np.isnan(v) else float(v) for c, v in zip(classes, recall)}}
+
+
+def observed_scores(labels: np.ndarray, correct: np.ndarray, classes: Sequence[str]) -> dict:
+    """:func:`mean_scores` of per-face ``correct`` flags on the faces themselves; ``correct``
+    (R, N) holds one row per repeat (seed)."""
+    ones = np.ones((1, len(labels)))
+    return mean_scores([scores(ones, labels, row, len(classes)) for row in np.atleast_2d(correct)], classes)
 
 
 def interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
