@@ -101,17 +101,18 @@ class AblateResult:
     figure_path: Path
 
 
-def train_and_predict(data: ArmData, params: TrainParams, evaluate: EvaluateParams, classes: Sequence[str],
-                      augment_config: dict, test_labels: np.ndarray) -> ArmRun:
-    """Train a fresh network on ``data.train`` (validating on ``data.val``) with ``params``
-    and predict each test face the arm has pixels for."""
+def train_and_predict(data: ArmData, params: TrainParams, evaluate: EvaluateParams, balance: BalanceParams,
+                      classes: Sequence[str], test_labels: np.ndarray) -> ArmRun:
+    """Train a fresh network on ``data.train`` (validating on ``data.val``) with ``params``,
+    augmenting and weighting classes as the balance stage says, and predict each test face
+    the arm has pixels for."""
     clock = time.perf_counter()
     seed_everything(params.seed, params.deterministic)
-    augment = augmentation_from(augment_config, params.seed) if params.augment else None
+    augment = augmentation_from(online_config(balance.augment), params.seed) if params.augment else None
     weights = None
     if params.class_weights:
         counts = np.bincount(data.train.labels, minlength=len(classes))
-        by_index = class_weights(dict(zip(classes, counts.tolist())), classes)["by_index"]
+        by_index = class_weights(dict(zip(classes, counts.tolist())), classes, balance.class_weight_power)["by_index"]
         weights = {k: float(by_index.get(str(k), 1.0)) for k in range(len(classes))}
     net = model_lib.build_model(params.model, len(classes))
     history, _ = fit(net, make_dataset(data.train.images[..., None], data.train.labels, params.batch_size,
@@ -212,7 +213,6 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     sources.check(params.arms)
     labels = sources.test.labels
     ferplus = None if ferplus_csv is None else ferplus_test_labels(ferplus_csv, sources.test.ids, classes)
-    augment_config = online_config(balance.augment)
     summaries: dict[str, dict] = {}
     runs: dict[str, list[ArmRun]] = {}
     for name in params.arms:
@@ -220,7 +220,7 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
         summaries[name] = _data_summary(data, classes)
         note(f"ablate {name}: {len(data.train):,} train faces, {len(data.val):,} val, "
              f"{int(data.test_present.sum()):,} of {len(labels):,} test faces answered")
-        runs[name] = [train_and_predict(data, replace(recipe, seed=seed), evaluate, classes, augment_config, labels)
+        runs[name] = [train_and_predict(data, replace(recipe, seed=seed), evaluate, balance, classes, labels)
                       for seed in params.seeds]
         note(f"ablate {name}: {duration(sum(r.seconds for r in runs[name]))}")
     reference = [run.correct for run in runs[REFERENCE]]
@@ -249,6 +249,7 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
                  "rule": "every FER2013 PrivateTest row as ingested; a face an arm has no pixels for counts as wrong"},
         "params": {**asdict(params), "seeds": params.seeds, "confidence": bootstrap.CONFIDENCE,
                    "train": asdict(recipe), "balance_method": balance.method,
+                   "class_weight_power": balance.class_weight_power,
                    "tta_flip": evaluate.tta_flip, "tta_shift": evaluate.tta_shift},
         "arms": report_arms,
     }

@@ -82,6 +82,7 @@ class BalanceParams:
     augment: AugmentParams = field(default_factory=AugmentParams)
     augment_after: bool = False  # transform each new row an oversampler made
     max_memory_gb: float | None = None  # most memory resampling may take; None: what is free when it starts
+    class_weight_power: float = 1.0  # class_weights.json: inverse frequency to this power (1: balanced; 0: none)
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -103,6 +104,9 @@ class BalanceParams:
                                                or not isinstance(self.max_memory_gb, (int, float))
                                                or self.max_memory_gb <= 0):
             raise ParamsError(f"{_WHERE}.max_memory_gb: a number of GB > 0, or null, not {self.max_memory_gb!r}")
+        if isinstance(self.class_weight_power, bool) or not isinstance(self.class_weight_power, (int, float)) \
+                or not 0 <= self.class_weight_power <= 1:
+            raise ParamsError(f"{_WHERE}.class_weight_power: a number from 0 to 1, not {self.class_weight_power!r}")
 
 
 def _checked_strategy(strategy: object) -> str | float | dict[str, int]:
@@ -297,15 +301,21 @@ def resample(params: BalanceParams, images: np.ndarray, y: np.ndarray, targets: 
     return Generated(everyone, labels, new_images, parents, transforms, origin)
 
 
-def class_weights(counts: dict[str, int], classes: Sequence[str]) -> dict:
-    """class_weights.json: sklearn's ``balanced`` weights, n_samples / (n_classes * count)."""
+def class_weights(counts: dict[str, int], classes: Sequence[str], power: float = 1.0) -> dict:
+    """class_weights.json: sklearn's ``balanced`` weights, n_samples / (n_classes * count),
+    raised to ``power`` and rescaled so that the average train face still weighs 1."""
     present = [k for k, c in enumerate(classes) if counts[c] > 0]
     y = np.repeat(present, [counts[classes[k]] for k in present])
     weights = compute_class_weight("balanced", classes=np.array(present), y=y)
+    if power != 1:
+        weights = weights ** power
+        weights *= len(y) / float(np.dot(np.bincount(y)[present], weights))
     return {
         "computed_on": "the balanced train split (this stage's manifest.parquet); "
                        "with method none, the real train counts",
-        "formula": "n_samples / (n_classes * count), sklearn compute_class_weight('balanced')",
+        "formula": "(n_samples / (n_classes * count)) ** power, rescaled to a mean of 1 per train face; "
+                   "power 1: sklearn compute_class_weight('balanced')",
+        "power": power,
         "counts": dict(counts),
         "absent": [c for c in classes if counts[c] == 0],
         "by_index": {str(k): float(w) for k, w in zip(present, weights)},
@@ -485,7 +495,7 @@ def run_balance(params: BalanceParams, dataset_dir: Path, out_dir: Path,
     after_y = np.concatenate([y[gen.keep], gen.labels])
     after = {c: int(n) for c, n in zip(classes, np.bincount(after_y, minlength=len(classes)))}
     made = {gen.origin: len(gen.labels)} if len(gen.labels) else {}
-    weights = class_weights(after, classes)
+    weights = class_weights(after, classes, params.class_weight_power)
     report = {
         "classes": list(classes),
         "method": params.method,

@@ -262,8 +262,23 @@ def test_class_weights_follow_the_balanced_counts(dataset, tmp_path):
     assert balanced["by_name"] == pytest.approx({c: 1.0 for c in CLASSES_7})
 
 
+def test_class_weight_power_tempers_the_weights_and_keeps_the_mean_face_weight(dataset, tmp_path):
+    run_balance(BalanceParams(method="none", class_weight_power=0.5), dataset, tmp_path / "b")
+    weights = json.loads((tmp_path / "b" / "class_weights.json").read_text())["by_name"]
+    counts = dict(zip(CLASSES_7, TRAIN))
+    full = {c: sum(TRAIN) / (7 * n) for c, n in counts.items()}
+    # the ratio between two classes' weights is the square root of the full weights' ratio
+    assert weights["disgust"] / weights["happy"] == pytest.approx((full["disgust"] / full["happy"]) ** 0.5)
+    assert 1 < weights["disgust"] < full["disgust"]
+    assert sum(weights[c] * n for c, n in counts.items()) == pytest.approx(sum(TRAIN))
+    run_balance(BalanceParams(method="none", class_weight_power=0), dataset, tmp_path / "u")
+    unweighted = json.loads((tmp_path / "u" / "class_weights.json").read_text())["by_name"]
+    assert unweighted == pytest.approx({c: 1.0 for c in CLASSES_7})
+
+
 @pytest.mark.parametrize("raw, message", [
     ({"method": "tomek"}, r"\[balance\]\.method: one of .* not 'tomek'"),
+    ({"class_weight_power": 2}, r"class_weight_power: a number from 0 to 1, not 2"),
     ({"method": "smote", "sampling_strategy": {"angry": 30}},
      r"target 30 for angry is below its 40 real train faces"),
     ({"method": "random_under", "sampling_strategy": {"angry": 50}}, r"target 50 for angry is above its 40"),
