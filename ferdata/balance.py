@@ -82,7 +82,7 @@ class BalanceParams:
     augment: AugmentParams = field(default_factory=AugmentParams)
     augment_after: bool = False  # transform each new row an oversampler made
     max_memory_gb: float | None = None  # most memory resampling may take; None: what is free when it starts
-    class_weight_power: float = 1.0  # class_weights.json: inverse frequency to this power (1: balanced; 0: none)
+    class_weight_power: float = 1.0  # class_weights.json: inverse frequency to this power (1: balanced; 0: all 1)
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -305,11 +305,11 @@ def class_weights(counts: dict[str, int], classes: Sequence[str], power: float =
     """class_weights.json: sklearn's ``balanced`` weights, n_samples / (n_classes * count),
     raised to ``power`` and rescaled so that the average train face still weighs 1."""
     present = [k for k, c in enumerate(classes) if counts[c] > 0]
-    y = np.repeat(present, [counts[classes[k]] for k in present])
-    weights = compute_class_weight("balanced", classes=np.array(present), y=y)
-    if power != 1:
+    sizes = np.array([counts[classes[k]] for k in present])
+    weights = compute_class_weight("balanced", classes=np.array(present), y=np.repeat(present, sizes))
+    if power != 1:  # power 1 keeps sklearn's weights exactly, without a rescale's rounding
         weights = weights ** power
-        weights *= len(y) / float(np.dot(np.bincount(y)[present], weights))
+        weights *= sizes.sum() / float(np.dot(sizes, weights))
     return {
         "computed_on": "the balanced train split (this stage's manifest.parquet); "
                        "with method none, the real train counts",
