@@ -15,7 +15,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +55,7 @@ class TrainParams:
     optimizer: str = "adam"  # adam | sgd (momentum 0.9)
     learning_rate: float = 0.001
     weight_decay: float = 0.0001  # decoupled, applied by the optimizer; 0 = none
+    label_smoothing: float = 0.0  # share of each target moved evenly onto every class; 0 = none
     schedule: str = "cosine"  # cosine (decay to 0 over the epochs) | plateau (halve on a val_loss plateau)
     plateau_patience: int = 3  # schedule plateau: epochs without a lower val_loss before halving; 0 = never
     early_stopping_patience: int = 0  # epochs without a higher val_accuracy before stopping; 0 = never
@@ -76,6 +77,8 @@ class TrainParams:
         for name in ("plateau_patience", "early_stopping_patience"):
             if getattr(self, name) < 0:
                 raise ParamsError(f"{where}.{name}: 0 (off) or more, not {getattr(self, name)}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ParamsError(f"{where}.label_smoothing: from 0 (none) to below 1, not {self.label_smoothing}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ParamsError(f"{where}: learning_rate > 0 and weight_decay >= 0, "
                               f"not {self.learning_rate} and {self.weight_decay}")
@@ -196,6 +199,21 @@ def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(params.learning_rate, weight_decay=decay)
 
 
+def make_loss(params: TrainParams) -> str | Callable:
+    """Cross-entropy on class indices; with ``label_smoothing`` s, against targets of
+    1 - s + s/K for the labelled class and s/K for each of the K classes' others."""
+    if not params.label_smoothing:
+        return "sparse_categorical_crossentropy"
+    smoothing = params.label_smoothing
+
+    def smoothed_crossentropy(labels, probabilities):
+        targets = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,)),
+                                    keras.ops.shape(probabilities)[-1])
+        return keras.losses.categorical_crossentropy(targets, probabilities, label_smoothing=smoothing)
+
+    return smoothed_crossentropy
+
+
 class EpochLog(keras.callbacks.Callback):
     """Each epoch's learning rate (the one it trained with) and wall time."""
 
@@ -273,7 +291,7 @@ def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: 
     """Compile and fit ``net``; the per-epoch history rows and each epoch's seconds. Progress is
     shown under ``label`` (a bar, or a line per epoch)."""
     model_lib.fit_batch_norm_window(net, params.epochs * int(train.cardinality()))
-    net.compile(optimizer=make_optimizer(params), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    net.compile(optimizer=make_optimizer(params), loss=make_loss(params), metrics=["accuracy"])
     log = EpochLog()
     with epoch_progress(label, params.epochs) as shown:
         history = net.fit(train, validation_data=val, epochs=params.epochs, class_weight=class_weight,

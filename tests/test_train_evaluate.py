@@ -20,7 +20,7 @@ from ferdata.manifest import pixels_to_array, write_table
 from ferdata.model import build_model, embed
 from ferdata.taxonomy import CLASSES_7
 from ferdata.params import ParamsError
-from ferdata.train import TrainParams, cosine_rate, load_model, read_class_weights, run_train
+from ferdata.train import TrainParams, cosine_rate, load_model, make_loss, read_class_weights, run_train
 from helpers import class_pattern, synthetic_dataset
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
@@ -308,3 +308,25 @@ def test_five_layer_has_about_2_4_million_parameters():
     count = build_model("five_layer", 7).count_params()
     print(f"five_layer parameters: {count:,}")
     assert abs(count - 2_400_000) <= 0.03 * 2_400_000  # within 3% of Kim et al.'s 2.4 M
+
+
+
+def test_label_smoothing_trains_towards_softened_targets(tmp_path):
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
+    labels = np.array([0, 1])
+    smoothed = np.asarray(make_loss(TrainParams(label_smoothing=0.3))(labels, probabilities))
+    targets = np.full((2, 3), 0.1) + 0.7 * np.eye(3)[labels]  # 1 - 0.3 + 0.3/3 on the label, 0.3/3 elsewhere
+    assert smoothed == pytest.approx(-(targets * np.log(probabilities)).sum(axis=1), rel=1e-5)  # one loss per face
+    assert make_loss(TrainParams()) == "sparse_categorical_crossentropy"  # 0: Keras's own loss, unchanged
+
+    dataset, balanced = write_inputs(tmp_path, [12] * 7, 3)
+    images = pixels_to_array(pq.read_table(balanced / "manifest.parquet")["pixels"])[..., None]
+    confidence = {}
+    for smoothing in (0.0, 0.4):
+        params = TrainParams(**{**FAST, "early_stopping_patience": 0, "label_smoothing": smoothing})
+        run_train(params, balanced, dataset, tmp_path / f"models-{smoothing}", tmp_path / f"metrics-{smoothing}")
+        net, _ = load_model(tmp_path / f"models-{smoothing}")
+        confidence[smoothing] = float(net.predict(images, verbose=0).max(axis=1).mean())
+    assert confidence[0.4] < confidence[0.0]  # softened targets: less confident answers on the train faces
+    with pytest.raises(ParamsError, match=r"train\]\.label_smoothing: from 0 \(none\) to below 1, not 1.0"):
+        TrainParams(label_smoothing=1.0)
