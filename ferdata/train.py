@@ -201,7 +201,7 @@ def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
 
 def make_loss(params: TrainParams) -> str | Callable:
     """Cross-entropy on class indices; with ``label_smoothing`` s, against targets of
-    1 - s + s/K for the labelled class and s/K for each of the K classes' others."""
+    1 - s + s/K for the labelled class and s/K for each of the K - 1 others."""
     if not params.label_smoothing:
         return "sparse_categorical_crossentropy"
     smoothing = params.label_smoothing
