@@ -310,7 +310,6 @@ def test_five_layer_has_about_2_4_million_parameters():
     assert abs(count - 2_400_000) <= 0.03 * 2_400_000  # within 3% of Kim et al.'s 2.4 M
 
 
-
 def test_label_smoothing_trains_towards_softened_targets(tmp_path):
     probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
     labels = np.array([0, 1])
