@@ -3,10 +3,12 @@
 Out-of-fold probabilities (:mod:`ferdata.oof_model`: a CNN per fold, or HOG / PCA features
 with logistic regression) give every sample a cleanlab label-quality score; all samples are
 ranked by it, lowest first. The stage flags the top of the ranking within the review
-budget, and no more than cleanlab's confident learning estimates to be wrong. Writes into
+budget, and no more than cleanlab's confident learning estimates to be wrong; with a class
+cap, a face whose class already has its share flagged is passed over for the next one.
+Writes into
 ``processed/label_issues/``:
 
-* ``label_issues.parquet``: every training sample in rank order, the flagged ones first;
+* ``label_issues.parquet``: every training sample in rank order, with its flag;
 * ``label_issues.json``: counts per class, and, when FER+ votes are known, the ranking's
   precision against the FER+ majority at the budget and at fixed ranks
   (:mod:`ferdata.issue_precision`); on generated data, also against the wrong labels
@@ -58,7 +60,7 @@ LABEL_ISSUES_SCHEMA = pa.schema([
     pa.field("self_confidence", pa.float32(), nullable=False),  # out-of-fold probability of ``label``
     pa.field("label_quality", pa.float32(), nullable=False),  # the ranking's score; lowest = most doubtful
     pa.field("rank", pa.int32(), nullable=False),  # 1 = most likely wrong
-    pa.field("is_label_issue", pa.bool_(), nullable=False),  # in the top of the ranking within the budget
+    pa.field("is_label_issue", pa.bool_(), nullable=False),  # flagged: top of the ranking, within budget and cap
     pa.field("ferplus_voted", pa.bool_(), nullable=False),  # FER+ annotators voted on this face
     pa.field("ferplus_majority", pa.string()),  # FER+ majority class, when there is one
 ])
@@ -77,6 +79,7 @@ class LabelIssuesParams:
     max_iter: int = 300  # features: hog, pca
     ranking: str = "normalized_margin"  # normalized_margin | self_confidence
     budget: float | int = 0.05  # share of train (0 < share <= 1) or count of faces (integer >= 1) to flag
+    max_class_share: float | None = None  # most of one class's train faces flagged (0 < share <= 1); None: no cap
     exclude_from_train: bool = False  # write excluded_ids.txt for the balance stage
     seed: int = 42
 
@@ -93,6 +96,8 @@ class LabelIssuesParams:
             "ranking": self.ranking not in RANKINGS and f"one of {', '.join(RANKINGS)}",
             "budget": not _valid_budget(self.budget) and "a share of train (0 < share <= 1, e.g. 0.05) "
                                                        "or a count of faces (an integer >= 1)",
+            "max_class_share": not _valid_cap(self.max_class_share) and "a share of a class (0 < share <= 1, "
+                                                                        "e.g. 0.05), or null for no cap",
         }
         for key, expected in problems.items():
             if expected:
@@ -105,10 +110,12 @@ class LabelIssuesParams:
         return min(self.budget, samples)
 
     def budget_label(self) -> str:
-        """The budget as params.yaml gives it: ``budget 5%`` or ``budget 500 faces``."""
-        if isinstance(self.budget, float):
-            return f"budget {self.budget * 100:.4g}%"
-        return f"budget {self.budget} faces"
+        """The budget as params.yaml gives it: ``budget 5%``, ``budget 500 faces``, with
+        ``, at most 5% of a class`` under a class cap."""
+        label = f"budget {self.budget * 100:.4g}%" if isinstance(self.budget, float) else f"budget {self.budget} faces"
+        if self.max_class_share is not None:
+            label += f", at most {self.max_class_share * 100:.4g}% of a class"
+        return label
 
 
 def _valid_budget(budget: object) -> bool:
@@ -117,6 +124,31 @@ def _valid_budget(budget: object) -> bool:
     if isinstance(budget, float):
         return 0 < budget <= 1
     return isinstance(budget, int) and budget >= 1
+
+
+def _valid_cap(share: object) -> bool:
+    return share is None or (isinstance(share, (int, float)) and not isinstance(share, bool) and 0 < share <= 1)
+
+
+def choose_flagged(ranked_labels: np.ndarray, count: int, max_class_share: float | None) -> np.ndarray:
+    """Which faces of a ranking (labels in rank order, most doubtful first) to flag: the
+    first ``count``, except that a face whose class already has ``max_class_share`` of its
+    faces flagged is passed over for the next one. Fewer than ``count`` when every class is
+    at its cap."""
+    flags = np.zeros(len(ranked_labels), dtype=bool)
+    if max_class_share is None:
+        flags[:count] = True
+        return flags
+    classes, sizes = np.unique(ranked_labels, return_counts=True)
+    room = dict(zip(classes.tolist(), (np.floor(max_class_share * sizes + 1e-9)).astype(int).tolist()))
+    for i, label in enumerate(ranked_labels.tolist()):
+        if count == 0:
+            break
+        if room[label] > 0:
+            flags[i] = True
+            room[label] -= 1
+            count -= 1
+    return flags
 
 
 @dataclass
@@ -160,14 +192,17 @@ def run_label_issues(params: LabelIssuesParams, dataset_dir: Path, out_dir: Path
     probs, not_converged = _out_of_fold(pixels_to_array(train["pixels"]), dense, len(present), params)
     quality = get_label_quality_scores(dense, probs, method=params.ranking)
     estimated = int(num_label_issues(dense, probs))
-    flagged = min(params.budget_faces(len(labels)), estimated)
-    issues = _issues_table(train, present, dense, probs, quality, flagged, reference)
+    issues = _issues_table(train, present, dense, probs, quality, reference)
+    flags = choose_flagged(issues["label_index"].to_numpy(), min(params.budget_faces(len(labels)), estimated),
+                           params.max_class_share)
+    issues = issues.set_column(issues.schema.get_field_index("is_label_issue"),
+                               LABEL_ISSUES_SCHEMA.field("is_label_issue"), pa.array(flags))
     report = _report(params, issues, estimated, not_converged, ferplus_csv, planted)
     _write(Path(out_dir), issues, report, params.exclude_from_train)
     if metrics_path is not None:
         write_json_atomic(Path(metrics_path), _metrics(report))
     return LabelIssuesResult(
-        out_dir=Path(out_dir), samples=len(labels), flagged=flagged, estimated_issues=estimated,
+        out_dir=Path(out_dir), samples=len(labels), flagged=int(flags.sum()), estimated_issues=estimated,
         budget=params.budget_label(), oof_accuracy=report["oof_accuracy"], classes=report["classes"],
         ferplus=report["ferplus"], planted=report["planted"], excluded=report["excluded"])
 
@@ -194,8 +229,9 @@ def _out_of_fold(images: np.ndarray, labels: np.ndarray, n_classes: int,
 
 
 def _issues_table(train: pa.Table, present: np.ndarray, dense: np.ndarray, probs: np.ndarray,
-                  quality: np.ndarray, flagged: int, reference: tuple[list[bool], list[str | None]]) -> pa.Table:
-    """One row per training sample in rank order: lowest label quality first, ties by id."""
+                  quality: np.ndarray, reference: tuple[list[bool], list[str | None]]) -> pa.Table:
+    """One row per training sample in rank order: lowest label quality first, ties by id;
+    none flagged yet."""
     names = dict(zip(train["label_index"].to_pylist(), train["label"].to_pylist()))
     suggested = present[probs.argmax(axis=1)]
     ids = train["sample_id"].to_pylist()
@@ -213,7 +249,7 @@ def _issues_table(train: pa.Table, present: np.ndarray, dense: np.ndarray, probs
         "self_confidence": probs[np.arange(len(dense)), dense],
         "label_quality": quality,
         "rank": rank,
-        "is_label_issue": rank <= flagged,
+        "is_label_issue": np.zeros(len(dense), dtype=bool),
         "ferplus_voted": voted,
         "ferplus_majority": majority,
     }, schema=LABEL_ISSUES_SCHEMA)

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ferdata.issue_precision import planted_precision, precision_at_ranks, precision_table, read_planted
-from ferdata.label_issues import LabelIssuesParams, excluded_ids, label_issues_table, run_label_issues
+from ferdata.label_issues import (LabelIssuesParams, choose_flagged, excluded_ids, label_issues_table,
+                                  run_label_issues)
 from ferdata.manifest import DATASET_SCHEMA, array_to_pixels
 from ferdata.params import ParamsError
 from ferdata.sample import write_sample
@@ -200,6 +201,29 @@ def test_every_sample_ranked_top_flagged_within_budget_deterministic_excludable(
     assert small.flagged == 5 and c["is_label_issue"].to_pylist() == [True] * 5 + [False] * (c.num_rows - 5)
     assert c["sample_id"].to_pylist()[:5] == a["sample_id"].to_pylist()[:5]
 
+    # a class cap: no class has more than 10% of its faces flagged; the ranking is unchanged
+    params = LabelIssuesParams(features="pca", pca_components=30, c=0.03, folds=4, seed=7, budget=0.2,
+                               max_class_share=0.1)
+    capped = run_label_issues(params, tmp_path / "dataset", tmp_path / "d")
+    d = ranked(tmp_path / "d")
+    assert d.drop(["is_label_issue"]).equals(a.drop(["is_label_issue"]))
+    assert any(c["flagged"] > 0.1 * c["samples"] for c in report["classes"].values())  # uncapped, some class is over
+    assert all(c["flagged"] <= 0.1 * c["samples"] for c in capped.classes.values())
+    assert capped.flagged == k and "at most 10% of a class" in label_issues_table(capped).title
+    first_passed_over = d["is_label_issue"].to_pylist().index(False)
+    assert any(d["is_label_issue"].to_pylist()[first_passed_over:])  # later faces took its place
+
+
+def test_class_cap_passes_over_a_full_class_for_the_next_face():
+    # rank order: five class-1 faces lead; class 1 has 10 faces, so a 20% cap leaves room for 2
+    ranked = np.array([1, 1, 1, 1, 1, 0, 2, 1, 0, 2] + [0] * 10 + [1] * 5 + [2] * 10)
+    flags = choose_flagged(ranked, 4, 0.2)
+    assert np.flatnonzero(flags).tolist() == [0, 1, 5, 6]
+    assert np.flatnonzero(choose_flagged(ranked, 4, None)).tolist() == [0, 1, 2, 3]  # no cap: the top four
+    everything = choose_flagged(ranked, len(ranked), 0.2)  # a budget larger than the caps allow
+    assert everything.sum() == 2 + 2 + 2 and [int(ranked[everything].tolist().count(k)) for k in range(3)] == [2, 2, 2]
+    assert not choose_flagged(ranked, 0, 0.5).any()
+
 
 def test_precision_at_ranks_counts_faces_ferplus_voted_on_in_rank_order():
     # 200 faces in rank order; FER+ voted on all but every 10th; it disagrees with the first 30
@@ -251,6 +275,9 @@ def test_soft_labels_serve_as_the_ferplus_reference(tmp_path):
     ({"budget": 0}, r"\.budget: 0;"),
     ({"budget": True}, r"\.budget: True"),
     ({"budget": "5%"}, r"\.budget: '5%'"),
+    ({"max_class_share": 0.0}, r"\.max_class_share: 0\.0; expected a share of a class"),
+    ({"max_class_share": 1.5}, r"\.max_class_share: 1\.5"),
+    ({"max_class_share": "10%"}, r"\.max_class_share: '10%'"),
 ])
 def test_bad_params_stop_the_stage_before_any_work(tmp_path, change, message):
     params = LabelIssuesParams(**change)
