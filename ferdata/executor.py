@@ -1,10 +1,11 @@
 """Where per-face work runs: a local process pool, or a Dask cluster.
 
 The stages whose work is per face (ingest's decoding and hashing, align's detection,
-landmarks and warp, split's perceptual hashing) hand it to an :class:`Executor` as tasks:
-a module-level function and its arguments. :meth:`Executor.map` yields the results in task
-order, with at most a window of tasks in flight, so the calling process holds a bounded
-number of results however large the dataset; the caller writes them out shard by shard.
+landmarks and warp, split's perceptual hashing and PNG writing) hand it to an
+:class:`Executor` as tasks: a module-level function and its arguments. :meth:`Executor.map`
+yields the results in task order, with at most a window of tasks in flight, so the calling
+process holds a bounded number of results however large the dataset; the caller writes
+them out shard by shard.
 
 * ``local``: a process pool on this machine (``workers`` processes, 0: every core); one
   worker, or a single task, runs in this process.

@@ -22,11 +22,13 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
-from ferdata.manifest import DATASET_SCHEMA, Reject, rejects_table, write_table
+from ferdata.executor import Executor
+from ferdata.manifest import DATASET_SCHEMA, Reject, pixels_to_array, rejects_table, write_table
 from ferdata.progress import progress_bar
-from ferdata.shards import ShardWriter
+from ferdata.shards import ShardWriter, shard_name
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
@@ -40,6 +42,15 @@ def write_class_pngs(folder: Path, paths: list[str], images: np.ndarray, what: s
         for rel, pixels in zip(paths, images):
             write_png(folder / rel, pixels)
             advance(1)
+
+
+def write_shard_pngs(shard: str, folder: str) -> int:
+    """Write every face of a dataset manifest shard to ``folder`` / its ``path`` (an
+    executor task: it reads the shard itself, so no pixels travel to it); the faces written."""
+    table = pq.read_table(shard, columns=["path", "pixels"])
+    for rel, pixels in zip(table["path"].to_pylist(), pixels_to_array(table["pixels"])):
+        write_png(Path(folder) / rel, pixels)
+    return table.num_rows
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -66,11 +77,12 @@ def replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(old)
 
 
-def write_dataset(out_dir: Path, parts: Iterable[tuple[pa.Table, np.ndarray]], rows: int, dropped: list[Reject],
-                  classes: Sequence[str], splits: Sequence[str], reports: dict[str, dict]) -> None:
-    """Write the whole dataset folder from ``parts``: each a shard of the manifest and its
-    faces (``images[k]`` is the picture of row k, stored at its ``path`` column), ``rows``
-    in all. ``reports`` maps JSON file names to their contents."""
+def write_dataset(out_dir: Path, parts: Iterable[pa.Table], rows: int, dropped: list[Reject],
+                  classes: Sequence[str], splits: Sequence[str], reports: dict[str, dict],
+                  executor: Executor) -> None:
+    """Write the whole dataset folder from ``parts``, the shards of its manifest, ``rows``
+    in all: each shard is written here, and its faces, as PNGs at their ``path``, by a task
+    on ``executor``. ``reports`` maps JSON file names to their contents."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -80,12 +92,15 @@ def write_dataset(out_dir: Path, parts: Iterable[tuple[pa.Table, np.ndarray]], r
             for name in classes:
                 (tmp / split / name).mkdir(parents=True)
         writer = ShardWriter(tmp / "manifest.parquet", DATASET_SCHEMA)
-        with progress_bar("split: write PNGs", total=rows) as advance:
-            for k, (manifest, images) in enumerate(parts):
+
+        def png_tasks() -> Iterable[tuple[str, str]]:
+            for k, manifest in enumerate(parts):
                 writer.write(k, manifest)
-                for rel, pixels in zip(manifest["path"].to_pylist(), images):
-                    write_png(tmp / rel, pixels)
-                advance(manifest.num_rows)
+                yield str(writer.folder / shard_name(k)), str(tmp)
+
+        with progress_bar("split: write PNGs", total=rows) as advance:
+            for written in executor.map(write_shard_pngs, png_tasks()):
+                advance(written)
         writer.close()
         write_table(rejects_table(dropped), tmp / "dropped.parquet")
         for name, report in reports.items():

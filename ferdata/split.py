@@ -28,7 +28,7 @@ from rich.table import Table
 from ferdata import dedup
 from ferdata.executor import Executor, using
 from ferdata.export import write_dataset
-from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, check_labels, pixels_to_array
+from ferdata.manifest import ALIGNED_SCHEMA, DATASET_SCHEMA, Reject, check_labels
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
 from ferdata.shards import FaceFile, Shards
@@ -308,11 +308,11 @@ def _units(rows: Decisions) -> list[str]:
 
 def _dataset_parts(shards: Shards, order: np.ndarray, kept: np.ndarray, splits: list, folds: list,
                    groups: np.ndarray, hashes: np.ndarray, labels: list[str],
-                   partition_size: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
+                   partition_size: int) -> Iterator[pa.Table]:
     """The kept rows (``order[i]`` is where row ``i`` is stored) with their final split and the
-    DATASET_SCHEMA columns, and their faces, ``partition_size`` rows at a time (a shard of the
-    dataset manifest each): rows are read from the shards, and the per-row strings (hex
-    pHash, PNG path) made, a partition at a time."""
+    DATASET_SCHEMA columns, ``partition_size`` rows at a time (a shard of the dataset
+    manifest each): rows are read from the shards, and the per-row strings (hex pHash, PNG
+    path) made, a partition at a time."""
     for start in range(0, len(kept), partition_size):
         rows = kept[start:start + partition_size]
         out = shards.take(order[rows], ALIGNED_SCHEMA.names)
@@ -329,7 +329,7 @@ def _dataset_parts(shards: Shards, order: np.ndarray, kept: np.ndarray, splits: 
         }
         for name, column in extra.items():
             out = out.append_column(DATASET_SCHEMA.field(name), column)
-        yield out.select(DATASET_SCHEMA.names).cast(DATASET_SCHEMA), pixels_to_array(out["pixels"])
+        yield out.select(DATASET_SCHEMA.names).cast(DATASET_SCHEMA)
 
 
 def _split_report(rows: Decisions, kept: np.ndarray, splits: list, assignment: Assignment,
@@ -384,7 +384,7 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     """Read ``aligned_dir/aligned.parquet`` (a shard at a time: the faces are hashed on
     ``executor``, by default a local pool, and copied once into a flat scratch file beside
     ``out_dir``, from which the faces of proposed duplicate pairs are read back a chunk of
-    pairs at a time); write the dataset folder ``out_dir``.
+    pairs at a time); write the dataset folder ``out_dir`` (its PNGs on ``executor`` too).
 
     ``out_dir`` receives manifest.parquet (kept samples in sample-id order, DATASET_SCHEMA,
     shards of the executor's partition size), ``{train,val,test}/<class>/<sample_id>.png``
@@ -439,8 +439,9 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
                     ("phash_threshold", "near_max_diff", "blank_std", "leak_policy", "within_split_duplicates",
                      "label_conflicts")}
     dedup_json = dedup.dedup_report(found, ids, splits, labels, dedup_params)
-    write_dataset(Path(out_dir), parts, len(kept), rejects, classes, SPLITS,
-                  {"split.json": split_report, "dedup.json": dedup_json})
+    with using(executor) as pool:  # the faces' PNGs are written by its workers
+        write_dataset(Path(out_dir), parts, len(kept), rejects, classes, SPLITS,
+                      {"split.json": split_report, "dedup.json": dedup_json}, pool)
     return SplitResult(
         classes=classes, counts=split_report["counts"], subjects=split_report["subjects_per_split"],
         groups=dedup_json["groups_found"], leaks_resolved=dedup_json["leaks_resolved"],

@@ -71,9 +71,31 @@ def _build(raw: Path, out: Path, pool: Executor) -> None:
     run_split(SplitParams(), out / "aligned", out / "dataset", executor=pool)
 
 
+class CountTasks(WorkerPlugin):
+    """Counts the tasks of one function that its worker runs."""
+
+    name = "count-tasks"
+
+    def __init__(self, function: str) -> None:
+        self.function, self.count = function, 0
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish == "executing" and self.function in str(key):
+            self.count += 1
+
+
+def _counted(dask_worker) -> int:
+    return dask_worker.plugins[CountTasks.name].count
+
+
 def test_dask_build_writes_the_same_bytes_as_the_local_pool(raw, local, cluster):
     out = raw[0].parent / "dask"
-    _build(raw[0], out, cluster)
+    cluster.client.register_plugin(CountTasks("write_shard_pngs"))
+    try:
+        _build(raw[0], out, cluster)
+        png_tasks = sum(cluster.client.run(_counted).values())
+    finally:
+        cluster.client.unregister_worker_plugin(CountTasks.name)
     assert _tree(out) == _tree(local)
 
     manifest = out / "dataset" / "manifest.parquet"
@@ -81,6 +103,8 @@ def test_dask_build_writes_the_same_bytes_as_the_local_pool(raw, local, cluster)
     rows = pq.read_table(manifest).num_rows
     assert shards == [f"part-{k:05d}.parquet" for k in range(-(-rows // PARTITION))]
     assert rows > 2 * PARTITION
+    assert png_tasks == len(shards)  # the workers wrote the class-folder PNGs, a shard a task
+    assert len(list((out / "dataset").glob("*/*/*.png"))) == rows
     ids = pq.read_table(out / "aligned" / "aligned.parquet", columns=["sample_id"])["sample_id"].to_pylist()
     assert ids == sorted(ids)
 
