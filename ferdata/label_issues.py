@@ -5,8 +5,7 @@ with logistic regression) give every sample a cleanlab label-quality score; all 
 ranked by it, lowest first. The stage flags the top of the ranking within the review
 budget, and no more than cleanlab's confident learning estimates to be wrong; with a class
 cap, a face whose class already has its share flagged is passed over for the next one.
-Writes into
-``processed/label_issues/``:
+Writes into ``processed/label_issues/``:
 
 * ``label_issues.parquet``: every training sample in rank order, with its flag;
 * ``label_issues.json``: counts per class, and, when FER+ votes are known, the ranking's
@@ -140,7 +139,8 @@ def choose_flagged(ranked_labels: np.ndarray, count: int, max_class_share: float
         flags[:count] = True
         return flags
     classes, sizes = np.unique(ranked_labels, return_counts=True)
-    room = dict(zip(classes.tolist(), (np.floor(max_class_share * sizes + 1e-9)).astype(int).tolist()))
+    # + 1e-9: a share times a size that is a whole number in decimals (0.29 * 100) is not always one in floats
+    room = dict(zip(classes.tolist(), np.floor(max_class_share * sizes + 1e-9).astype(int).tolist()))
     for i, label in enumerate(ranked_labels.tolist()):
         if count == 0:
             break
@@ -192,17 +192,14 @@ def run_label_issues(params: LabelIssuesParams, dataset_dir: Path, out_dir: Path
     probs, not_converged = _out_of_fold(pixels_to_array(train["pixels"]), dense, len(present), params)
     quality = get_label_quality_scores(dense, probs, method=params.ranking)
     estimated = int(num_label_issues(dense, probs))
-    issues = _issues_table(train, present, dense, probs, quality, reference)
-    flags = choose_flagged(issues["label_index"].to_numpy(), min(params.budget_faces(len(labels)), estimated),
-                           params.max_class_share)
-    issues = issues.set_column(issues.schema.get_field_index("is_label_issue"),
-                               LABEL_ISSUES_SCHEMA.field("is_label_issue"), pa.array(flags))
+    flagged = min(params.budget_faces(len(labels)), estimated)
+    issues = _issues_table(train, present, dense, probs, quality, flagged, params.max_class_share, reference)
     report = _report(params, issues, estimated, not_converged, ferplus_csv, planted)
     _write(Path(out_dir), issues, report, params.exclude_from_train)
     if metrics_path is not None:
         write_json_atomic(Path(metrics_path), _metrics(report))
     return LabelIssuesResult(
-        out_dir=Path(out_dir), samples=len(labels), flagged=int(flags.sum()), estimated_issues=estimated,
+        out_dir=Path(out_dir), samples=len(labels), flagged=report["flagged"], estimated_issues=estimated,
         budget=params.budget_label(), oof_accuracy=report["oof_accuracy"], classes=report["classes"],
         ferplus=report["ferplus"], planted=report["planted"], excluded=report["excluded"])
 
@@ -229,15 +226,18 @@ def _out_of_fold(images: np.ndarray, labels: np.ndarray, n_classes: int,
 
 
 def _issues_table(train: pa.Table, present: np.ndarray, dense: np.ndarray, probs: np.ndarray,
-                  quality: np.ndarray, reference: tuple[list[bool], list[str | None]]) -> pa.Table:
+                  quality: np.ndarray, flagged: int, max_class_share: float | None,
+                  reference: tuple[list[bool], list[str | None]]) -> pa.Table:
     """One row per training sample in rank order: lowest label quality first, ties by id;
-    none flagged yet."""
+    the top ``flagged`` flagged (passing over faces of classes at ``max_class_share``)."""
     names = dict(zip(train["label_index"].to_pylist(), train["label"].to_pylist()))
     suggested = present[probs.argmax(axis=1)]
     ids = train["sample_id"].to_pylist()
     order = sorted(range(len(dense)), key=lambda i: (quality[i], ids[i]))
     rank = np.empty(len(dense), dtype=np.int64)
     rank[order] = np.arange(1, len(dense) + 1)
+    is_issue = np.zeros(len(dense), dtype=bool)
+    is_issue[order] = choose_flagged(dense[order], flagged, max_class_share)
     voted, majority = reference
     issues = pa.Table.from_pydict({
         "sample_id": ids,
@@ -249,7 +249,7 @@ def _issues_table(train: pa.Table, present: np.ndarray, dense: np.ndarray, probs
         "self_confidence": probs[np.arange(len(dense)), dense],
         "label_quality": quality,
         "rank": rank,
-        "is_label_issue": np.zeros(len(dense), dtype=bool),
+        "is_label_issue": is_issue,
         "ferplus_voted": voted,
         "ferplus_majority": majority,
     }, schema=LABEL_ISSUES_SCHEMA)
