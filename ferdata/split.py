@@ -391,7 +391,13 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     (every class folder, even empty), dropped.parquet, split.json and dedup.json; it is
     replaced as a whole.
     """
-    classes = tuple(taxonomy_classes)
+    with using(executor) as pool:
+        return _split_on(pool, params, aligned_dir, out_dir, tuple(taxonomy_classes))
+
+
+def _split_on(pool: Executor, params: SplitParams, aligned_dir: Path, out_dir: Path,
+              classes: tuple[str, ...]) -> SplitResult:
+    """:func:`run_split` with its executor open."""
     path = Path(aligned_dir) / "aligned.parquet"
     shards = Shards(path)
     missing = [name for name in ALIGNED_SCHEMA.names if name not in shards.schema.names]
@@ -413,9 +419,7 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     for k, i in enumerate(valid):
         splits[i], folds[i] = assignment.split[k], assignment.fold[k]
 
-    with using(executor) as pool:
-        stats = face_stats(shards, order, pool)
-        partition_size = pool.partition_size
+    stats = face_stats(shards, order, pool)
     Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".faces-", dir=Path(out_dir).parent) as scratch, \
             FaceFile(shards, order, Path(scratch) / "faces.u8") as images:
@@ -427,7 +431,8 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
     drops = {**bad_split, **found.drops}
     kept = dedup.rows_except(len(rows), drops)
     labels = rows.label
-    parts = _dataset_parts(shards, order, kept, splits, folds, found.groups, found.hashes, labels, partition_size)
+    parts = _dataset_parts(shards, order, kept, splits, folds, found.groups, found.hashes, labels,
+                           pool.partition_size)
     dropped_rows = np.array(sorted(drops), dtype=np.int64)
     rejects = [Reject(rows.source[i], location, *drops[i], kind="dropped", sample_id=ids[i])
                for i, location in zip(dropped_rows, _locations(shards, order[dropped_rows]))]
@@ -439,9 +444,8 @@ def run_split(params: SplitParams, aligned_dir: Path, out_dir: Path,
                     ("phash_threshold", "near_max_diff", "blank_std", "leak_policy", "within_split_duplicates",
                      "label_conflicts")}
     dedup_json = dedup.dedup_report(found, ids, splits, labels, dedup_params)
-    with using(executor) as pool:  # the faces' PNGs are written by its workers
-        write_dataset(Path(out_dir), parts, len(kept), rejects, classes, SPLITS,
-                      {"split.json": split_report, "dedup.json": dedup_json}, pool)
+    write_dataset(Path(out_dir), parts, len(kept), rejects, classes, SPLITS,
+                  {"split.json": split_report, "dedup.json": dedup_json}, pool)
     return SplitResult(
         classes=classes, counts=split_report["counts"], subjects=split_report["subjects_per_split"],
         groups=dedup_json["groups_found"], leaks_resolved=dedup_json["leaks_resolved"],

@@ -114,24 +114,25 @@ def test_dask_build_writes_the_same_bytes_as_the_local_pool(raw, local, cluster)
     assert "Manually_Annotated_Images/" in cut[0]["message"]
 
 
-class KillOnce(WorkerPlugin):
+class KillOnce(CountTasks):
     """Kills its worker process when it starts its second align task, once per cluster: the
     first worker to create ``marker`` dies."""
 
     name = "kill-once"
 
     def __init__(self, marker: str) -> None:
-        self.marker, self.started = marker, 0
+        super().__init__("align_chunk")
+        self.marker = marker
 
     def transition(self, key, start, finish, **kwargs) -> None:
-        if finish == "executing" and "align_chunk" in str(key):
-            self.started += 1
-            if self.started == 2:
-                try:
-                    os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
-                except FileExistsError:
-                    return
-                os.kill(os.getpid(), signal.SIGKILL)
+        before = self.count
+        super().transition(key, start, finish, **kwargs)
+        if before == 1 and self.count == 2:  # this transition started its second align task
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_a_worker_killed_mid_run_changes_nothing(raw, local, cluster, tmp_path):
