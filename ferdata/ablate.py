@@ -9,6 +9,10 @@ those faces and again on those without a copy among the training rows (which ``r
 trains on, and may have memorised). With FER+ votes (fer2013new.csv), the same answers are
 also scored against the FER+ majority label of every test face that has one.
 
+A run whose data, recipe and seed match one kept in ``processed/ablation_runs/`` is read
+from there instead of being trained again (:mod:`ferdata.ablation_runs`; ``retrain``
+trains every run).
+
 Writes ``metrics/ablation.json`` (a DVC metric), ``processed/ablation/predictions.parquet``
 (every arm's and seed's prediction per test face; ``ferdata compare --arm-a`` pairs them)
 and ``processed/ablation/ablation.png``.
@@ -30,6 +34,7 @@ import pyarrow as pa
 from ferdata import bootstrap
 from ferdata import model as model_lib
 from ferdata.ablation_report import ablation_figure
+from ferdata.ablation_runs import RunStore, run_key
 from ferdata.arms import ARMS, TEST_SOURCE, ArmData, ArmSources
 from ferdata.augment import online_config
 from ferdata.balance import BalanceParams, class_weights
@@ -59,6 +64,7 @@ class AblateParams:
     epochs: int | None = None  # None: train.epochs
     repeats: int = 1  # seeds seed .. seed + repeats - 1
     resamples: int = 2000  # paired-bootstrap resamples of the test faces
+    retrain: bool = False  # train every run, even one kept in processed/ablation_runs/
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
@@ -69,6 +75,8 @@ class AblateParams:
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
                                         or self.epochs < 1):
             raise ParamsError(f"{_WHERE}.epochs: an integer >= 1, or null for train.epochs; not {self.epochs!r}")
+        if not isinstance(self.retrain, bool):
+            raise ParamsError(f"{_WHERE}.retrain: true or false, not {self.retrain!r}")
         for name in ("repeats", "resamples"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{_WHERE}.{name}: at least 1, not {getattr(self, name)}")
@@ -87,7 +95,9 @@ class ArmRun:
     correct: np.ndarray  # (N,) bool; False where the arm has no pixels
     epochs_run: int
     kept_epoch: int
-    seconds: float
+    seconds: float  # of training, when the run was trained (also when it is reused)
+    key: str = ""  # its key in processed/ablation_runs/
+    reused: bool = False  # read from processed/ablation_runs/ rather than trained here
 
 
 @dataclass
@@ -126,6 +136,23 @@ def train_and_predict(data: ArmData, params: TrainParams, evaluate: EvaluatePara
     keras.backend.clear_session()
     return ArmRun(params.seed, predicted, predicted == test_labels, len(history), kept["epoch"],
                   time.perf_counter() - clock)
+
+
+def trained_or_kept(store: RunStore, data: ArmData, test_ids: Sequence[str], params: TrainParams,
+                    evaluate: EvaluateParams, balance: BalanceParams, classes: Sequence[str],
+                    test_labels: np.ndarray, retrain: bool) -> ArmRun:
+    """The run of ``data`` with ``params`` kept in ``store``, or (with ``retrain``, or none
+    kept) a new one, trained, predicted and kept."""
+    key = run_key(data, test_ids, params, balance.augment, balance.class_weight_power, evaluate.views, classes)
+    kept = None if retrain else store.load(key, len(test_labels))
+    if kept is not None:
+        predicted = np.asarray(kept["predicted"], np.int64)
+        note(f"ablate {data.name} seed {params.seed}: reused {store.path(key)}")
+        return ArmRun(params.seed, predicted, predicted == test_labels, kept["epochs_run"], kept["kept_epoch"],
+                      kept["seconds"], key, reused=True)
+    run = train_and_predict(data, params, evaluate, balance, classes, test_labels)
+    store.save(key, data.name, run.seed, run.predicted, run.epochs_run, run.kept_epoch, run.seconds)
+    return replace(run, key=key)
 
 
 def _number(value: float) -> float | None:
@@ -173,7 +200,8 @@ def _arm_report(summary: dict, runs: list[ArmRun], labels: np.ndarray, classes: 
         },
         "repeats": [{"seed": run.seed, "accuracy": _number(s.accuracy[0]),
                      "macro_recall": _number(s.macro_recall[0]), "epochs_run": run.epochs_run,
-                     "kept_epoch": run.kept_epoch, "seconds": round(run.seconds, 1)}
+                     "kept_epoch": run.kept_epoch, "seconds": round(run.seconds, 1),
+                     "run": run.key, "reused": run.reused}
                     for run, s in zip(runs, per_seed)],
     }
 
@@ -213,6 +241,7 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     sources.check(params.arms)
     labels = sources.test.labels
     ferplus = None if ferplus_csv is None else ferplus_test_labels(ferplus_csv, sources.test.ids, classes)
+    store = RunStore(layout.ablation_runs)
     summaries: dict[str, dict] = {}
     runs: dict[str, list[ArmRun]] = {}
     for name in params.arms:
@@ -220,9 +249,10 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
         summaries[name] = _data_summary(data, classes)
         note(f"ablate {name}: {len(data.train):,} train faces, {len(data.val):,} val, "
              f"{int(data.test_present.sum()):,} of {len(labels):,} test faces answered")
-        runs[name] = [train_and_predict(data, replace(recipe, seed=seed), evaluate, balance, classes, labels)
+        runs[name] = [trained_or_kept(store, data, sources.test.ids, replace(recipe, seed=seed), evaluate, balance,
+                                      classes, labels, params.retrain)
                       for seed in params.seeds]
-        note(f"ablate {name}: {duration(sum(r.seconds for r in runs[name]))}")
+        note(f"ablate {name}: {duration(sum(r.seconds for r in runs[name] if not r.reused))} of training")
     reference = [run.correct for run in runs[REFERENCE]]
     report_arms = {}
     for name in params.arms:
@@ -252,6 +282,10 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
                    "class_weight_power": balance.class_weight_power,
                    "tta_flip": evaluate.tta_flip, "tta_shift": evaluate.tta_shift},
         "arms": report_arms,
+        "runs": {"folder": str(layout.ablation_runs),
+                 "trained": sum(not r.reused for arm_runs in runs.values() for r in arm_runs),
+                 "reused": sum(r.reused for arm_runs in runs.values() for r in arm_runs),
+                 "unusable": store.unusable},
     }
     metrics_path = layout.metrics / "ablation.json"
     write_json_atomic(metrics_path, report)

@@ -30,6 +30,12 @@ def _runs(params: dict) -> str:
             f"{', '.join(str(s) for s in seeds)}")
 
 
+def _kept_runs(runs: dict) -> str:
+    """``runs: 1 trained, 4 reused from processed/ablation_runs (same data, recipe and seed; ...)``."""
+    text = f"runs: {runs['trained']} trained, {runs['reused']} reused from {runs['folder']}"
+    return text + (" (same data, recipe and seed; --retrain trains them again)" if runs["reused"] else "")
+
+
 def ablation_tables(report: dict) -> Group:
     """Scores per arm with their difference from raw; per-class recall per arm; the per-class
     differences with their intervals."""
@@ -44,7 +50,7 @@ def ablation_tables(report: dict) -> Group:
         overall.add_row(name, f"{arm['train_faces']:,}", f"{arm['test_faces_answered']:,}",
                         share_text(arm["accuracy"]), difference_text(diff.get("accuracy")),
                         share_text(arm["macro_recall"]), difference_text(diff.get("macro_recall")))
-    overall.caption = f"{test['rule']}"
+    overall.caption = f"{test['rule']}\n{_kept_runs(report['runs'])}"
 
     recall = Table(title="ablate: per-class recall")
     for col in ("arm", *classes):

@@ -280,6 +280,8 @@ def ablate(
     repeats: Optional[int] = typer.Option(None, help="Seeds per arm, seed .. seed+repeats-1 "
                                                      "(default: ablate.repeats)."),
     resamples: Optional[int] = typer.Option(None, help="Bootstrap resamples (default: ablate.resamples)."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train every run again, even one with the same data, "
+                                                          "recipe and seed kept in processed/ablation_runs/."),
     ferplus_csv: Optional[Path] = typer.Option(
         None, help="FER+ votes to also score the test faces against (default ROOT/raw/ferplus/fer2013new.csv "
                    "if present)."),
@@ -293,7 +295,7 @@ def ablate(
 
     p, layout = load_params(params), Layout(root)
     votes = _ferplus_votes(layout, ferplus_csv)
-    given = {"epochs": epochs, "repeats": repeats, "resamples": resamples,
+    given = {"epochs": epochs, "repeats": repeats, "resamples": resamples, "retrain": retrain or None,
              "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None}
     p = {**p, "ablate": {**(p.get("ablate") or {}), **{k: v for k, v in given.items() if v is not None}}}
     cfg = _section(p, "ablate", AblateParams)
@@ -301,6 +303,8 @@ def ablate(
         cfg, _section(p, "train", TrainParams), _section(p, "evaluate", EvaluateParams),
         _section(p, "balance", BalanceParams), layout, _taxonomy_classes(p), votes))
     console.print(ablation_tables(result.report))
+    for problem in result.report["runs"]["unusable"]:
+        console.print(f"kept run not used: {problem}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"metrics: {result.metrics_path}; predictions: {result.predictions_path}; "
                   f"plot: {result.figure_path}", markup=False, highlight=False, soft_wrap=True)
 

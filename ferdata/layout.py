@@ -55,6 +55,11 @@ class Layout:
         return self.ablation / "predictions.parquet"
 
     @property
+    def ablation_runs(self) -> Path:
+        """Every finished ablation run, by key, for ``ferdata ablate`` to reuse."""
+        return self.processed / "ablation_runs"
+
+    @property
     def review(self) -> Path:
         return self.processed / "review"
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from ferdata.ablate import AblateParams
 from ferdata.arms import ARMS, ArmSources
 from ferdata.balance import BalanceParams
 from ferdata.cli import app
 from ferdata.ferplus import fer2013_row, majority_labels, read_ferplus
 from ferdata.label_issues import flagged_ids
 from ferdata.layout import Layout
+from ferdata.params import ParamsError
 from ferdata.sample import write_sample
 from ferdata.taxonomy import CLASSES_7
 
@@ -257,3 +260,80 @@ def test_compare_pairs_two_arms_as_the_ablation_does(ablated):
     unknown_seed = runner.invoke(app, ["compare", *folders, "--arm-a", "build@7", "--arm-b", "raw"])
     assert unknown_seed.exit_code == 2 and "has no seed '7'" in unknown_seed.output
     assert runner.invoke(app, ["compare", *folders, "--arm-a", "build", "--split", "val"]).exit_code == 2
+
+
+def _ablate_copy(ablated, tmp_path: Path, *options: str):
+    """`ferdata ablate` again, in a copy of the ablated folder: (its report, its output)."""
+    root = tmp_path / "copy"
+    shutil.copytree(ablated[0], root, symlinks=True)
+    result = _ablate_again(root, *options)
+    return root, result
+
+
+def _ablate_again(root: Path, *options: str):
+    result = CliRunner().invoke(app, ["ablate", "--params", str(root / "params.yaml"), "--root", str(root), *options])
+    assert result.exit_code == 0, result.output
+    return json.loads((root / "metrics" / "ablation.json").read_text()), result.output
+
+
+def test_a_second_ablation_reuses_every_kept_run_and_reports_the_same(ablated, tmp_path):
+    _, first, _ = ablated
+    assert first["runs"]["trained"] == len(ARMS) and first["runs"]["reused"] == 0
+    root, (again, output) = _ablate_copy(ablated, tmp_path)
+    assert again["runs"]["trained"] == 0 and again["runs"]["reused"] == len(ARMS)
+    assert "0 trained, 5 reused" in output
+    for name, arm in again["arms"].items():
+        kept = first["arms"][name]
+        assert arm["repeats"][0]["reused"] and arm["repeats"][0]["run"] == kept["repeats"][0]["run"]
+        for key in ("accuracy", "macro_recall", "recall", "difference_from_raw", "train_faces"):
+            assert arm[key] == kept[key], (name, key)
+    assert len(list((root / "processed" / "ablation_runs").glob("*.json"))) == len(ARMS)
+
+
+def test_the_report_scores_the_kept_runs_answers(ablated, tmp_path):
+    """A kept run's answers are what the next ablation scores: here every face answered 'happy'."""
+    root = tmp_path / "copy"
+    shutil.copytree(ablated[0], root, symlinks=True)
+    key = ablated[1]["arms"]["raw"]["repeats"][0]["run"]
+    kept_path = root / "processed" / "ablation_runs" / f"{key}.json"
+    kept = json.loads(kept_path.read_text())
+    happy = CLASSES_7.index("happy")
+    kept["predicted"] = [happy] * len(kept["predicted"])
+    kept_path.write_text(json.dumps(kept))
+    report, _ = _ablate_again(root, "--arms", "raw,aligned")
+    raw = report["arms"]["raw"]
+    assert raw["repeats"][0]["reused"]
+    assert raw["recall"]["happy"] == 1.0 and raw["recall"]["sad"] == 0.0
+    assert raw["accuracy"] == pytest.approx(report["test"]["support"]["happy"] / report["test"]["faces"])
+
+
+def test_another_recipe_or_retrain_trains_again(ablated, tmp_path):
+    root, (shorter, _) = _ablate_copy(ablated, tmp_path, "--arms", "raw,aligned", "--epochs", "1")
+    assert shorter["runs"]["trained"] == 2 and shorter["runs"]["reused"] == 0
+    assert shorter["arms"]["raw"]["repeats"][0]["epochs_run"] == 1
+    assert len(list((root / "processed" / "ablation_runs").glob("*.json"))) == len(ARMS) + 2  # both recipes kept
+    retrained, _ = _ablate_again(root, "--arms", "raw,aligned", "--retrain")
+    assert retrained["runs"]["trained"] == 2 and retrained["runs"]["reused"] == 0
+    for name, arm in retrained["arms"].items():  # the first recipe's keys, and (deterministic) its answers
+        first = ablated[1]["arms"][name]
+        assert arm["repeats"][0]["run"] == first["repeats"][0]["run"]
+        assert arm["accuracy"] == first["accuracy"] and arm["recall"] == first["recall"]
+
+
+def test_an_unusable_kept_run_is_named_and_trained_again(ablated, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(ablated[0], root, symlinks=True)
+    key = ablated[1]["arms"]["aligned"]["repeats"][0]["run"]
+    kept_path = root / "processed" / "ablation_runs" / f"{key}.json"
+    kept_path.write_text('{"arm": "aligned", "predicted": [1, 2')
+    report, output = _ablate_again(root, "--arms", "raw,aligned")
+    assert report["runs"]["trained"] == 1 and report["runs"]["reused"] == 1
+    assert not report["arms"]["aligned"]["repeats"][0]["reused"]
+    assert f"kept run not used: {kept_path}: not readable JSON" in output.replace("\n", "")
+    assert len(report["runs"]["unusable"]) == 1 and str(kept_path) in report["runs"]["unusable"][0]
+    assert len(json.loads(kept_path.read_text())["predicted"]) == report["test"]["faces"]  # kept anew
+
+
+def test_retrain_must_be_true_or_false():
+    with pytest.raises(ParamsError, match=r"ablate\]\.retrain: true or false"):
+        AblateParams(retrain="yes")
