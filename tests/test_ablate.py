@@ -337,3 +337,23 @@ def test_an_unusable_kept_run_is_named_and_trained_again(ablated, tmp_path):
 def test_retrain_must_be_true_or_false():
     with pytest.raises(ParamsError, match=r"ablate\]\.retrain: true or false"):
         AblateParams(retrain="yes")
+
+
+def test_arms_that_train_on_the_same_faces_share_one_run(tmp_path):
+    """FER2013 alone, balance none: `build` trains on exactly the faces `aligned+dedup` does,
+    so the ablation trains that run once and scores it for both arms."""
+    write_sample(tmp_path / "raw", fer2013_rows=200, ckplus_subjects=1, jaffe_subjects=1, rafdb_images=0,
+                 affectnet_rows=0, folder_images=0, seed=5)
+    params = yaml.safe_load(MAIN_PARAMS.read_text())
+    params["ingest"]["sources"] = ["fer2013"]
+    params["balance"]["method"] = "none"
+    params["train"].update(model="baseline", batch_size=32)
+    params["ablate"].update(epochs=1, resamples=200)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    build = CliRunner().invoke(app, ["build", "--params", str(tmp_path / "params.yaml"), "--root", str(tmp_path)])
+    assert build.exit_code == 0, build.output
+    report, _ = _ablate_again(tmp_path, "--arms", "raw,aligned+dedup,build")
+    assert report["runs"]["trained"] == 2 and report["runs"]["reused"] == 1
+    shared, build_arm = report["arms"]["aligned+dedup"], report["arms"]["build"]
+    assert build_arm["repeats"][0]["reused"] and build_arm["repeats"][0]["run"] == shared["repeats"][0]["run"]
+    assert build_arm["recall"] == shared["recall"] and build_arm["train_faces"] == shared["train_faces"]
