@@ -262,15 +262,15 @@ def test_compare_pairs_two_arms_as_the_ablation_does(ablated):
     assert runner.invoke(app, ["compare", *folders, "--arm-a", "build", "--split", "val"]).exit_code == 2
 
 
-def _ablate_copy(ablated, tmp_path: Path, *options: str):
-    """`ferdata ablate` again, in a copy of the ablated folder: (its report, its output)."""
+def _copy_of(ablated, tmp_path: Path) -> Path:
+    """A copy of the ablated folder, its kept runs included, for a test to change."""
     root = tmp_path / "copy"
     shutil.copytree(ablated[0], root, symlinks=True)
-    result = _ablate_again(root, *options)
-    return root, result
+    return root
 
 
-def _ablate_again(root: Path, *options: str):
+def _ablate_again(root: Path, *options: str) -> tuple[dict, str]:
+    """`ferdata ablate` in ``root``: its ablation.json and its output."""
     result = CliRunner().invoke(app, ["ablate", "--params", str(root / "params.yaml"), "--root", str(root), *options])
     assert result.exit_code == 0, result.output
     return json.loads((root / "metrics" / "ablation.json").read_text()), result.output
@@ -279,7 +279,8 @@ def _ablate_again(root: Path, *options: str):
 def test_a_second_ablation_reuses_every_kept_run_and_reports_the_same(ablated, tmp_path):
     _, first, _ = ablated
     assert first["runs"]["trained"] == len(ARMS) and first["runs"]["reused"] == 0
-    root, (again, output) = _ablate_copy(ablated, tmp_path)
+    root = _copy_of(ablated, tmp_path)
+    again, output = _ablate_again(root)
     assert again["runs"]["trained"] == 0 and again["runs"]["reused"] == len(ARMS)
     assert "0 trained, 5 reused" in output
     for name, arm in again["arms"].items():
@@ -292,8 +293,7 @@ def test_a_second_ablation_reuses_every_kept_run_and_reports_the_same(ablated, t
 
 def test_the_report_scores_the_kept_runs_answers(ablated, tmp_path):
     """A kept run's answers are what the next ablation scores: here every face answered 'happy'."""
-    root = tmp_path / "copy"
-    shutil.copytree(ablated[0], root, symlinks=True)
+    root = _copy_of(ablated, tmp_path)
     key = ablated[1]["arms"]["raw"]["repeats"][0]["run"]
     kept_path = root / "processed" / "ablation_runs" / f"{key}.json"
     kept = json.loads(kept_path.read_text())
@@ -308,7 +308,8 @@ def test_the_report_scores_the_kept_runs_answers(ablated, tmp_path):
 
 
 def test_another_recipe_or_retrain_trains_again(ablated, tmp_path):
-    root, (shorter, _) = _ablate_copy(ablated, tmp_path, "--arms", "raw,aligned", "--epochs", "1")
+    root = _copy_of(ablated, tmp_path)
+    shorter, _ = _ablate_again(root, "--arms", "raw,aligned", "--epochs", "1")
     assert shorter["runs"]["trained"] == 2 and shorter["runs"]["reused"] == 0
     assert shorter["arms"]["raw"]["repeats"][0]["epochs_run"] == 1
     assert len(list((root / "processed" / "ablation_runs").glob("*.json"))) == len(ARMS) + 2  # both recipes kept
@@ -321,8 +322,7 @@ def test_another_recipe_or_retrain_trains_again(ablated, tmp_path):
 
 
 def test_an_unusable_kept_run_is_named_and_trained_again(ablated, tmp_path):
-    root = tmp_path / "copy"
-    shutil.copytree(ablated[0], root, symlinks=True)
+    root = _copy_of(ablated, tmp_path)
     key = ablated[1]["arms"]["aligned"]["repeats"][0]["run"]
     kept_path = root / "processed" / "ablation_runs" / f"{key}.json"
     kept_path.write_text('{"arm": "aligned", "predicted": [1, 2')
