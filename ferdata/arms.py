@@ -19,7 +19,6 @@ PublicTest rows, in its own pixels, so the arms differ only in what they train o
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import pyarrow.compute as pc
 
 from ferdata.align import centre_crop
 from ferdata.balance import BalanceParams, run_balance
+from ferdata.dedup import copies_of_train_rows
 from ferdata.images import decode_gray
 from ferdata.label_issues import flagged_ids
 from ferdata.layout import Layout
@@ -92,10 +92,7 @@ def copied_in_train(dedup_report: Path, ids: Sequence[str]) -> np.ndarray | None
     near copy) with a row ingested as train; None when there is no report yet."""
     if not dedup_report.exists():
         return None
-    copied: set[str] = set()
-    for group in json.loads(dedup_report.read_text())["groups"]:
-        if any(member["split"] == "train" for member in group["members"]):
-            copied.update(member["sample_id"] for member in group["members"] if member["split"] != "train")
+    copied = copies_of_train_rows(dedup_report)
     return np.array([sample_id in copied for sample_id in ids], bool)
 
 

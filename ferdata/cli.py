@@ -322,6 +322,9 @@ def compare(
                                         help="A is this arm of A's ablation (processed/ablation/predictions.parquet"
                                              "), every seed it ran or one; implies --private-test for B."),
     arm_b: Optional[str] = typer.Option(None, "--arm-b", metavar="ARM[@SEED]", help="The same for B."),
+    without_train_copies: bool = typer.Option(
+        False, "--without-train-copies", help="On PrivateTest, also leave out the faces either folder's split stage "
+                                              "found a copy of among the training rows (processed/dataset/dedup.json)."),
     resamples: int = typer.Option(2000, min=100, help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the bootstrap's resamples."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison to this JSON file."),
@@ -329,18 +332,23 @@ def compare(
                                             "labelled differently)."),
 ) -> None:
     """Two models on the same faces: scores, A - B and its paired-bootstrap interval."""
-    from ferdata.compare import compare as compare_answers, comparison_table, read_answers, read_arm
+    from ferdata.compare import compare as compare_answers, comparison_table, read_answers, read_arm, train_copies
     from ferdata.export import write_json_atomic
 
     private_test = private_test or arm_a is not None or arm_b is not None  # an ablation answers PrivateTest
     if private_test and split != "test":
         raise typer.BadParameter("--private-test and --arm-a/--arm-b compare FER2013's PrivateTest rows, "
                                  "whose split is test", param_hint="--split")
+    if without_train_copies and not private_test:
+        raise typer.BadParameter("a split's faces have no copy among the training rows (the split stage removes "
+                                 "them); use it with --private-test or --arm-a/--arm-b",
+                                 param_hint="--without-train-copies")
 
     def answers(path: Path, arm: str | None):
         return read_arm(path, arm) if arm is not None else read_answers(path, split, private_test)
 
-    report = _checked(lambda: compare_answers(answers(a, arm_a), answers(b, arm_b), resamples, seed))
+    leave_out = _checked(lambda: train_copies([a, b])) if without_train_copies else None
+    report = _checked(lambda: compare_answers(answers(a, arm_a), answers(b, arm_b), resamples, seed, leave_out))
     console.print(comparison_table(report, "FER2013 PrivateTest (as published)" if private_test else split))
     if json_out is not None:
         write_json_atomic(json_out, report)

@@ -9,7 +9,10 @@ paired seed by seed, or one seed. It pairs the answers by sample id within one s
 prints each model's accuracy, macro recall and per-class recall with the difference A − B
 and its paired-bootstrap interval (:mod:`ferdata.bootstrap`). Faces only one file holds,
 and faces whose labels differ between the files (a corrected label, another
-``ingest.labels``), are left out and counted, never compared silently.
+``ingest.labels``), are left out and counted, never compared silently. On PrivateTest,
+``--without-train-copies`` also leaves out the faces either pipeline folder's split stage
+found a copy of among the training rows (:func:`train_copies`), as ``ferdata ablate`` does
+for its ``without_train_copies`` scores.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from rich.table import Table
 
 from ferdata import bootstrap
 from ferdata.ablation_report import difference_text, share_text
+from ferdata.dedup import copies_of_train_rows
 from ferdata.layout import Layout
 from ferdata.manifest import read_table
 from ferdata.predictions import classes_of
@@ -132,10 +136,26 @@ def read_arm(path: Path, arm: str) -> Answers:
                     by_seed[0]["label_index"].to_pylist(), correct)
 
 
-def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0) -> dict:
+def train_copies(folders: Sequence[Path]) -> set[str]:
+    """The test faces that any of the pipeline ``folders``' split stage grouped with a
+    training row (its processed/dataset/dedup.json); an error naming a folder without one."""
+    copies: set[str] = set()
+    for folder in map(Path, folders):
+        report = Layout(folder).dataset / "dedup.json"
+        if not report.exists():
+            raise FileNotFoundError(f"{report if folder.is_dir() else folder}: no dedup.json; "
+                                    "--without-train-copies needs pipeline folders whose split stage has run")
+        copies |= copies_of_train_rows(report)
+    return copies
+
+
+def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
+            leave_out: set[str] | None = None) -> dict:
     """A against B on the faces both answered with the same label: both models' scores and
     A − B with its 95% paired-bootstrap interval, plus how many faces were left out and why.
-    Answers with several repeats (an ablation arm's seeds) are paired repeat by repeat."""
+    Answers with several repeats (an ablation arm's seeds) are paired repeat by repeat.
+    ``leave_out`` (the test faces with a copy among the training rows) are left out too,
+    and counted apart."""
     if a.classes != b.classes:
         raise ValueError(f"{a.name} and {b.name} use different classes: {', '.join(a.classes)} "
                          f"against {', '.join(b.classes)}")
@@ -143,7 +163,8 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0) -> dic
         raise ValueError(f"{a.name} has {a.repeats} answers per face and {b.name} {b.repeats}: "
                          f"pick one seed of an ablation arm, as ARM@SEED")
     shared = [sid for sid in a.labels if sid in b.labels]
-    same = [sid for sid in shared if a.labels[sid] == b.labels[sid]]
+    agreed = [sid for sid in shared if a.labels[sid] == b.labels[sid]]
+    same = [sid for sid in agreed if leave_out is None or sid not in leave_out]
     if not same:
         raise ValueError(f"{a.name} and {b.name} share no face with the same label: nothing to compare")
     classes = a.classes
@@ -156,7 +177,8 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0) -> dic
         "a": a.name, "b": b.name, "faces": len(same), "repeats": a.repeats, "classes": list(classes),
         "support": {c: int((labels == k).sum()) for k, c in enumerate(classes)},
         "left_out": {"only_in_a": len(a.labels) - len(shared), "only_in_b": len(b.labels) - len(shared),
-                     "label_differs": len(shared) - len(same)},
+                     "label_differs": len(shared) - len(agreed)},
+        "train_copies_left_out": None if leave_out is None else len(agreed) - len(same),
         "scores": {"a": bootstrap.observed_scores(labels, correct_a, classes),
                    "b": bootstrap.observed_scores(labels, correct_b, classes)},
         "difference": difference,
@@ -180,6 +202,8 @@ def comparison_table(report: dict, split: str) -> Table:
         table.add_row(f"recall {c}", f"{report['support'][c]:,}", share_text(a["recall"][c]),
                       share_text(b["recall"][c]), difference_text(diff["recall"][c]))
     left = report["left_out"]
+    copies = report["train_copies_left_out"]
     table.caption = (f"A: {report['a']}\nB: {report['b']}\nleft out: {left['only_in_a']:,} faces only in A, "
-                     f"{left['only_in_b']:,} only in B, {left['label_differs']:,} labelled differently")
+                     f"{left['only_in_b']:,} only in B, {left['label_differs']:,} labelled differently"
+                     + ("" if copies is None else f", {copies:,} with a copy among the training rows"))
     return table

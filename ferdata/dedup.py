@@ -22,9 +22,11 @@ are read back, a chunk of pairs at a time, to confirm them pixel by pixel.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -507,6 +509,16 @@ def deduplicate(stats: FaceStats, images: Faces, ids: Sequence[str], splits: Seq
             message += f"; kept {ids[other]} ({splits[other]})"
         drops[i] = (reason, message)
     return Dedup(hashes, groups, exact, resolution.leaking_groups, resolution.conflicting_groups, drops)
+
+
+def copies_of_train_rows(dedup_json: Path) -> set[str]:
+    """The ids that ``dedup.json`` (the split stage's report) puts in one group, an exact or
+    near copy, with a row ingested as train; the train rows themselves excluded."""
+    copies: set[str] = set()
+    for group in json.loads(Path(dedup_json).read_text())["groups"]:
+        if any(member["split"] == "train" for member in group["members"]):
+            copies.update(member["sample_id"] for member in group["members"] if member["split"] != "train")
+    return copies
 
 
 def dedup_report(result: Dedup, ids: Sequence[str], splits: Sequence[str | None],

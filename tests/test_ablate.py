@@ -357,3 +357,32 @@ def test_arms_that_train_on_the_same_faces_share_one_run(tmp_path):
     shared, build_arm = report["arms"]["aligned+dedup"], report["arms"]["build"]
     assert build_arm["repeats"][0]["reused"] and build_arm["repeats"][0]["run"] == shared["repeats"][0]["run"]
     assert build_arm["recall"] == shared["recall"] and build_arm["train_faces"] == shared["train_faces"]
+
+
+def test_compare_without_train_copies_scores_as_the_ablation_does(ablated, tmp_path):
+    """`ferdata compare --without-train-copies` on two arms gives ablation.json's
+    without_train_copies scores and interval; it needs PrivateTest and pipeline folders."""
+    root, report, _ = ablated
+    out, runner = tmp_path / "compare.json", CliRunner()
+    result = runner.invoke(app, ["compare", str(root), str(root), "--arm-a", "build", "--arm-b", "raw",
+                                 "--without-train-copies", "--resamples", "500", "--seed", str(report["params"]["seed"]),
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    compared = json.loads(out.read_text())
+    copies = report["test"]["copied_in_train"]
+    assert compared["train_copies_left_out"] == copies > 0 and not any(compared["left_out"].values())
+    expected = report["arms"]["build"]["without_train_copies"]
+    assert compared["faces"] == expected["faces"] == report["test"]["faces"] - copies
+    for side, arm in (("a", "build"), ("b", "raw")):
+        scores = report["arms"][arm]["without_train_copies"]
+        assert compared["scores"][side]["accuracy"] == pytest.approx(scores["accuracy"], abs=1e-6)
+        assert compared["scores"][side]["macro_recall"] == pytest.approx(scores["macro_recall"], abs=1e-6)
+    for key in ("accuracy", "macro_recall"):
+        for bound in ("mean", "low", "high"):
+            assert compared["difference"][key][bound] == pytest.approx(expected["difference_from_raw"][key][bound],
+                                                                       abs=1e-9), (key, bound)
+    on_a_split = runner.invoke(app, ["compare", str(root), str(root), "--without-train-copies"])
+    assert on_a_split.exit_code == 2 and "--without-train-copies" in on_a_split.output
+    a_file = runner.invoke(app, ["compare", str(root / "processed" / "ablation" / "predictions.parquet"), str(root),
+                                 "--arm-a", "build", "--arm-b", "raw", "--without-train-copies"])
+    assert a_file.exit_code == 2 and "no dedup.json" in a_file.output
