@@ -270,6 +270,8 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
         if ferplus is not None:
             report_arms[name]["against_ferplus"] = _subset_scores(
                 ferplus, ferplus >= 0, runs[name], reference_runs, classes, params)
+    every_run = [run for arm_runs in runs.values() for run in arm_runs]
+    reused = sum(run.reused for run in every_run)
     report = {
         "classes": list(classes),
         "test": {"source": TEST_SOURCE, "split": "test", "faces": len(labels),
@@ -282,9 +284,7 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
                    "class_weight_power": balance.class_weight_power,
                    "tta_flip": evaluate.tta_flip, "tta_shift": evaluate.tta_shift},
         "arms": report_arms,
-        "runs": {"folder": str(layout.ablation_runs),
-                 "trained": sum(not r.reused for arm_runs in runs.values() for r in arm_runs),
-                 "reused": sum(r.reused for arm_runs in runs.values() for r in arm_runs),
+        "runs": {"folder": str(layout.ablation_runs), "trained": len(every_run) - reused, "reused": reused,
                  "unusable": store.unusable},
     }
     metrics_path = layout.metrics / "ablation.json"

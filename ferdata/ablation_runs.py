@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from functools import cache
 from pathlib import Path
 from typing import Sequence
 
@@ -32,7 +33,9 @@ RUN_FIELDS = ("arm", "seed", "predicted", "epochs_run", "kept_epoch", "seconds")
 TRAINING_CODE = ("ablate", "augment", "balance", "evaluate", "model", "train")
 
 
+@cache
 def _training_code() -> bytes:
+    """The source of :data:`TRAINING_CODE`, read once per process."""
     package = Path(__file__).parent
     return b"".join((package / f"{module}.py").read_bytes() for module in TRAINING_CODE)
 
