@@ -29,14 +29,15 @@ import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backe
 import tensorflow as tf  # noqa: E402
 
 RUN_FIELDS = ("arm", "seed", "predicted", "epochs_run", "kept_epoch", "seconds")
-#: The modules whose code decides how an arm is trained and how it answers.
-TRAINING_CODE = ("ablate", "augment", "balance", "evaluate", "model", "train")
+#: The modules whose code decides how an arm is trained and how it answers (not the
+#: ablation's report, so that editing it keeps the runs).
+TRAINING_CODE = ("arm_training", "augment", "balance", "evaluate", "model", "train")
+PACKAGE = Path(__file__).parent
 
 
 @cache
-def _training_code() -> bytes:
-    """The source of :data:`TRAINING_CODE`, read once per process."""
-    package = Path(__file__).parent
+def training_code(package: Path = PACKAGE) -> bytes:
+    """The source of :data:`TRAINING_CODE` in ``package``, read once per process."""
     return b"".join((package / f"{module}.py").read_bytes() for module in TRAINING_CODE)
 
 
@@ -48,7 +49,7 @@ def run_key(data: ArmData, test_ids: Sequence[str], recipe: TrainParams, augment
                 "views": asdict(views), "classes": list(classes),
                 "versions": {"keras": keras.__version__, "tensorflow": tf.__version__}}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    digest.update(_training_code())
+    digest.update(training_code())
     digest.update("\n".join(test_ids).encode())
     for array in (data.train.images, data.train.labels, data.val.images, data.val.labels,
                   data.test_images, data.test_present):

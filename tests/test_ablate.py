@@ -15,6 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ferdata.ablate import AblateParams
+from ferdata.ablation_runs import PACKAGE, training_code
 from ferdata.arms import ARMS, ArmSources
 from ferdata.balance import BalanceParams
 from ferdata.cli import app
@@ -332,6 +333,25 @@ def test_an_unusable_kept_run_is_named_and_trained_again(ablated, tmp_path):
     assert f"kept run not used: {kept_path}: not readable JSON" in output.replace("\n", "")
     assert len(report["runs"]["unusable"]) == 1 and str(kept_path) in report["runs"]["unusable"][0]
     assert len(json.loads(kept_path.read_text())["predicted"]) == report["test"]["faces"]  # kept anew
+
+
+def test_editing_the_report_keeps_the_runs_and_editing_training_does_not(tmp_path):
+    """A kept run's key covers the code that trains and predicts, not the ablation's report."""
+    package = tmp_path / "ferdata"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = training_code(package)
+
+    def edited(module: str) -> bytes:
+        path = package / f"{module}.py"
+        source = path.read_text()
+        path.write_text(source + "# edited\n")
+        code = training_code.__wrapped__(package)
+        path.write_text(source)
+        return code
+
+    assert edited("ablate") == before and edited("ablation_report") == before
+    for module in ("arm_training", "train", "model", "evaluate"):
+        assert edited(module) != before, module
 
 
 def test_retrain_must_be_true_or_false():
