@@ -36,6 +36,7 @@ class ArmRun:
     key: str = ""  # its key in processed/ablation_runs/
     reused: bool = False  # read from processed/ablation_runs/ rather than trained here
 
+
 def train_and_predict(data: ArmData, params: TrainParams, evaluate: EvaluateParams, balance: BalanceParams,
                       classes: Sequence[str], test_labels: np.ndarray) -> ArmRun:
     """Train a fresh network on ``data.train`` (validating on ``data.val``) with ``params``,
