@@ -140,7 +140,7 @@ def train_copies(folders: Sequence[Path]) -> set[str]:
     """The test faces that any of the pipeline ``folders``' split stage grouped with a
     training row (its processed/dataset/dedup.json); an error naming a folder without one."""
     copies: set[str] = set()
-    for folder in map(Path, folders):
+    for folder in dict.fromkeys(map(Path, folders)):  # a folder compared with itself is read once
         report = Layout(folder).dataset / "dedup.json"
         if not report.exists():
             raise FileNotFoundError(f"{report if folder.is_dir() else folder}: no dedup.json; "
