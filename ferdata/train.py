@@ -83,12 +83,32 @@ class TrainParams:
             raise ParamsError(f"{where}: learning_rate > 0 and weight_decay >= 0, "
                               f"not {self.learning_rate} and {self.weight_decay}")
 
+    def recipe(self) -> str:
+        """The recipe as it runs, in one line: a setting the schedule ignores is left out."""
+        if self.schedule == "cosine":
+            schedule = f"cosine to 0 over {self.epochs} epochs"
+        elif self.plateau_patience:
+            schedule = (f"halved after {self.plateau_patience} epochs without a lower val loss, "
+                        f"up to {self.epochs} epochs")
+        else:
+            schedule = f"constant rate, {self.epochs} epochs"
+        parts = [f"{self.optimizer} {self.learning_rate:g}", f"weight decay {self.weight_decay:g}",
+                 f"batch {self.batch_size}", schedule]
+        if self.early_stopping_patience:
+            parts.append(f"early stopping after {self.early_stopping_patience} epochs without a higher val accuracy")
+        if self.label_smoothing:
+            parts.append(f"label smoothing {self.label_smoothing:g}")
+        parts.append("class weights" if self.class_weights else "no class weights")
+        parts.append("online augmentation" if self.augment else "no augmentation")
+        return ", ".join(parts)
+
 
 @dataclass
 class TrainResult:
     """The stage's outcome, for the summary the CLI prints."""
 
     model: str
+    recipe: str  # TrainParams.recipe(): what the run did
     parameters: int
     model_bytes: int
     train_images: int
@@ -100,8 +120,8 @@ class TrainResult:
     model_path: Path
 
     def summary(self) -> Table:
-        """One screen: the model, the data, where training stopped and how fast it ran."""
-        table = Table(title=f"train: {self.model} -> {self.model_path}", show_header=False)
+        """One screen: the model, the data, where training stopped, how fast it ran; the recipe below."""
+        table = Table(title=f"train: {self.model} -> {self.model_path}", caption=self.recipe, show_header=False)
         table.add_column("", justify="left")
         table.add_column("", justify="right")
         for key, value in (
@@ -358,7 +378,7 @@ def run_train(params: TrainParams, balanced_dir: Path, dataset_dir: Path, models
         raise
     kept = kept_row(history, params)
     result = TrainResult(
-        model=params.model, parameters=int(net.count_params()), model_bytes=model_bytes,
+        model=params.model, recipe=params.recipe(), parameters=int(net.count_params()), model_bytes=model_bytes,
         train_images=len(y_train), val_images=len(y_val), epochs_run=len(history),
         kept_epoch=kept["epoch"], kept_val_accuracy=kept["val_accuracy"],
         images_per_second=throughput(len(y_train), seconds), model_path=models_dir / MODEL_FILE)

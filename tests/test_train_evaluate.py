@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from rich.console import Console
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
 
 from ferdata.evaluate import EvaluateParams, TestTimeViews, class_scores, predict, run_evaluate
@@ -108,6 +109,7 @@ def test_train_outputs_history_and_sizes(trained):
     assert len(history) == result.epochs_run >= 1
     assert [row["epoch"] for row in history] == list(range(1, len(history) + 1))
     assert set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert report["recipe"] == TrainParams(**FAST, class_weights=True, augment=True).recipe()
     assert history[0]["lr"] == FAST["learning_rate"]
     assert report["parameters"] == build_model("baseline", 7).count_params()
     assert report["model_bytes"] == (root / "models" / "model.keras").stat().st_size
@@ -302,6 +304,20 @@ def test_cosine_schedule_decays_the_rate_every_epoch_towards_zero(tmp_path):
     assert cosine_rate(4, 4, 0.01) == 0.0
     with pytest.raises(ParamsError, match=r"train\]\.schedule: one of \('cosine', 'plateau'\), not 'step'"):
         TrainParams(schedule="step")
+
+
+def test_the_recipe_line_names_what_the_run_does_and_nothing_the_schedule_ignores(trained):
+    _, result, _ = trained
+    assert result.recipe == ("sgd 0.01, weight decay 0.0001, batch 32, halved after 2 epochs without a lower "
+                             "val loss, up to 6 epochs, early stopping after 3 epochs without a higher val "
+                             "accuracy, class weights, online augmentation")
+    cosine = TrainParams(plateau_patience=5, label_smoothing=0.1, class_weights=False).recipe()
+    assert cosine == ("adam 0.001, weight decay 0.0001, batch 128, cosine to 0 over 60 epochs, "
+                      "label smoothing 0.1, no class weights, online augmentation")
+    assert "constant rate, 6 epochs" in TrainParams(schedule="plateau", plateau_patience=0, epochs=6).recipe()
+    console = Console(width=200, record=True)
+    console.print(result.summary())
+    assert "halved after 2 epochs" in console.export_text()
 
 
 def test_five_layer_has_about_2_4_million_parameters():
