@@ -104,7 +104,7 @@ def ablation_figure(report: dict) -> Figure:
     fig = Figure(figsize=(7, 1.2 + 0.6 * max(len(names), 1)))
     ax = fig.add_subplot()
     ax.errorbar(means, range(len(names)), xerr=errors, fmt="o", color="tab:blue", capsize=4)
-    for y, (n, m) in enumerate(zip(names, means)):
+    for y, m in enumerate(means):
         ax.annotate(f"{m:+.1f}", (m, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
     ax.axvline(0, color="grey", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(names)), names)

@@ -48,7 +48,7 @@ def test_every_source_is_accounted_for_and_lands_in_one_dataset(built):
     assert list(ingest["sources"]) == list(SOURCES)
     table = output[output.index("ingest: seen = accepted"):output.index("accepted samples per class")]
     assert all(f"│ {name} " in table for name in SOURCES)
-    for name, account in ingest["sources"].items():
+    for account in ingest["sources"].values():
         refused = sum(account["rejected"].values()) + sum(account["dropped"].values())
         assert account["seen"] == account["accepted"] + refused
     m = _manifest(processed / "dataset" / "manifest.parquet")
