@@ -17,6 +17,8 @@ from ferdata.layout import Layout
 from ferdata.params import load_params, section
 
 if TYPE_CHECKING:
+    import fiftyone as fo
+
     from ferdata.evaluate import TestTimeViews
     from ferdata.executor import Executor
 
@@ -37,6 +39,11 @@ ROOT = typer.Option(Path("."), "--root", help="The pipeline folder (holding dvc.
 def _fail(message: str) -> NoReturn:
     console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _params(path: Path) -> dict:
+    """params.yaml as a dict; a missing or malformed file becomes a one-line error, exit code 2."""
+    return _checked(lambda: load_params(path))
 
 
 def _section(params: dict, name: str, cls: type[T]) -> T:
@@ -126,7 +133,7 @@ def ingest(
     strict: bool = typer.Option(False, help="Exit non-zero if any input was rejected."),
 ) -> None:
     """Read raw/<source>/ into processed/interim/manifest.parquet, with rejects and an account."""
-    p = load_params(params)
+    p = _params(params)
     with _executor(p) as executor:
         _ingest(p, Layout(root, raw_dir, out), sources, strict, executor)
 
@@ -146,7 +153,7 @@ def align(
     out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
 ) -> None:
     """Align every face with dlib's 68 landmarks and normalise it to 48x48 grayscale."""
-    p = load_params(params)
+    p = _params(params)
     with _executor(p) as executor:
         _align(p, Layout(root, raw_dir, out), executor)
 
@@ -165,7 +172,7 @@ def split(
     out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
 ) -> None:
     """Final splits, dedup and leakage: processed/aligned -> processed/dataset (class folders)."""
-    p = load_params(params)
+    p = _params(params)
     with _executor(p) as executor:
         _split(p, Layout(root, None, out), executor)
 
@@ -197,7 +204,7 @@ def label_issues(
     layout = Layout(root, None, out)
     votes = _ferplus_votes(layout, ferplus_csv)
     truth = truth or _if_exists(layout.raw / "sample_truth.json")
-    cfg = _section(load_params(params), "label_issues", LabelIssuesParams)
+    cfg = _section(_params(params), "label_issues", LabelIssuesParams)
     result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes,
                                                layout.metrics / "label_issues.json", truth))
     console.print(label_issues_table(result))
@@ -225,7 +232,7 @@ def balance(
     out: Optional[Path] = typer.Option(None, help="Processed folder (default ROOT/processed)."),
 ) -> None:
     """Balance the train split (SMOTE, ADASYN, augmentation...): processed/balanced."""
-    _balance(load_params(params), Layout(root, None, out))
+    _balance(_params(params), Layout(root, None, out))
 
 
 @app.command()
@@ -237,7 +244,7 @@ def build(
     strict: bool = typer.Option(False, help="Stop with exit code 1 if any input was rejected."),
 ) -> None:
     """Build the dataset without DVC: ingest, align, split and balance, in order."""
-    p, layout = load_params(params), Layout(root, raw_dir, out)
+    p, layout = _params(params), Layout(root, raw_dir, out)
     with _executor(p) as executor:
         _ingest(p, layout, sources, strict, executor)
         _align(p, layout, executor)
@@ -251,7 +258,7 @@ def train(params: Path = PARAMS, root: Path = ROOT) -> None:
     from ferdata.train import TrainParams, run_train
 
     layout = Layout(root)
-    p = load_params(params)
+    p = _params(params)
     cfg = _section(p, "train", TrainParams)
     result = _checked(lambda: run_train(cfg, layout.balanced, layout.dataset, layout.models, layout.metrics,
                                         _taxonomy_classes(p)))
@@ -264,7 +271,7 @@ def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
     from ferdata.evaluate import EvaluateParams, run_evaluate
 
     layout = Layout(root)
-    cfg = _section(load_params(params), "evaluate", EvaluateParams)
+    cfg = _section(_params(params), "evaluate", EvaluateParams)
     result = _checked(lambda: run_evaluate(cfg, layout.models, layout.dataset, layout.metrics, layout.plots,
                                            layout.predictions, pipeline=layout))
     console.print(result.summary())
@@ -293,7 +300,7 @@ def ablate(
     from ferdata.evaluate import EvaluateParams
     from ferdata.train import TrainParams
 
-    p, layout = load_params(params), Layout(root)
+    p, layout = _params(params), Layout(root)
     votes = _ferplus_votes(layout, ferplus_csv)
     given = {"epochs": epochs, "repeats": repeats, "resamples": resamples, "retrain": retrain or None,
              "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None}
@@ -396,17 +403,21 @@ def review(
     from ferdata.review import build_review_dataset, launch, review_summary, review_table
     from ferdata.review_conflicts import label_conflict_table
 
-    p, layout = load_params(params), Layout(root)
-    dropped = label_conflict_table(layout.dataset, layout.aligned, layout.review / "label_conflicts")
-    rows = review_table(layout.dataset, _if_exists(layout.balanced), include_synthetic, dropped)
-    embeddings, dropped_predictions = _model_outputs(layout, rows, dropped,
-                                                     _section(p, "evaluate", EvaluateParams).views)
-    ds = build_review_dataset(
-        name, layout.dataset, _if_exists(layout.predictions), embeddings,
-        _if_exists(layout.balanced), include_synthetic,
-        _if_exists(layout.label_issues / "label_issues.parquet"), dropped,
-        dropped_predictions=dropped_predictions, rows=rows,
-        classes=_taxonomy_classes(p), database_dir=database_dir, seed=p.get("seed", 0))
+    p, layout = _params(params), Layout(root)
+    views = _section(p, "evaluate", EvaluateParams).views
+
+    def build() -> fo.Dataset:
+        dropped = label_conflict_table(layout.dataset, layout.aligned, layout.review / "label_conflicts")
+        rows = review_table(layout.dataset, _if_exists(layout.balanced), include_synthetic, dropped)
+        embeddings, dropped_predictions = _model_outputs(layout, rows, dropped, views)
+        return build_review_dataset(
+            name, layout.dataset, _if_exists(layout.predictions), embeddings,
+            _if_exists(layout.balanced), include_synthetic,
+            _if_exists(layout.label_issues / "label_issues.parquet"), dropped,
+            dropped_predictions=dropped_predictions, rows=rows,
+            classes=_taxonomy_classes(p), database_dir=database_dir, seed=p.get("seed", 0))
+
+    ds = _checked(build)
     console.print(review_summary(ds))
     if not no_launch:
         launch(ds, host=host, port=port, wait=True)
@@ -425,11 +436,12 @@ def review_export(
     fo, layout = fiftyone(database_dir), Layout(root)
     if not fo.dataset_exists(name):
         _fail(f"no review dataset {name!r}; run `ferdata review` first")
-    known = {sample_id for table in ("manifest.parquet", "dropped.parquet")
-             for sample_id in read_table(layout.dataset / table)["sample_id"].to_pylist() if sample_id}
+    known = _checked(lambda: {sample_id for table in ("manifest.parquet", "dropped.parquet")
+                              for sample_id in read_table(layout.dataset / table)["sample_id"].to_pylist()
+                              if sample_id})
     try:
         result = export_corrections(fo.load_dataset(name), out or layout.corrections, known,
-                                    _taxonomy_classes(load_params(params)))
+                                    _taxonomy_classes(_params(params)))
     except CorrectionsError as exc:
         _fail(str(exc))
     console.print(result.summary())
@@ -440,8 +452,7 @@ def report(params: Path = PARAMS, root: Path = ROOT) -> None:
     """Write processed/reports/bias.md: class x source composition, quality and recall by source."""
     from ferdata.bias import BiasParams, write_bias_report
 
-    layout = Layout(root)
-    result = write_bias_report(layout.dataset, _if_exists(layout.predictions),
-                               _if_exists(layout.metrics / "eval.json"), layout.reports,
-                               _section(load_params(params), "report", BiasParams))
+    layout, cfg = Layout(root), _section(_params(params), "report", BiasParams)
+    result = _checked(lambda: write_bias_report(layout.dataset, _if_exists(layout.predictions),
+                                                _if_exists(layout.metrics / "eval.json"), layout.reports, cfg))
     console.print(result.summary())

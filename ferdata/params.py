@@ -19,9 +19,13 @@ def load_params(path: Path) -> dict[str, Any]:
     """The whole params.yaml as a dict."""
     path = Path(path)
     if not path.exists():
-        raise ParamsError(f"{path}: not found")
+        raise ParamsError(f"{path}: not found (run in a pipeline folder, or name the file with --params)")
     with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.MarkedYAMLError as exc:
+            line = f":{exc.problem_mark.line + 1}" if exc.problem_mark else ""
+            raise ParamsError(f"{path}{line}: not valid YAML: {exc.problem}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of sections")
     return data
