@@ -122,7 +122,7 @@ def predict(net: keras.Model, images: np.ndarray, views: TestTimeViews = TestTim
     probabilities their softmax.
     """
     heads = model_lib.heads(net)
-    all_logits = [heads.predict(view, batch_size=batch_size, verbose=0)[1]
+    all_logits = [model_lib.predict_batches(heads, view, batch_size)[1]
                   for view in views.of(model_lib.as_batch(images))]
     logits = np.mean(all_logits, axis=0)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -135,10 +135,25 @@ def as_batch(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32)
 
 
+def predict_batches(net: keras.Model, batch: np.ndarray, batch_size: int) -> np.ndarray | list[np.ndarray]:
+    """``net``'s output (or outputs) for a model-input ``batch``, ``batch_size`` faces at a time.
+
+    Called batch by batch rather than through ``Model.predict``, whose NumPy input pipeline
+    logs a spurious TensorFlow error for a short last batch after a ``fit`` in the same process.
+    """
+    chunks = [net.predict_on_batch(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)]
+    if not chunks:  # no faces: the outputs' shapes, with no rows
+        chunks = [net.predict_on_batch(np.zeros((1, *batch.shape[1:]), batch.dtype))]
+        chunks = [[o[:0] for o in chunks[0]] if isinstance(chunks[0], (list, tuple)) else chunks[0][:0]]
+    if isinstance(chunks[0], (list, tuple)):
+        return [np.concatenate([chunk[k] for chunk in chunks]) for k in range(len(chunks[0]))]
+    return np.concatenate(chunks)
+
+
 def embed(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Penultimate-layer features of ``images`` (N, 48, 48) uint8: an (N, D) float32 array."""
     view = keras.Model(model.inputs, model.get_layer(FEATURES).output)
-    return np.asarray(view.predict(as_batch(images), batch_size=batch_size, verbose=0), dtype=np.float32)
+    return np.asarray(predict_batches(view, as_batch(images), batch_size), dtype=np.float32)
 
 
 #: The zip format's earliest date: written for every timestamp Keras would stamp with "now".

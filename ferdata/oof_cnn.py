@@ -56,5 +56,5 @@ class CnnClassifier:
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """(N, classes) probabilities: the mean over each face and its mirror image."""
         batch = model_lib.as_batch(images)
-        probs = [self.net_.predict(x, batch_size=512, verbose=0) for x in (batch, batch[:, :, ::-1])]
+        probs = [model_lib.predict_batches(self.net_, x, 512) for x in (batch, batch[:, :, ::-1])]
         return np.mean(probs, axis=0).astype(np.float64)

@@ -213,6 +213,25 @@ def test_prediction_averages_the_logits_of_the_test_time_views(trained):
     assert (probabilities.argmax(axis=1) == logits.argmax(axis=1)).all()
     with pytest.raises(ParamsError, match=r"evaluate\]\.tta_shift: pixels from 0 to 12, not 30"):
         EvaluateParams(tta_shift=30)
+    # batches of 16: two full and a short last one give the answers of one batch of 40
+    np.testing.assert_allclose(predict(net, images, views, batch_size=16)[0], logits, atol=1e-5)
+    no_faces = predict(net, images[:0], views)
+    assert no_faces[0].shape == no_faces[1].shape == (0, len(CLASSES_7))
+
+
+def test_predicting_after_training_in_one_process_logs_no_tensorflow_error(tmp_path):
+    script = (
+        "import numpy as np\n"
+        "from ferdata.oof_cnn import CnnClassifier\n"
+        "rng = np.random.default_rng(0)\n"
+        "faces, labels = rng.integers(0, 256, (64, 48, 48), dtype=np.uint8), np.arange(64) % 7\n"
+        "model = CnnClassifier(epochs=1, batch_size=32, seed=0).fit(faces, labels)\n"
+        "print(model.predict_proba(faces[:50]).shape)\n"  # 50 faces: a short last batch
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().endswith("(50, 7)")
+    assert [line for line in run.stderr.splitlines() if line.startswith("E0000")] == []
 
 
 def test_tta_views_benchmark_scores_each_shift_against_the_flip(trained, tmp_path):
