@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -24,6 +25,17 @@ import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
 from ferdata.manifest import IMAGE_SIZE  # noqa: E402
+
+
+class _FreshNetworkRetracing(logging.Filter):
+    """Drops TensorFlow's advice against frequent retracing: ablate and label-issues build a
+    fresh network per run on purpose, and each traces its own predict function."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_FreshNetworkRetracing())
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 FEATURES, LOGITS, PROBABILITIES = "features", "logits", "probabilities"

@@ -24,7 +24,9 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from ferdata import model as model_lib
 from ferdata.export import replace_dir, write_json, write_json_atomic
@@ -119,9 +121,9 @@ class TrainResult:
     images_per_second: float
     model_path: Path
 
-    def summary(self) -> Table:
+    def summary(self) -> Group:
         """One screen: the model, the data, where training stopped, how fast it ran; the recipe below."""
-        table = Table(title=f"train: {self.model} -> {self.model_path}", caption=self.recipe, show_header=False)
+        table = Table(title=f"train: {self.model} -> {self.model_path}", show_header=False)
         table.add_column("", justify="left")
         table.add_column("", justify="right")
         for key, value in (
@@ -132,7 +134,7 @@ class TrainResult:
             ("throughput", f"{self.images_per_second:,.0f} images/s"),
         ):
             table.add_row(key, value)
-        return table
+        return Group(table, Text(f"recipe: {self.recipe}"))
 
 
 def labelled_images(table: pa.Table, classes: Sequence[str], path: Path) -> tuple[np.ndarray, np.ndarray]:
