@@ -268,10 +268,17 @@ def train(params: Path = PARAMS, root: Path = ROOT) -> None:
 @app.command()
 def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
     """Per-class recall, confusion and per-source scores on val and test; predictions for review."""
-    from ferdata.evaluate import EvaluateParams, run_evaluate
+    from ferdata.balance import BalanceParams
+    from ferdata.evaluate import EvaluateParams, run_evaluate, shift_beyond_training
+    from ferdata.manifest import IMAGE_SIZE
+    from ferdata.train import TrainParams
 
-    layout = Layout(root)
-    cfg = _section(_params(params), "evaluate", EvaluateParams)
+    layout, p = Layout(root), _params(params)
+    cfg = _section(p, "evaluate", EvaluateParams)
+    online = _section(p, "balance", BalanceParams).augment if _section(p, "train", TrainParams).augment else None
+    warning = shift_beyond_training(cfg.views, online.shift * IMAGE_SIZE if online else 0.0)
+    if warning:
+        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     result = _checked(lambda: run_evaluate(cfg, layout.models, layout.dataset, layout.metrics, layout.plots,
                                            layout.predictions, pipeline=layout))
     console.print(result.summary())

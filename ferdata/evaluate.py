@@ -114,6 +114,16 @@ class EvalResult:
         return Group(*lines)
 
 
+def shift_beyond_training(views: TestTimeViews, trained_shift: float) -> str | None:
+    """A warning when the test-time shifts move faces further than training's online shift
+    (``trained_shift`` pixels) ever did; None when they do not."""
+    if views.shift <= trained_shift:
+        return None
+    return (f"evaluate.tta_shift moves faces {views.shift} px, beyond the training's online shift "
+            f"({trained_shift:.1f} px): views the model never saw can cost accuracy; compare on val "
+            f"(benchmarks/tta_views.py) or set evaluate.tta_shift: 0")
+
+
 def predict(net: keras.Model, images: np.ndarray, views: TestTimeViews = TestTimeViews(),
             batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Logits and probabilities (N, C) float32 for (N, 48, 48[, 1]) images in 0..255.

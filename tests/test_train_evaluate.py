@@ -219,6 +219,26 @@ def test_prediction_averages_the_logits_of_the_test_time_views(trained):
     assert no_faces[0].shape == no_faces[1].shape == (0, len(CLASSES_7))
 
 
+def test_test_time_shifts_beyond_the_training_shift_are_warned(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ferdata.cli import app
+    from ferdata.evaluate import shift_beyond_training
+
+    assert shift_beyond_training(TestTimeViews(flip=True, shift=3), trained_shift=4.8) is None
+    assert "3 px, beyond the training's online shift (0.0 px)" in shift_beyond_training(TestTimeViews(True, 3), 0.0)
+    monkeypatch.chdir(tmp_path)
+    outputs = {}
+    for name, params in {"default": "", "no shift": "balance: {augment: {shift: 0.0}}\n",
+                         "no augmentation": "train: {augment: false}\n"}.items():
+        (tmp_path / "params.yaml").write_text("evaluate: {tta_shift: 3}\n" + params)
+        outputs[name] = CliRunner().invoke(app, ["evaluate"]).output
+    assert outputs["default"].startswith("error: models/model.keras: not found")  # 3 px within 10% of 48
+    for name in ("no shift", "no augmentation"):
+        assert outputs[name].startswith("warning: evaluate.tta_shift moves faces 3 px"), outputs[name]
+        assert "error: models/model.keras: not found" in outputs[name]  # the stage still runs
+
+
 def test_predicting_after_training_in_one_process_logs_no_tensorflow_error(tmp_path):
     script = (
         "import numpy as np\n"
