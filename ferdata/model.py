@@ -153,10 +153,8 @@ def predict_batches(net: keras.Model, batch: np.ndarray, batch_size: int) -> np.
     Called batch by batch rather than through ``Model.predict``, whose NumPy input pipeline
     logs a spurious TensorFlow error for a short last batch after a ``fit`` in the same process.
     """
-    chunks = [net.predict_on_batch(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)]
-    if not chunks:  # no faces: the outputs' shapes, with no rows
-        chunks = [net.predict_on_batch(np.zeros((1, *batch.shape[1:]), batch.dtype))]
-        chunks = [[o[:0] for o in chunks[0]] if isinstance(chunks[0], (list, tuple)) else chunks[0][:0]]
+    starts = range(0, max(len(batch), 1), batch_size)  # no faces: one empty batch, outputs with no rows
+    chunks = [net.predict_on_batch(batch[i:i + batch_size]) for i in starts]
     if isinstance(chunks[0], (list, tuple)):
         return [np.concatenate([chunk[k] for chunk in chunks]) for k in range(len(chunks[0]))]
     return np.concatenate(chunks)
