@@ -62,6 +62,7 @@ class TrainParams:
     plateau_patience: int = 3  # schedule plateau: epochs without a lower val_loss before halving; 0 = never
     early_stopping_patience: int = 0  # epochs without a higher val_accuracy before stopping; 0 = never
     class_weights: bool = True  # weight the loss by the balance stage's class_weights.json
+    class_weights_from: float = 0.0  # share of the epochs run unweighted first (deferred re-weighting); 0 = none
     augment: bool = True  # online augmentation with the balance stage's augment.json
     deterministic: bool = True  # TensorFlow op determinism (no measurable cost on CPU)
 
@@ -76,6 +77,10 @@ class TrainParams:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{where}.{name}: at least 1, not {getattr(self, name)}")
+        if isinstance(self.class_weights_from, bool) or not isinstance(self.class_weights_from, (int, float)) \
+                or not 0 <= self.class_weights_from < 1:
+            raise ParamsError(f"{where}.class_weights_from: a share of the epochs from 0 to below 1, "
+                              f"not {self.class_weights_from!r}")
         for name in ("plateau_patience", "early_stopping_patience"):
             if getattr(self, name) < 0:
                 raise ParamsError(f"{where}.{name}: 0 (off) or more, not {getattr(self, name)}")
@@ -84,6 +89,12 @@ class TrainParams:
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ParamsError(f"{where}: learning_rate > 0 and weight_decay >= 0, "
                               f"not {self.learning_rate} and {self.weight_decay}")
+
+    @property
+    def class_weights_start(self) -> int:
+        """The epoch (from 1) the class weights start: after ``class_weights_from`` of the
+        epochs, rounded; the last epoch at the latest."""
+        return min(round(self.class_weights_from * self.epochs) + 1, self.epochs)
 
     def recipe(self) -> str:
         """The recipe as it runs, in one line: a setting the schedule ignores is left out."""
@@ -100,7 +111,12 @@ class TrainParams:
             parts.append(f"early stopping after {self.early_stopping_patience} epochs without a higher val accuracy")
         if self.label_smoothing:
             parts.append(f"label smoothing {self.label_smoothing:g}")
-        parts.append("class weights" if self.class_weights else "no class weights")
+        if not self.class_weights:
+            parts.append("no class weights")
+        elif self.class_weights_start > 1:
+            parts.append(f"class weights from epoch {self.class_weights_start}")
+        else:
+            parts.append("class weights")
         parts.append("online augmentation" if self.augment else "no augmentation")
         return ", ".join(parts)
 
@@ -280,6 +296,28 @@ def epoch_progress(label: str, epochs: int, later_epochs: int = 0) -> Iterator[k
         yield keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: advance(1))
 
 
+class ClassWeightsFrom(keras.callbacks.Callback):
+    """Class weights that start at an epoch: each training face's loss is weighted by its
+    class's weight from ``start_epoch`` (from 1) on, and by 1 before it (deferred
+    re-weighting: the features are learned on the faces as they come, then the classes are
+    balanced). From epoch 1 this is Keras's ``class_weight``; val is never weighted."""
+
+    def __init__(self, class_weight: dict[int, float], start_epoch: int) -> None:
+        super().__init__()
+        self.weights = np.array([class_weight[k] for k in range(len(class_weight))], np.float32)
+        self.start_epoch = start_epoch
+        self.table = tf.Variable(self.weights if start_epoch <= 1 else np.ones_like(self.weights), trainable=False)
+
+    def weigh(self, train: tf.data.Dataset) -> tf.data.Dataset:
+        """``train``'s (images, labels) batches with each face's weight, read from the table as
+        each batch is made."""
+        return train.map(lambda x, y: (x, y, tf.gather(self.table, y)))
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 == self.start_epoch:
+            self.table.assign(self.weights)
+
+
 def cosine_rate(epoch: int, epochs: int, base: float) -> float:
     """The learning rate of ``epoch`` (from 0) when ``base`` decays to 0 along a half cosine
     over ``epochs``: ``base`` for the first epoch, ``base / 2`` half-way."""
@@ -315,9 +353,14 @@ def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: 
     model_lib.fit_batch_norm_window(net, params.epochs * int(train.cardinality()))
     net.compile(optimizer=make_optimizer(params), loss=make_loss(params), metrics=["accuracy"])
     log = EpochLog()
+    callbacks = [*_callbacks(params), log]
+    if class_weight is not None:
+        weighting = ClassWeightsFrom(class_weight, params.class_weights_start)
+        train = weighting.weigh(train)
+        callbacks.append(weighting)
     with epoch_progress(label, params.epochs) as shown:
-        history = net.fit(train, validation_data=val, epochs=params.epochs, class_weight=class_weight,
-                          callbacks=[*_callbacks(params), log, shown], shuffle=False, verbose=0)
+        history = net.fit(train, validation_data=val, epochs=params.epochs, callbacks=[*callbacks, shown],
+                          shuffle=False, verbose=0)
     rows = []
     for i, lr in enumerate(log.rates):
         row = {"epoch": i + 1}

@@ -384,3 +384,53 @@ def test_label_smoothing_trains_towards_softened_targets(tmp_path):
     assert confidence[0.4] < confidence[0.0]  # softened targets: less confident answers on the train faces
     with pytest.raises(ParamsError, match=r"train\]\.label_smoothing: from 0 \(none\) to below 1, not 1.0"):
         TrainParams(label_smoothing=1.0)
+
+
+def _weighted_fit(start_epoch: int, keras_class_weight: bool) -> list[np.ndarray]:
+    """A baseline network's weights after two epochs on fixed generated faces (no shuffle, no
+    augmentation), class-weighted from ``start_epoch``: by ferdata's ``fit``, or by Keras's own
+    ``class_weight`` given to a second ``fit`` call that starts at that epoch."""
+    from ferdata.model import fit_batch_norm_window
+    from ferdata.train import fit, make_dataset, make_loss, make_optimizer, seed_everything
+
+    table = synthetic_dataset({"train": TRAIN_COUNTS, "val": [3] * 7}, 0)
+    x, y = pixels_to_array(table["pixels"])[..., None], np.asarray(table["label_index"].to_numpy(), np.int32)
+    train, val = make_dataset(x[:243], y[:243], 32), make_dataset(x[243:], y[243:], 32)
+    weights = {k: 10.0 if k == 1 else 0.5 for k in range(7)}  # far from 1, so a missed switch shows
+    params = TrainParams(model="baseline", epochs=2, batch_size=32, optimizer="sgd", learning_rate=0.01,
+                         schedule="plateau", plateau_patience=0, class_weights_from=(start_epoch - 1) / 2)
+    seed_everything(0, True)
+    net = build_model("baseline", 7)
+    if not keras_class_weight:
+        fit(net, train, val, params, weights)
+        return net.get_weights()
+    fit_batch_norm_window(net, 2 * int(train.cardinality()))  # as ferdata's fit sets it for two epochs
+    net.compile(optimizer=make_optimizer(params), loss=make_loss(params), metrics=["accuracy"])
+    if start_epoch > 1:
+        net.fit(train, validation_data=val, epochs=start_epoch - 1, shuffle=False, verbose=0)
+    net.fit(train, validation_data=val, initial_epoch=start_epoch - 1, epochs=2, class_weight=weights,
+            shuffle=False, verbose=0)
+    return net.get_weights()
+
+
+def test_class_weights_start_at_their_epoch_as_keras_class_weight_would():
+    networks = {}
+    for start_epoch in (1, 2):
+        networks[start_epoch] = _weighted_fit(start_epoch, False)
+        for ours, theirs in zip(networks[start_epoch], _weighted_fit(start_epoch, True)):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    # the first epoch weighted or not: two different networks, so a missed switch would show
+    assert max(np.abs(a - b).max() for a, b in zip(networks[1], networks[2])) > 1e-3
+
+
+def test_class_weights_from_a_share_of_the_epochs_is_checked_and_stated_in_the_recipe():
+    assert TrainParams(epochs=60, class_weights_from=2 / 3).recipe().endswith(
+        "class weights from epoch 41, online augmentation")
+    assert TrainParams(epochs=30, class_weights_from=2 / 3).class_weights_start == 21
+    assert TrainParams(epochs=1, class_weights_from=2 / 3).class_weights_start == 1  # the last epoch at the latest
+    assert TrainParams(epochs=60).recipe().endswith(", class weights, online augmentation")
+    assert TrainParams(class_weights=False, class_weights_from=0.5).recipe().endswith(
+        "no class weights, online augmentation")
+    for share in (-0.1, 1, True):
+        with pytest.raises(ParamsError, match=rf"class_weights_from: a share of the epochs from 0 to below 1, not {share}"):
+            TrainParams(class_weights_from=share)
