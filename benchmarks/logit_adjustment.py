@@ -1,0 +1,69 @@
+"""Undoing the class weights after training: what it does to accuracy and the rare classes.
+
+A model trained with class weights w leans towards the classes they favour, by about
+log w in its logits. This scores the evaluate stage's answers
+(``processed/predictions.parquet``) with ``tau * log w`` taken off each face's logits
+(``processed/balanced/class_weights.json``; tau 0 is the model as it is, 1 undoes the
+weights fully) and gives each setting's difference from tau 0 with a paired bootstrap over
+the faces. Choose on val; the test split is there to report once.
+
+    .venv/bin/python benchmarks/logit_adjustment.py ROOT --taus 0.25,0.5,0.75,1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.table import Table
+
+from ferdata.ablation_report import difference_text
+from ferdata.bootstrap import paired_difference
+from ferdata.evaluate import class_scores
+from ferdata.manifest import read_table
+
+SPLITS = ("val", "test")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, nargs="?", default=Path("."), help="the pipeline folder")
+    parser.add_argument("--taus", default="0.25,0.5,0.75,1", help="comma-separated shares of log w to take off")
+    parser.add_argument("--resamples", type=int, default=2000)
+    args = parser.parse_args()
+    taus = [float(t) for t in args.taus.split(",")]
+
+    weights = json.loads((args.root / "processed" / "balanced" / "class_weights.json").read_text())["by_index"]
+    log_weights = np.log([weights[str(k)] for k in range(len(weights))])
+    classes = tuple(json.loads((args.root / "models" / "classes.json").read_text())["classes"])
+    predictions = read_table(args.root / "processed" / "predictions.parquet")
+    table = Table(title=f"class weights taken off the logits: {args.root / 'processed' / 'predictions.parquet'}")
+    for column in ("split", "faces", "tau", "accuracy", "vs tau 0", "macro recall", "vs tau 0",
+                   *classes):
+        table.add_column(column)
+    for split in SPLITS:
+        rows = predictions.filter(pc.equal(predictions["split"], split))
+        if rows.num_rows == 0:
+            continue
+        labels = rows["label_index"].to_numpy().astype(np.int64)
+        logits = np.stack(rows["logits"].to_numpy(zero_copy_only=False))
+        guesses = {tau: (logits - tau * log_weights).argmax(axis=1) for tau in [0.0, *taus]}
+        for tau, guess in guesses.items():
+            scores = class_scores(labels, guess, classes)
+            cells = ["–", "–"]
+            if tau:
+                diff = paired_difference(labels, [guess == labels], [guesses[0.0] == labels],
+                                         len(classes), args.resamples, 0)
+                cells = [difference_text(diff["accuracy"]), difference_text(diff["macro_recall"])]
+            table.add_row(split, f"{len(labels):,}", f"{tau:g}", f"{scores['accuracy']:.2%}", cells[0],
+                          f"{scores['macro_recall']:.2%}", cells[1],
+                          *(f"{100 * scores['recall'][c]:.1f}" for c in classes))
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    main()
