@@ -96,6 +96,12 @@ class TrainParams:
         epochs, rounded; the last epoch at the latest."""
         return min(round(self.class_weights_from * self.epochs) + 1, self.epochs)
 
+    @property
+    def watched_from(self) -> int:
+        """The first epoch early stopping watches and may keep: the first weighted one when
+        the class weights are deferred, so that the kept model is a balanced one."""
+        return self.class_weights_start if self.class_weights else 1
+
     def recipe(self) -> str:
         """The recipe as it runs, in one line: a setting the schedule ignores is left out."""
         if self.schedule == "cosine":
@@ -335,7 +341,8 @@ def _callbacks(params: TrainParams) -> list[keras.callbacks.Callback]:
     if params.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                                        patience=params.early_stopping_patience,
-                                                       restore_best_weights=True))
+                                                       restore_best_weights=True,
+                                                       start_from_epoch=params.watched_from - 1))
     return callbacks
 
 
@@ -371,9 +378,11 @@ def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: 
 
 
 def kept_row(history: list[dict], params: TrainParams) -> dict:
-    """The history row of the epoch whose weights a fit keeps: the best val accuracy with
-    early stopping (which restores it), else the last epoch."""
-    return max(history, key=lambda row: row["val_accuracy"]) if params.early_stopping_patience else history[-1]
+    """The history row of the epoch whose weights a fit keeps: with early stopping (which
+    restores it) the best val accuracy from ``params.watched_from`` on, else the last epoch."""
+    if not params.early_stopping_patience:
+        return history[-1]
+    return max((row for row in history if row["epoch"] >= params.watched_from), key=lambda row: row["val_accuracy"])
 
 
 def throughput(train_images: int, seconds: Sequence[float]) -> float:

@@ -21,7 +21,8 @@ from ferdata.manifest import pixels_to_array, write_table
 from ferdata.model import build_model, embed
 from ferdata.taxonomy import CLASSES_7
 from ferdata.params import ParamsError
-from ferdata.train import TrainParams, cosine_rate, load_model, make_loss, read_class_weights, run_train
+from ferdata.train import (TrainParams, cosine_rate, kept_row, labelled_images, load_model, make_loss,
+                           read_class_weights, run_train, split_rows)
 from helpers import class_pattern, synthetic_dataset
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
@@ -432,5 +433,26 @@ def test_class_weights_from_a_share_of_the_epochs_is_checked_and_stated_in_the_r
     assert TrainParams(class_weights=False, class_weights_from=0.5).recipe().endswith(
         "no class weights, online augmentation")
     for share in (-0.1, 1, True):
-        with pytest.raises(ParamsError, match=rf"class_weights_from: a share of the epochs from 0 to below 1, not {share}"):
+        with pytest.raises(ParamsError, match=rf"class_weights_from: a share of the epochs from 0 to below 1, "
+                                              rf"not {share}"):
             TrainParams(class_weights_from=share)
+
+
+def test_early_stopping_keeps_a_weighted_epoch_when_the_class_weights_are_deferred(tmp_path):
+    history = [{"epoch": e, "val_accuracy": a} for e, a in enumerate([0.9, 0.5, 0.6, 0.7], start=1)]
+    deferred = TrainParams(epochs=4, early_stopping_patience=2, class_weights_from=0.5)
+    assert deferred.watched_from == 3 and kept_row(history, deferred)["epoch"] == 4
+    assert kept_row(history, TrainParams(epochs=4, early_stopping_patience=2))["epoch"] == 1
+    unweighted = TrainParams(epochs=4, early_stopping_patience=2, class_weights=False, class_weights_from=0.5)
+    assert kept_row(history, unweighted)["epoch"] == 1
+    # the run: Keras's early stopping restores the epoch kept_row reports, a weighted one
+    dataset, balanced = write_inputs(tmp_path, [6] * 7, 2)
+    params = TrainParams(**{**FAST, "epochs": 4, "early_stopping_patience": 1, "class_weights_from": 0.5})
+    result = run_train(params, balanced, dataset, tmp_path / "models", tmp_path / "metrics")
+    assert result.kept_epoch >= 3
+    net, _ = load_model(tmp_path / "models")
+    report = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    path = dataset / "manifest.parquet"
+    images, labels = labelled_images(split_rows(pq.read_table(path), "val"), CLASSES_7, path)
+    accuracy = float(np.mean(net.predict_on_batch(images.astype("float32")).argmax(axis=1) == labels))
+    assert accuracy == pytest.approx(report["history"][result.kept_epoch - 1]["val_accuracy"], abs=1e-6)
