@@ -396,7 +396,8 @@ def _weighted_fit(start_epoch: int, keras_class_weight: bool) -> list[np.ndarray
 
     table = synthetic_dataset({"train": TRAIN_COUNTS, "val": [3] * 7}, 0)
     x, y = pixels_to_array(table["pixels"])[..., None], np.asarray(table["label_index"].to_numpy(), np.int32)
-    train, val = make_dataset(x[:243], y[:243], 32), make_dataset(x[243:], y[243:], 32)
+    n = sum(TRAIN_COUNTS)  # the train rows come first
+    train, val = make_dataset(x[:n], y[:n], 32), make_dataset(x[n:], y[n:], 32)
     weights = {k: 10.0 if k == 1 else 0.5 for k in range(7)}  # far from 1, so a missed switch shows
     params = TrainParams(model="baseline", epochs=2, batch_size=32, optimizer="sgd", learning_rate=0.01,
                          schedule="plateau", plateau_patience=0, class_weights_from=(start_epoch - 1) / 2)
