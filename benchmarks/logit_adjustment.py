@@ -24,7 +24,9 @@ from rich.table import Table
 from ferdata.ablation_report import difference_text
 from ferdata.bootstrap import paired_difference
 from ferdata.evaluate import class_scores
+from ferdata.layout import Layout
 from ferdata.manifest import read_table
+from ferdata.train import CLASS_WEIGHTS_FILE, CLASSES_FILE, read_class_weights
 
 SPLITS = ("val", "test")
 
@@ -37,11 +39,12 @@ def main() -> None:
     args = parser.parse_args()
     taus = [float(t) for t in args.taus.split(",")]
 
-    weights = json.loads((args.root / "processed" / "balanced" / "class_weights.json").read_text())["by_index"]
-    log_weights = np.log([weights[str(k)] for k in range(len(weights))])
-    classes = tuple(json.loads((args.root / "models" / "classes.json").read_text())["classes"])
-    predictions = read_table(args.root / "processed" / "predictions.parquet")
-    table = Table(title=f"class weights taken off the logits: {args.root / 'processed' / 'predictions.parquet'}")
+    layout = Layout(args.root)
+    classes = tuple(json.loads((layout.models / CLASSES_FILE).read_text())["classes"])
+    weights = read_class_weights(layout.balanced / CLASS_WEIGHTS_FILE, classes)
+    log_weights = np.log([weights[k] for k in range(len(classes))])
+    predictions = read_table(layout.predictions)
+    table = Table(title=f"class weights taken off the logits: {layout.predictions}")
     for column in ("split", "faces", "tau", "accuracy", "vs tau 0", "macro recall", "vs tau 0",
                    *classes):
         table.add_column(column)
