@@ -293,6 +293,9 @@ def ablate(
                    "raw,aligned,aligned+dedup,build,build+clean."),
     repeats: Optional[int] = typer.Option(None, help="Seeds per arm, seed .. seed+repeats-1 "
                                                      "(default: ablate.repeats)."),
+    seed: Optional[int] = typer.Option(
+        None, help="The first training seed (default: the params' seed). It seeds training only, so runs "
+                   "trained elsewhere with --seed are reused by --repeats here."),
     resamples: Optional[int] = typer.Option(None, help="Bootstrap resamples (default: ablate.resamples)."),
     retrain: bool = typer.Option(False, "--retrain", help="Train every run again, even one with the same data, "
                                                           "recipe and seed kept in processed/ablation_runs/."),
@@ -309,7 +312,7 @@ def ablate(
 
     p, layout = _params(params), Layout(root)
     votes = _ferplus_votes(layout, ferplus_csv)
-    given = {"epochs": epochs, "repeats": repeats, "resamples": resamples, "retrain": retrain or None,
+    given = {"epochs": epochs, "repeats": repeats, "seed": seed, "resamples": resamples, "retrain": retrain or None,
              "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None}
     p = {**p, "ablate": {**(p.get("ablate") or {}), **{k: v for k, v in given.items() if v is not None}}}
     cfg = _section(p, "ablate", AblateParams)

@@ -335,6 +335,27 @@ def test_an_unusable_kept_run_is_named_and_trained_again(ablated, tmp_path):
     assert len(json.loads(kept_path.read_text())["predicted"]) == report["test"]["faces"]  # kept anew
 
 
+def test_seeds_trained_in_another_folder_with_seed_are_reused_by_repeats(ablated, tmp_path):
+    """`--seed 43` seeds training only (build's SMOTE set stays the params' seed's), so its
+    runs, copied into the folder holding seed 42's, make `--repeats 2` train nothing."""
+    elsewhere = shutil.copytree(ablated[0], tmp_path / "elsewhere", symlinks=True,
+                                ignore=shutil.ignore_patterns("ablation_runs"))
+    second, _ = _ablate_again(elsewhere, "--arms", "raw,build", "--seed", "43")
+    assert second["params"]["seeds"] == [43] and second["runs"]["trained"] == 2
+    assert second["arms"]["build"]["train_faces"] == ablated[1]["arms"]["build"]["train_faces"]
+    root = _copy_of(ablated, tmp_path)
+    for kept in (elsewhere / "processed" / "ablation_runs").glob("*.json"):
+        shutil.copy(kept, root / "processed" / "ablation_runs")
+    pooled, output = _ablate_again(root, "--arms", "raw,build", "--repeats", "2")
+    assert pooled["runs"]["trained"] == 0 and pooled["runs"]["reused"] == 4
+    for name in ("raw", "build"):
+        first, other = pooled["arms"][name]["repeats"]
+        assert (first["seed"], other["seed"]) == (42, 43)
+        assert first["run"] == ablated[1]["arms"][name]["repeats"][0]["run"]
+        assert other["run"] == second["arms"][name]["repeats"][0]["run"]
+        assert other["accuracy"] == second["arms"][name]["accuracy"]
+
+
 def test_editing_the_report_keeps_the_runs_and_editing_training_does_not(tmp_path):
     """A kept run's key covers the code that trains and predicts, not the ablation's report."""
     package = tmp_path / "ferdata"
