@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -199,14 +200,18 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     store = RunStore(layout.ablation_runs)
     summaries: dict[str, dict] = {}
     runs: dict[str, list[ArmRun]] = {}
+    total, clock = len(params.arms) * len(params.seeds), time.monotonic()
     for name in params.arms:
         data = sources.arm(name)
         summaries[name] = _data_summary(data, classes)
         note(f"ablate {name}: {len(data.train):,} train faces, {len(data.val):,} val, "
              f"{int(data.test_present.sum()):,} of {len(labels):,} test faces answered")
-        runs[name] = [trained_or_kept(store, data, sources.test.ids, replace(recipe, seed=seed), evaluate, balance,
-                                      classes, labels, params.retrain)
-                      for seed in params.seeds]
+        runs[name] = []
+        for seed in params.seeds:
+            note(f"ablate run {sum(map(len, runs.values())) + 1} of {total}: {name} seed {seed}, "
+                 f"{duration(time.monotonic() - clock)} into the ablation")
+            runs[name].append(trained_or_kept(store, data, sources.test.ids, replace(recipe, seed=seed), evaluate,
+                                              balance, classes, labels, params.retrain))
         note(f"ablate {name}: {duration(sum(r.seconds for r in runs[name] if not r.reused))} of training")
     reference = [run.correct for run in runs[REFERENCE]]
     report_arms = {}

@@ -284,6 +284,7 @@ def test_a_second_ablation_reuses_every_kept_run_and_reports_the_same(ablated, t
     again, output = _ablate_again(root)
     assert again["runs"]["trained"] == 0 and again["runs"]["reused"] == len(ARMS)
     assert "0 trained, 5 reused" in output
+    assert "ablate run 5 of 5: build+clean seed 42" in output  # where a long run is, in a log
     for name, arm in again["arms"].items():
         kept = first["arms"][name]
         assert arm["repeats"][0]["reused"] and arm["repeats"][0]["run"] == kept["repeats"][0]["run"]
