@@ -12,30 +12,22 @@ the faces. Choose on val; the test split is there to report once.
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
-from ferdata.ablation_report import difference_text
-from ferdata.bootstrap import paired_difference
-from ferdata.evaluate import class_scores
 from ferdata.layout import Layout
 from ferdata.manifest import read_table
 from ferdata.train import CLASS_WEIGHTS_FILE, CLASSES_FILE, read_class_weights
-
-SPLITS = ("val", "test")
+from paired_scores import SPLITS, add_split_rows, pipeline_arguments
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path, nargs="?", default=Path("."), help="the pipeline folder")
+    parser = pipeline_arguments(__doc__)
     parser.add_argument("--taus", default="0.25,0.5,0.75,1", help="comma-separated shares of log w to take off")
-    parser.add_argument("--resamples", type=int, default=2000)
     args = parser.parse_args()
     taus = [float(t) for t in args.taus.split(",")]
 
@@ -45,8 +37,7 @@ def main() -> None:
     log_weights = np.log([weights[k] for k in range(len(classes))])
     predictions = read_table(layout.predictions)
     table = Table(title=f"class weights taken off the logits: {layout.predictions}")
-    for column in ("split", "faces", "tau", "accuracy", "vs tau 0", "macro recall", "vs tau 0",
-                   *classes):
+    for column in ("split", "faces", "tau", "accuracy", "vs tau 0", "macro recall", "vs tau 0", *classes):
         table.add_column(column)
     for split in SPLITS:
         rows = predictions.filter(pc.equal(predictions["split"], split))
@@ -54,17 +45,8 @@ def main() -> None:
             continue
         labels = rows["label_index"].to_numpy().astype(np.int64)
         logits = np.stack(rows["logits"].to_numpy(zero_copy_only=False))
-        guesses = {tau: (logits - tau * log_weights).argmax(axis=1) for tau in [0.0, *taus]}
-        for tau, guess in guesses.items():
-            scores = class_scores(labels, guess, classes)
-            cells = ["–", "–"]
-            if tau:
-                diff = paired_difference(labels, [guess == labels], [guesses[0.0] == labels],
-                                         len(classes), args.resamples, 0)
-                cells = [difference_text(diff["accuracy"]), difference_text(diff["macro_recall"])]
-            table.add_row(split, f"{len(labels):,}", f"{tau:g}", f"{scores['accuracy']:.2%}", cells[0],
-                          f"{scores['macro_recall']:.2%}", cells[1],
-                          *(f"{100 * scores['recall'][c]:.1f}" for c in classes))
+        guesses = {f"{tau:g}": (logits - tau * log_weights).argmax(axis=1) for tau in [0.0, *taus]}
+        add_split_rows(table, split, labels, guesses, classes, args.resamples, per_class=True)
     Console(width=200).print(table)
 
 

@@ -11,26 +11,19 @@ val; the test split is there to report once.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
-from ferdata.bootstrap import paired_difference
-from ferdata.evaluate import TestTimeViews, class_scores, predict
+from ferdata.evaluate import TestTimeViews, predict
 from ferdata.manifest import read_table
 from ferdata.train import labelled_images, load_model
-
-SPLITS = ("val", "test")
+from paired_scores import SPLITS, add_split_rows, pipeline_arguments
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path, nargs="?", default=Path("."), help="the pipeline folder")
+    parser = pipeline_arguments(__doc__)
     parser.add_argument("--shifts", default="1,2,3,4", help="comma-separated pixels")
-    parser.add_argument("--resamples", type=int, default=2000)
     args = parser.parse_args()
     shifts = [int(s) for s in args.shifts.split(",")]
 
@@ -45,17 +38,8 @@ def main() -> None:
     for split in SPLITS:
         rows = manifest.filter(pc.equal(manifest["split"], split))
         images, labels = labelled_images(rows, classes, path)
-        predicted = {name: predict(net, images, views)[1].argmax(axis=1) for name, views in settings.items()}
-        for name, guesses in predicted.items():
-            scores = class_scores(labels, guesses, classes)
-            cells = ["–", "–"]
-            if name != "flip only":
-                diff = paired_difference(labels, [guesses == labels], [predicted["flip only"] == labels],
-                                         len(classes), args.resamples, 0)
-                cells = [f"{100 * d['mean']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
-                         for d in (diff["accuracy"], diff["macro_recall"])]
-            table.add_row(split, f"{len(labels):,}", name, f"{scores['accuracy']:.2%}", cells[0],
-                          f"{scores['macro_recall']:.2%}", cells[1])
+        guesses = {name: predict(net, images, views)[1].argmax(axis=1) for name, views in settings.items()}
+        add_split_rows(table, split, labels, guesses, classes, args.resamples)
     Console(width=120).print(table)
 
 
