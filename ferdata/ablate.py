@@ -200,7 +200,7 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     store = RunStore(layout.ablation_runs)
     summaries: dict[str, dict] = {}
     runs: dict[str, list[ArmRun]] = {}
-    total, clock = len(params.arms) * len(params.seeds), time.monotonic()
+    total, started, clock = len(params.arms) * len(params.seeds), 0, time.monotonic()
     for name in params.arms:
         data = sources.arm(name)
         summaries[name] = _data_summary(data, classes)
@@ -208,7 +208,8 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
              f"{int(data.test_present.sum()):,} of {len(labels):,} test faces answered")
         runs[name] = []
         for seed in params.seeds:
-            note(f"ablate run {sum(map(len, runs.values())) + 1} of {total}: {name} seed {seed}, "
+            started += 1
+            note(f"ablate run {started} of {total}: {name} seed {seed}, "
                  f"{duration(time.monotonic() - clock)} into the ablation")
             runs[name].append(trained_or_kept(store, data, sources.test.ids, replace(recipe, seed=seed), evaluate,
                                               balance, classes, labels, params.retrain))
