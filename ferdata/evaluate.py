@@ -202,8 +202,9 @@ def source_scores(y_true: np.ndarray, y_pred: np.ndarray, sources: Sequence[str]
 
 
 def per_class_table(split_metrics: dict, classes: Sequence[str], split: str) -> Table:
-    """Per class: support, recall, precision, F1 and recall per source; then the totals."""
-    by_source = split_metrics["by_source"]
+    """Per class: support, recall, precision, F1 and, where several sources are scored, recall
+    per source; then the totals."""
+    by_source = split_metrics["by_source"] if len(split_metrics["by_source"]) > 1 else {}
     table = Table(title=f"evaluate {split}: accuracy {split_metrics['accuracy']:.3f}, "
                         f"macro recall {split_metrics['macro_recall']:.3f} ({split_metrics['count']} images)")
     for col in ("class", "support", "recall", "precision", "F1", *(f"recall {s}" for s in by_source)):

@@ -16,7 +16,8 @@ import pytest
 from rich.console import Console
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
 
-from ferdata.evaluate import EvaluateParams, TestTimeViews, class_scores, predict, run_evaluate
+from ferdata.evaluate import (EvaluateParams, TestTimeViews, class_scores, per_class_table, predict, run_evaluate,
+                              source_scores)
 from ferdata.manifest import pixels_to_array, write_table
 from ferdata.model import build_model, embed
 from ferdata.taxonomy import CLASSES_7
@@ -169,6 +170,19 @@ def test_class_scores_match_scikit_learn_with_absent_classes():
     assert ours["macro_precision"] == pytest.approx(report["macro avg"]["precision"])
     assert ours["macro_recall"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
     assert ours["confusion"]["counts"] == confusion_matrix(y_true, y_pred, labels=range(7)).tolist()
+
+
+def test_the_per_class_table_has_a_recall_column_per_source_only_when_sources_differ():
+    rng = np.random.default_rng(6)
+    y_true, y_pred = rng.integers(0, 7, 200), rng.integers(0, 7, 200)
+
+    def columns(sources: list[str]) -> list[str]:
+        split_metrics = class_scores(y_true, y_pred, CLASSES_7)
+        split_metrics["by_source"] = source_scores(y_true, y_pred, sources, CLASSES_7, ["fer2013", "ckplus"])
+        return [str(col.header) for col in per_class_table(split_metrics, CLASSES_7, "test").columns]
+
+    assert columns(["fer2013"] * 150 + ["ckplus"] * 50)[-2:] == ["recall fer2013", "recall ckplus"]
+    assert columns(["fer2013"] * 200) == ["class", "support", "recall", "precision", "F1"]
 
 
 def test_saved_model_reloads_with_the_same_predictions(trained):
