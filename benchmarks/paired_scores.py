@@ -12,7 +12,7 @@ import numpy as np
 from rich.table import Table
 
 from ferdata.bootstrap import paired_difference
-from ferdata.evaluate import class_scores
+from ferdata.scores import class_scores
 
 SPLITS = ("val", "test")  # choose on val; the test split is there to report once
 

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
-from ferdata.evaluate import TestTimeViews, predict
+from ferdata.test_time import TestTimeViews, predict
 from ferdata.manifest import read_table
 from ferdata.train import labelled_images, load_model
 from paired_scores import SPLITS, add_split_rows, pipeline_arguments

@@ -21,7 +21,7 @@ import numpy as np
 
 from ferdata.arms import ArmData
 from ferdata.augment import AugmentParams
-from ferdata.evaluate import TestTimeViews
+from ferdata.test_time import TestTimeViews
 from ferdata.export import write_json_atomic
 from ferdata.train import TrainParams
 
@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 RUN_FIELDS = ("arm", "seed", "predicted", "epochs_run", "kept_epoch", "seconds")
 #: The modules whose code decides how an arm is trained and how it answers (not the
 #: ablation's report, so that editing it keeps the runs).
-TRAINING_CODE = ("arm_training", "augment", "balance", "evaluate", "model", "train")
+TRAINING_CODE = ("arm_training", "augment", "balance", "model", "test_time", "train")
 PACKAGE = Path(__file__).parent
 
 

@@ -17,7 +17,8 @@ from ferdata import model as model_lib
 from ferdata.arms import ArmData
 from ferdata.augment import online_config
 from ferdata.balance import BalanceParams, class_weights
-from ferdata.evaluate import EvaluateParams, predict
+from ferdata.evaluate import EvaluateParams
+from ferdata.test_time import predict
 from ferdata.train import TrainParams, augmentation_from, fit, kept_row, make_dataset, seed_everything
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)

@@ -19,7 +19,7 @@ from ferdata.params import load_params, section
 if TYPE_CHECKING:
     import fiftyone as fo
 
-    from ferdata.evaluate import TestTimeViews
+    from ferdata.test_time import TestTimeViews
     from ferdata.executor import Executor
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info logs drown the summaries
@@ -269,7 +269,8 @@ def train(params: Path = PARAMS, root: Path = ROOT) -> None:
 def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
     """Per-class recall, confusion and per-source scores on val and test; predictions for review."""
     from ferdata.balance import BalanceParams
-    from ferdata.evaluate import EvaluateParams, run_evaluate, shift_beyond_training
+    from ferdata.evaluate import EvaluateParams, run_evaluate
+    from ferdata.test_time import shift_beyond_training
     from ferdata.manifest import IMAGE_SIZE
     from ferdata.train import TrainParams
 

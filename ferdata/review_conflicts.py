@@ -23,7 +23,7 @@ from ferdata.shards import Shards
 if TYPE_CHECKING:
     import keras
 
-    from ferdata.evaluate import TestTimeViews
+    from ferdata.test_time import TestTimeViews
 
 LABEL_CONFLICT = "label_conflict"
 
@@ -63,7 +63,7 @@ def conflict_predictions(net: "keras.Model", dropped: pa.Table, classes: Sequenc
     """The model's answer for each dropped copy, as ``sample_id -> {predicted_label, confidence,
     logits}`` like predictions.parquet's rows: the model never trained on these faces, so it
     is a second opinion on their labels."""
-    from ferdata.evaluate import predict
+    from ferdata.test_time import predict
 
     logits, probabilities = predict(net, pixels_to_array(dropped["pixels"]), views)
     best = probabilities.argmax(axis=1)

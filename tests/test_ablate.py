@@ -358,7 +358,8 @@ def test_seeds_trained_in_another_folder_with_seed_are_reused_by_repeats(ablated
 
 
 def test_editing_the_report_keeps_the_runs_and_editing_training_does_not(tmp_path):
-    """A kept run's key covers the code that trains and predicts, not the ablation's report."""
+    """A kept run's key covers the code that trains and predicts, not the ablation's or the
+    evaluate stage's reports."""
     package = tmp_path / "ferdata"
     shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
     before = training_code(package)
@@ -371,8 +372,9 @@ def test_editing_the_report_keeps_the_runs_and_editing_training_does_not(tmp_pat
         path.write_text(source)
         return code
 
-    assert edited("ablate") == before and edited("ablation_report") == before
-    for module in ("arm_training", "train", "model", "evaluate"):
+    for module in ("ablate", "ablation_report", "evaluate", "evaluate_report", "scores"):
+        assert edited(module) == before, module
+    for module in ("arm_training", "train", "model", "test_time"):
         assert edited(module) != before, module
 
 

@@ -14,7 +14,8 @@ from sklearn.metrics import balanced_accuracy_score
 from typer.testing import CliRunner
 
 from ferdata.cli import app
-from ferdata.evaluate import EvaluateParams, predict
+from ferdata.evaluate import EvaluateParams
+from ferdata.test_time import predict
 from ferdata.manifest import pixels_to_array
 from ferdata.sample import write_sample
 from ferdata.train import load_model

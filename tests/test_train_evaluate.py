@@ -16,8 +16,10 @@ import pytest
 from rich.console import Console
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
 
-from ferdata.evaluate import (EvaluateParams, TestTimeViews, class_scores, per_class_table, predict, run_evaluate,
-                              source_scores)
+from ferdata.evaluate import EvaluateParams, run_evaluate
+from ferdata.evaluate_report import per_class_table
+from ferdata.scores import class_scores, source_scores
+from ferdata.test_time import TestTimeViews, predict
 from ferdata.manifest import pixels_to_array, write_table
 from ferdata.model import build_model, embed
 from ferdata.taxonomy import CLASSES_7
@@ -238,7 +240,7 @@ def test_test_time_shifts_beyond_the_training_shift_are_warned(tmp_path, monkeyp
     from typer.testing import CliRunner
 
     from ferdata.cli import app
-    from ferdata.evaluate import shift_beyond_training
+    from ferdata.test_time import shift_beyond_training
 
     assert shift_beyond_training(TestTimeViews(flip=True, shift=3), trained_shift=4.8) is None
     assert "3 px, beyond the training's online shift (0.0 px)" in shift_beyond_training(TestTimeViews(True, 3), 0.0)
