@@ -3,13 +3,14 @@ confusion and recall plots, and the confusion CSV for DVC's plots."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from rich.table import Table
+
+from ferdata.export import temporary_sibling
 
 
 def per_class_table(split_metrics: dict, classes: Sequence[str], split: str) -> Table:
@@ -31,7 +32,8 @@ def per_class_table(split_metrics: dict, classes: Sequence[str], split: str) -> 
 
 
 def save_figure(fig: Figure, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """The figure as a PNG at ``path``, renamed into place once written."""
+    tmp = temporary_sibling(path)
     fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
     tmp.replace(path)
 
@@ -73,6 +75,7 @@ def recall_figure(split_metrics: dict, classes: Sequence[str], split: str) -> Fi
 
 
 def write_confusion_csv(path: Path, actual: Sequence[str], predicted: Sequence[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """One ``actual,predicted`` row per face (DVC's confusion template), renamed into place."""
+    tmp = temporary_sibling(path)
     tmp.write_text("actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in zip(actual, predicted)))
     tmp.replace(path)

@@ -58,10 +58,15 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def temporary_sibling(path: Path) -> Path:
+    """A hidden file beside ``path`` to write first and then rename into place."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_sibling(path)
     write_json(tmp, data)
     tmp.replace(path)
 
