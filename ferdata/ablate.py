@@ -35,16 +35,17 @@ from ferdata import bootstrap
 from ferdata.ablation_report import ablation_figure
 from ferdata.ablation_runs import RunStore, run_key
 from ferdata.arm_training import ArmRun, train_and_predict
-from ferdata.arms import ARMS, TEST_SOURCE, ArmData, ArmSources
+from ferdata.arms import ARMS, ArmData, ArmSources
 from ferdata.balance import BalanceParams
 from ferdata.evaluate import EvaluateParams
-from ferdata.export import replace_dir, write_json_atomic
+from ferdata.files import replace_dir, write_json_atomic
 from ferdata.issue_precision import ferplus_reference
 from ferdata.layout import Layout
 from ferdata.manifest import write_table
 from ferdata.params import ParamsError
 from ferdata.predictions import with_classes
 from ferdata.progress import duration, note
+from ferdata.test_faces import TEST_SOURCE
 from ferdata.train import TrainParams
 
 REFERENCE = "raw"

@@ -22,7 +22,7 @@ import numpy as np
 from ferdata.arms import ArmData
 from ferdata.augment import AugmentParams
 from ferdata.test_time import TestTimeViews
-from ferdata.export import write_json_atomic
+from ferdata.files import write_json_atomic
 from ferdata.train import TrainParams
 
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)

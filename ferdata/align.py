@@ -55,7 +55,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from PIL import Image
 from rich.table import Table
 
 from ferdata.executor import Executor, task_size, using
@@ -68,7 +67,7 @@ from ferdata.manifest import (ALIGN_FIELDS, ALIGNED_SCHEMA, IMAGE_SIZE, INGEST_S
                               array_to_pixels, rejects_table, write_table)
 from ferdata.params import ParamsError
 from ferdata.progress import progress_bar
-from ferdata.resample import warp
+from ferdata.resample import centre_crop, warp
 from ferdata.shards import Shards, ShardWriter
 from ferdata.sources.base import Given
 
@@ -123,17 +122,6 @@ class AlignParams:
 
 
 # ---------------------------------------------------------------- geometry
-
-
-def centre_crop(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    """The centred square of the image's shorter side, resized (antialiased) to size x size."""
-    h, w = image.shape
-    side = min(h, w)
-    left, top = (w - side) // 2, (h - side) // 2
-    if side == size:
-        return np.ascontiguousarray(image[top:top + side, left:left + side])
-    box = (left, top, left + side, top + side)
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR, box=box))
 
 
 def equalize(image: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ the two arms that balance. The arms add one step each:
 * ``build``: the balance stage's output: every source's train rows, balanced by ``balance.method``;
 * ``build+clean``: the same, with the label-issues stage's flagged faces left out.
 
-Every arm is tested on all of FER2013's PrivateTest rows as ingested (:class:`TestFaces`),
+Every arm is tested on all of FER2013's PrivateTest rows as ingested (:class:`ferdata.test_faces.TestFaces`),
 in its own pixels (raw for ``raw``, aligned for the others). A test face the align stage
 dropped has no aligned pixels: the arm cannot answer for it and it counts as wrong. Every
 arm validates (for the plateau schedule and early stopping, when set) on all of FER2013's
@@ -28,16 +28,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ferdata.align import centre_crop
 from ferdata.balance import BalanceParams, run_balance
-from ferdata.dedup import copies_of_train_rows
 from ferdata.images import decode_gray
 from ferdata.label_issues import flagged_ids
 from ferdata.layout import Layout
-from ferdata.manifest import IMAGE_SIZE, check_labels, pixels_to_array, read_table
+from ferdata.manifest import IMAGE_SIZE, pixels_to_array, read_table
+from ferdata.resample import centre_crop
+from ferdata.test_faces import TEST_SOURCE, aligned_test_pixels, label_indexes, source_rows, test_faces
 
 ARMS: tuple[str, ...] = ("raw", "aligned", "aligned+dedup", "build", "build+clean")
-TEST_SOURCE = "fer2013"
 
 
 @dataclass
@@ -55,17 +54,6 @@ class Faces:
 
 
 @dataclass
-class TestFaces:
-    """The faces every arm is scored on: FER2013's PrivateTest rows as ingested, by id, and
-    which of them the split stage found a copy of among the training rows (None before the
-    split stage has run)."""
-
-    ids: list[str]
-    labels: np.ndarray
-    copied_in_train: np.ndarray | None = None
-
-
-@dataclass
 class ArmData:
     """One arm's train and val faces, and its pixels of each test face (``test_present``
     False where the arm has none: that face counts as wrong)."""
@@ -75,49 +63,6 @@ class ArmData:
     val: Faces
     test_images: np.ndarray
     test_present: np.ndarray
-
-
-def _rows(table: pa.Table, source: str, split: str) -> pa.Table:
-    keep = pc.and_(pc.equal(table["source"], source), pc.fill_null(pc.equal(table["split"], split), False))
-    return table.filter(keep).sort_by("sample_id")
-
-
-def _labels(table: pa.Table, classes: Sequence[str], path: Path) -> np.ndarray:
-    check_labels(table, tuple(classes), path, "; run the pipeline with the same taxonomy")
-    return np.asarray(table["label_index"].to_numpy(zero_copy_only=False), dtype=np.int32)
-
-
-def copied_in_train(dedup_report: Path, ids: Sequence[str]) -> np.ndarray | None:
-    """For each id, whether the split stage's ``dedup.json`` puts it in one group (an exact or
-    near copy) with a row ingested as train; None when there is no report yet."""
-    if not dedup_report.exists():
-        return None
-    copied = copies_of_train_rows(dedup_report)
-    return np.array([sample_id in copied for sample_id in ids], bool)
-
-
-def test_faces(interim: pa.Table, path: Path, classes: Sequence[str], dedup_report: Path) -> TestFaces | None:
-    """FER2013's PrivateTest rows of the ingest manifest ``interim`` (read from ``path``),
-    sorted by id; None when there are none."""
-    test = _rows(interim, TEST_SOURCE, "test")
-    if test.num_rows == 0:
-        return None
-    ids = test["sample_id"].to_pylist()
-    return TestFaces(ids, _labels(test, classes, path), copied_in_train(dedup_report, ids))
-
-
-def aligned_test_pixels(aligned: pa.Table, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The aligned pixels of each FER2013 test face ``ids`` in the align stage's table, and
-    whether the align stage kept it (zeros where it did not)."""
-    rows = _rows(aligned, TEST_SOURCE, "test")
-    where = {sid: i for i, sid in enumerate(rows["sample_id"].to_pylist())}
-    pixels = pixels_to_array(rows["pixels"])
-    images = np.zeros((len(ids), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    present = np.array([sid in where for sid in ids], bool)
-    for i, sid in enumerate(ids):
-        if sid in where:
-            images[i] = pixels[where[sid]]
-    return images, present
 
 
 class ArmSources:
@@ -148,15 +93,15 @@ class ArmSources:
     def arm(self, name: str) -> ArmData:
         """The named arm's faces (see the module docstring)."""
         if name == "raw":
-            train, val = (self._raw(_rows(self.interim, TEST_SOURCE, s)) for s in ("train", "val"))
-            test = self._raw(_rows(self.interim, TEST_SOURCE, "test"))
+            train, val = (self._raw(source_rows(self.interim, TEST_SOURCE, s)) for s in ("train", "val"))
+            test = self._raw(source_rows(self.interim, TEST_SOURCE, "test"))
             return ArmData(name, train, val, test.images, np.ones(len(test), bool))
-        val = self._faces(_rows(self.aligned, TEST_SOURCE, "val"), self.aligned_path)
+        val = self._faces(source_rows(self.aligned, TEST_SOURCE, "val"), self.aligned_path)
         if name == "aligned":
-            train = self._faces(_rows(self.aligned, TEST_SOURCE, "train"), self.aligned_path)
+            train = self._faces(source_rows(self.aligned, TEST_SOURCE, "train"), self.aligned_path)
         elif name == "aligned+dedup":
             dataset = read_table(self.dataset_path)
-            train = self._faces(_rows(dataset, TEST_SOURCE, "train"), self.dataset_path)
+            train = self._faces(source_rows(dataset, TEST_SOURCE, "train"), self.dataset_path)
         elif name in ("build", "build+clean"):
             exclude = flagged_ids(self.layout.label_issues) if name == "build+clean" else set()
             train = self._balanced(exclude)
@@ -174,11 +119,11 @@ class ArmSources:
         for i, (row, file) in enumerate(zip(pixel_rows, rows["source_file"].to_pylist())):
             image = pixels[row] if row is not None else decode_gray(self.layout.raw / TEST_SOURCE / file)
             images[i] = image if image.shape == (IMAGE_SIZE, IMAGE_SIZE) else centre_crop(image)
-        return Faces(rows["sample_id"].to_pylist(), images, _labels(rows, self.classes, self.interim_path))
+        return Faces(rows["sample_id"].to_pylist(), images, label_indexes(rows, self.classes, self.interim_path))
 
     def _faces(self, rows: pa.Table, path: Path) -> Faces:
         return Faces(rows["sample_id"].to_pylist(), pixels_to_array(rows["pixels"]),
-                     _labels(rows, self.classes, path))
+                     label_indexes(rows, self.classes, path))
 
     def _balanced(self, exclude: set[str]) -> Faces:
         """The balance stage's train rows, run again into a temporary folder."""

@@ -51,7 +51,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from ferdata import dedup
 from ferdata.augment import AugmentParams, Transform, augment_images, online_config
 from ferdata.balance_memory import GB, ResampleSize, available_bytes, memory_advice
-from ferdata.export import replace_dir, write_class_pngs, write_json
+from ferdata.export import write_class_pngs
+from ferdata.files import replace_dir, write_json
 from ferdata.manifest import (
     BALANCE_FIELDS, BALANCED_SCHEMA, DATASET_SCHEMA, IMAGE_SIZE, array_to_pixels, check_labels, pixels_to_array,
     read_table, write_table,

@@ -351,7 +351,7 @@ def compare(
 ) -> None:
     """Two models on the same faces: scores, A - B and its paired-bootstrap interval."""
     from ferdata.compare import compare as compare_answers, comparison_table, read_answers, read_arm, train_copies
-    from ferdata.export import write_json_atomic
+    from ferdata.files import write_json_atomic
 
     private_test = private_test or arm_a is not None or arm_b is not None  # an ablation answers PrivateTest
     if private_test and split != "test":

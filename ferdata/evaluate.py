@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from rich.console import Group
 
 from ferdata.evaluate_report import confusion_figure, per_class_table, recall_figure, save_figure, write_confusion_csv
-from ferdata.export import write_json_atomic
+from ferdata.files import write_json_atomic
 from ferdata.layout import Layout
 from ferdata.manifest import read_table, write_table
 from ferdata.params import ParamsError

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from ferdata.export import temporary_sibling
+from ferdata.files import temporary_sibling
 
 
 def per_class_table(split_metrics: dict, classes: Sequence[str], split: str) -> Table:

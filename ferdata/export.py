@@ -1,5 +1,5 @@
 """Writing the dataset folder: class-directory PNGs, the manifest, the dropped table and the
-JSON reports, assembled in a temporary folder and renamed into place.
+JSON reports, assembled in a temporary folder and renamed into place (:mod:`ferdata.files`).
 
 The tree is what ``keras.utils.image_dataset_from_directory``, torchvision's
 ``ImageFolder`` and FiftyOne's ``ImageClassificationDirectoryTree`` read::
@@ -12,8 +12,6 @@ the whole taxonomy. PNG bytes depend only on the pixels, so rebuilding gives ide
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -26,6 +24,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ferdata.executor import Executor
+from ferdata.files import replace_dir, write_json
 from ferdata.manifest import DATASET_SCHEMA, Reject, pixels_to_array, rejects_table, write_table
 from ferdata.progress import progress_bar
 from ferdata.shards import ShardWriter, shard_name
@@ -51,35 +50,6 @@ def write_shard_pngs(shard: str, folder: str) -> int:
     for rel, pixels in zip(table["path"].to_pylist(), pixels_to_array(table["pixels"])):
         write_png(Path(folder) / rel, pixels)
     return table.num_rows
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Indented JSON in the order the report was built (deterministic for the same data)."""
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def temporary_sibling(path: Path) -> Path:
-    """A hidden file beside ``path`` to write first and then rename into place."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    write_json(tmp, data)
-    tmp.replace(path)
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished folder ``src`` to ``dst``, removing what was there only afterwards."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        dst.rename(old)
-    src.rename(dst)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def write_dataset(out_dir: Path, parts: Iterable[pa.Table], rows: int, dropped: list[Reject],

@@ -34,7 +34,7 @@ from cleanlab.rank import get_label_quality_scores
 from rich.table import Table
 
 from ferdata import oof_model
-from ferdata.export import replace_dir, write_json, write_json_atomic
+from ferdata.files import replace_dir, write_json, write_json_atomic
 from ferdata.issue_precision import (PlantedTruth, ferplus_reference, planted_precision, precision_at_ranks,
                                      read_planted)
 from ferdata.manifest import pixels_to_array, read_table, write_table

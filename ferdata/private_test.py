@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ferdata import bootstrap
-from ferdata.arms import TEST_SOURCE, aligned_test_pixels, test_faces
+from ferdata.test_faces import TEST_SOURCE, aligned_test_pixels, test_faces
 from ferdata.layout import Layout
 from ferdata.manifest import read_table
 from ferdata.predictions import PARTIAL_PREDICTIONS_SCHEMA, predictions_table

@@ -1,4 +1,5 @@
-"""Resampling images through affine transforms: bilinear, edges replicated, box-averaged when shrinking."""
+"""Resampling images: through affine transforms (bilinear, edges replicated, box-averaged when
+shrinking), and the centre crop that stands in for a face the align stage could not align."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int = IMAGE_SIZE) -> np.nd
     # a source pixel x lands at (x - x0 - (factor - 1) / 2) / factor in the reduced image
     from_reduced = np.array([[factor, 0.0, x0 + (factor - 1) / 2], [0.0, factor, y0 + (factor - 1) / 2]])
     return render(reduced, (homogeneous(matrix) @ homogeneous(from_reduced))[:2], size)
+
+
+def centre_crop(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The centred square of the image's shorter side, resized (antialiased) to size x size."""
+    h, w = image.shape
+    side = min(h, w)
+    left, top = (w - side) // 2, (h - side) // 2
+    if side == size:
+        return np.ascontiguousarray(image[top:top + side, left:left + side])
+    box = (left, top, left + side, top + side)
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR, box=box))

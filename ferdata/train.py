@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ferdata import model as model_lib
-from ferdata.export import replace_dir, write_json, write_json_atomic
+from ferdata.files import replace_dir, write_json, write_json_atomic
 from ferdata.manifest import pixels_to_array, read_table
 from ferdata.params import ParamsError
 from ferdata.progress import epoch_line, is_terminal, plain_line, progress_bar

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from ferdata.align import AlignParams, Aligner, apply, centre_crop, run_align
+from ferdata.align import AlignParams, Aligner, apply, run_align
+from ferdata.resample import centre_crop
 from ferdata.executor import ExecutorParams, LocalExecutor
 from ferdata.faces import draw_face
 from ferdata.given import GIVEN_FILE, given_table
