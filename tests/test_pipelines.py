@@ -1,5 +1,6 @@
 """The demo pipeline runs the main pipeline's stages on generated data: keep them in step."""
 
+import ast
 import subprocess
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import yaml
 ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "pipelines" / "demo"
 ABLATE = ROOT / "pipelines" / "ablate"
+#: The module that runs each stage, where it is not named after the stage.
+STAGE_MODULES = {"report": "bias"}
+#: Modules a stage imports that cannot change what it writes: they only print progress.
+PRINT_ONLY = {"ferdata/progress.py"}
 
 
 def _load(path: Path) -> dict:
@@ -64,3 +69,63 @@ def test_no_pipelines_lock_file_is_git_ignored():
     locks = [str(folder.relative_to(ROOT) / "dvc.lock") for folder in (ROOT, DEMO, ABLATE)]
     ignored = subprocess.run(["git", "check-ignore", *locks], cwd=ROOT, capture_output=True, text=True).stdout
     assert ignored.split() == []
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of the dotted module ``name`` under ROOT, if it is one of ours."""
+    base = ROOT / name.replace(".", "/")
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.exists():
+            return path
+    return None
+
+
+def _imported_files(path: Path) -> set[Path]:
+    """The ferdata modules ``path`` imports anywhere in it, type-checking imports aside."""
+    found, todo = set(), [ast.parse(path.read_text())]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ferdata"):
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names if alias.name.startswith("ferdata")]
+        else:
+            names = []
+        found |= {f for f in map(_module_file, names) if f}
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _code_of(module: str) -> set[str]:
+    """``module``'s file and every ferdata file it imports, directly or not (packages'
+    ``__init__.py`` and print-only modules aside), relative to ROOT."""
+    seen, todo = set(), [ROOT / "ferdata" / f"{module}.py"]
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo.extend(_imported_files(path))
+    return {str(p.relative_to(ROOT)) for p in seen if p.name != "__init__.py"} - PRINT_ONLY
+
+
+def _listed_code(deps: list[str]) -> set[str]:
+    """The ferdata files a stage's deps name (a folder stands for its modules)."""
+    files = set()
+    for dep in (d.removeprefix("../../") for d in deps):
+        if dep.startswith("ferdata/"):
+            path = ROOT / dep
+            files |= {str(p.relative_to(ROOT)) for p in path.glob("*.py")} if path.is_dir() else {dep}
+    return {f for f in files if not f.endswith("__init__.py")}
+
+
+@pytest.mark.parametrize("folder", [ROOT, ABLATE, DEMO], ids=["main", "ablate", "demo"])
+def test_every_stage_depends_on_exactly_the_code_it_runs(folder: Path):
+    """dvc repro re-runs a stage when code it runs changes, and only then: its deps name the
+    stage's module and every ferdata module that imports, directly or not."""
+    for name, stage in _load(folder / "dvc.yaml")["stages"].items():
+        listed, runs = _listed_code(stage["deps"]), _code_of(STAGE_MODULES.get(name, name))
+        assert listed == runs, (f"{folder / 'dvc.yaml'}: stage {name!r} misses {sorted(runs - listed)} "
+                                f"and lists {sorted(listed - runs)}, which it does not run")
