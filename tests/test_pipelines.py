@@ -80,6 +80,14 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
+def _absolute(node: ast.ImportFrom, path: Path) -> str:
+    """The module ``node`` imports from, a relative import resolved against ``path``'s package."""
+    if not node.level:
+        return node.module or ""
+    package = path.relative_to(ROOT).parent.parts
+    return ".".join([*package[:len(package) - node.level + 1], *filter(None, [node.module])])
+
+
 def _imported_files(path: Path) -> set[Path]:
     """The ferdata modules ``path`` imports anywhere in it, type-checking imports aside."""
     found, todo = set(), [ast.parse(path.read_text())]
@@ -88,8 +96,9 @@ def _imported_files(path: Path) -> set[Path]:
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
             todo.extend(node.orelse)
             continue
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ferdata"):
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        if isinstance(node, ast.ImportFrom) and _absolute(node, path).startswith("ferdata"):
+            module = _absolute(node, path)
+            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names if alias.name.startswith("ferdata")]
         else:
