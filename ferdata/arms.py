@@ -10,11 +10,12 @@ the two arms that balance. The arms add one step each:
 * ``build``: the balance stage's output: every source's train rows, balanced by ``balance.method``;
 * ``build+clean``: the same, with the label-issues stage's flagged faces left out.
 
-Every arm is tested on all of FER2013's PrivateTest rows as ingested (:class:`ferdata.test_faces.TestFaces`),
-in its own pixels (raw for ``raw``, aligned for the others). A test face the align stage
-dropped has no aligned pixels: the arm cannot answer for it and it counts as wrong. Every
-arm validates (for the plateau schedule and early stopping, when set) on all of FER2013's
-PublicTest rows, in its own pixels, so the arms differ only in what they train on.
+Every arm is tested on all of FER2013's PrivateTest rows as ingested
+(:class:`ferdata.test_faces.TestFaces`), in its own pixels (raw for ``raw``, aligned for the
+others). A test face the align stage dropped has no aligned pixels: the arm cannot answer
+for it and it counts as wrong. Every arm validates (for the plateau schedule and early
+stopping, when set) on all of FER2013's PublicTest rows, in its own pixels, so the arms
+differ only in what they train on.
 """
 
 from __future__ import annotations
