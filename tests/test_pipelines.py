@@ -1,6 +1,7 @@
 """The demo pipeline runs the main pipeline's stages on generated data: keep them in step."""
 
 import ast
+import functools
 import subprocess
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def _absolute(node: ast.ImportFrom, path: Path) -> str:
     return ".".join([*package[:len(package) - node.level + 1], *filter(None, [node.module])])
 
 
-def _imported_files(path: Path) -> set[Path]:
+@functools.cache
+def _imported_files(path: Path) -> frozenset[Path]:
     """The ferdata modules ``path`` imports anywhere in it, type-checking imports aside."""
     found, todo = set(), [ast.parse(path.read_text())]
     while todo:
@@ -96,16 +98,17 @@ def _imported_files(path: Path) -> set[Path]:
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
             todo.extend(node.orelse)
             continue
-        if isinstance(node, ast.ImportFrom) and _absolute(node, path).startswith("ferdata"):
+        if isinstance(node, ast.ImportFrom):
             module = _absolute(node, path)
-            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
+            ours = module.startswith("ferdata")
+            names = [module, *(f"{module}.{alias.name}" for alias in node.names)] if ours else []
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names if alias.name.startswith("ferdata")]
         else:
             names = []
         found |= {f for f in map(_module_file, names) if f}
         todo.extend(ast.iter_child_nodes(node))
-    return found
+    return frozenset(found)
 
 
 def _code_of(module: str) -> set[str]:
