@@ -8,7 +8,8 @@ Target on 2 cores: at least 500 training images/s (an epoch of 28,709 faces in a
 * ``stage-nondeterministic``: the same without ``enable_op_determinism``, to price it;
 * ``stage-augment``: the same with online augmentation (flip, rotation, zoom, shift);
 * ``numpy``: plain ``model.fit`` on in-memory float32 NumPy arrays, same model, optimizer,
-  batch size and validation set.
+  batch size and validation set;
+* ``numpy-xla``: the same, compiled with XLA (``jit_compile=True``), op determinism on.
 
 The first epoch traces the graph and is reported apart; images/s is the median over the
 later epochs (training plus validation, as a user waits for them), with their slowest and
@@ -37,7 +38,7 @@ import numpy as np
 #: FER2013's Training class counts (28,709) and a PublicTest-size validation set.
 TRAIN_COUNTS = [3995, 436, 4097, 7215, 4830, 3171, 4965]
 VAL_SIZE = 3589
-VARIANTS = ("stage", "stage-nondeterministic", "stage-augment", "numpy")
+VARIANTS = ("stage", "stage-nondeterministic", "stage-augment", "numpy", "numpy-xla")
 
 
 def write_inputs(root: Path, seed: int = 0) -> None:
@@ -89,14 +90,14 @@ def run_variant(variant: str, root: Path, args: argparse.Namespace) -> dict:
 
     params = _params(args, variant)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    if variant == "numpy":
+    if variant.startswith("numpy"):
         x, y = train.labelled_images(read_table(root / "balanced" / "manifest.parquet"), CLASSES_7, root)
         xv, yv = train.labelled_images(read_table(root / "dataset" / "manifest.parquet"), CLASSES_7, root)
         x, xv = x.astype(np.float32), xv.astype(np.float32)
         train.seed_everything(params.seed, params.deterministic)
         net = model_lib.build_model(params.model, len(CLASSES_7))
         net.compile(optimizer=train.make_optimizer(params), loss="sparse_categorical_crossentropy",
-                    metrics=["accuracy"])
+                    metrics=["accuracy"], jit_compile=variant == "numpy-xla")
         log = train.EpochLog()
         net.fit(x, y, batch_size=params.batch_size, epochs=params.epochs, validation_data=(xv, yv),
                 shuffle=True, callbacks=[log], verbose=0)
