@@ -343,6 +343,11 @@ def compare(
     without_train_copies: bool = typer.Option(
         False, "--without-train-copies", help="On PrivateTest, also leave out the faces either folder's split stage "
                                               "found a copy of among the training rows (processed/dataset/dedup.json)."),
+    by: Optional[str] = typer.Option(None, "--by", metavar="FIELD",
+                                     help="Also compare on bins of the faces by an align-stage field of A's "
+                                          "pipeline folder: interocular, eye_angle, fit_residual or "
+                                          "fit_disagreement."),
+    bins: int = typer.Option(4, help="Bins of about equal size for --by."),
     resamples: int = typer.Option(2000, min=100, help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the bootstrap's resamples."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison to this JSON file."),
@@ -351,6 +356,7 @@ def compare(
 ) -> None:
     """Two models on the same faces: scores, A - B and its paired-bootstrap interval."""
     from ferdata.compare import compare as compare_answers, comparison_table, read_answers, read_arm, train_copies
+    from ferdata.compare_slices import compare_by, slices_json
     from ferdata.files import write_json_atomic
 
     private_test = private_test or arm_a is not None or arm_b is not None  # an ablation answers PrivateTest
@@ -366,8 +372,18 @@ def compare(
         return read_arm(path, arm) if arm is not None else read_answers(path, split, private_test)
 
     leave_out = _checked(lambda: train_copies([a, b])) if without_train_copies else None
-    report = _checked(lambda: compare_answers(answers(a, arm_a), answers(b, arm_b), resamples, seed, leave_out))
-    console.print(comparison_table(report, "FER2013 PrivateTest (as published)" if private_test else split))
+    answers_a, answers_b = _checked(lambda: (answers(a, arm_a), answers(b, arm_b)))
+    report = _checked(lambda: compare_answers(answers_a, answers_b, resamples, seed, leave_out))
+    faces = "FER2013 PrivateTest (as published)" if private_test else split
+    console.print(comparison_table(report, faces))
+    if by is not None:
+        sliced = _checked(lambda: compare_by(a, by, bins, answers_a, answers_b, resamples, seed, leave_out))
+        for piece, piece_report in sliced:
+            table = comparison_table(piece_report, faces, piece.name, piece.train_share)
+            table.caption = (f"train share: the class's share of the {piece.train_rows:,} ingested training "
+                             f"rows in this bin")
+            console.print(table)
+        report["slices"] = slices_json(by, sliced)
     if json_out is not None:
         write_json_atomic(json_out, report)
         console.print(f"comparison: {json_out}", markup=False, highlight=False)

@@ -149,13 +149,19 @@ def train_copies(folders: Sequence[Path]) -> set[str]:
     return copies
 
 
+def compared_faces(a: Answers, b: Answers, leave_out: set[str] | None = None) -> list[str]:
+    """The faces A and B both answered with the same label, less ``leave_out``."""
+    return [sid for sid in a.labels if sid in b.labels and a.labels[sid] == b.labels[sid]
+            and (leave_out is None or sid not in leave_out)]
+
+
 def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
-            leave_out: set[str] | None = None) -> dict:
+            leave_out: set[str] | None = None, only: set[str] | None = None) -> dict:
     """A against B on the faces both answered with the same label: both models' scores and
     A − B with its 95% paired-bootstrap interval, plus how many faces were left out and why.
     Answers with several repeats (an ablation arm's seeds) are paired repeat by repeat.
     ``leave_out`` (the test faces with a copy among the training rows) are left out too,
-    and counted apart."""
+    and counted apart; with ``only``, just those faces are compared (one slice of them)."""
     if a.classes != b.classes:
         raise ValueError(f"{a.name} and {b.name} use different classes: {', '.join(a.classes)} "
                          f"against {', '.join(b.classes)}")
@@ -163,8 +169,8 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
         raise ValueError(f"{a.name} has {a.repeats} answers per face and {b.name} {b.repeats}: "
                          f"pick one seed of an ablation arm, as ARM@SEED")
     shared = [sid for sid in a.labels if sid in b.labels]
-    agreed = [sid for sid in shared if a.labels[sid] == b.labels[sid]]
-    same = [sid for sid in agreed if leave_out is None or sid not in leave_out]
+    agreed = compared_faces(a, b)
+    same = [sid for sid in compared_faces(a, b, leave_out) if only is None or sid in only]
     if not same:
         raise ValueError(f"{a.name} and {b.name} share no face with the same label: nothing to compare")
     classes = a.classes
@@ -185,22 +191,28 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
     }
 
 
-def comparison_table(report: dict, split: str) -> Table:
-    """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval."""
+def comparison_table(report: dict, split: str, where: str | None = None,
+                     train_share: dict[str, float] | None = None) -> Table:
+    """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval;
+    for a slice of the faces, ``where`` names it and ``train_share`` gives each class's share
+    of the training rows in it."""
     level = f"{report['difference']['confidence']:.0%}"
     seeds = f"; means over {report['repeats']} seeds, paired seed by seed" if report["repeats"] > 1 else ""
+    faces = f"{report['faces']:,} {split} faces" + ("" if where is None else f" with {where}")
     table = Table(caption_justify="left",
-                  title=f"compare: {report['faces']:,} {split} faces; A − B in points "
+                  title=f"compare: {faces}; A − B in points "
                         f"[{level} paired-bootstrap interval, {report['difference']['resamples']:,} resamples]{seeds}")
-    for col in ("score", "support", "A", "B", "A − B"):
+    columns = ("score", "support", "A", "B", "A − B") + (() if train_share is None else ("train share",))
+    for col in columns:
         table.add_column(col, justify="left" if col == "score" else "right")
     a, b, diff = report["scores"]["a"], report["scores"]["b"], report["difference"]
     for name, key in (("accuracy", "accuracy"), ("macro recall", "macro_recall")):
         table.add_row(name, f"{report['faces']:,}", share_text(a[key]), share_text(b[key]), difference_text(diff[key]),
-                      end_section=key == "macro_recall")
+                      *(() if train_share is None else ("",)), end_section=key == "macro_recall")
     for c in report["classes"]:
         table.add_row(f"recall {c}", f"{report['support'][c]:,}", share_text(a["recall"][c]),
-                      share_text(b["recall"][c]), difference_text(diff["recall"][c]))
+                      share_text(b["recall"][c]), difference_text(diff["recall"][c]),
+                      *(() if train_share is None else (share_text(train_share.get(c)),)))
     left = report["left_out"]
     copies = report["train_copies_left_out"]
     table.caption = (f"A: {report['a']}\nB: {report['b']}\nleft out: {left['only_in_a']:,} faces only in A, "

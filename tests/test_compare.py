@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ferdata.cli import app
 from ferdata.compare import compare, read_answers
+from ferdata.compare_slices import slices
 from ferdata.layout import Layout
 from ferdata.manifest import write_table
 from ferdata.predictions import predictions_table, with_classes
@@ -215,3 +216,68 @@ def test_ablation_arms_pair_seed_by_seed_or_one_seed_against_a_pipeline(tmp_path
     report = json.loads(out.read_text())
     assert report["faces"] == N and report["difference"]["accuracy"]["mean"] == pytest.approx(0.0)
     assert report["difference"]["accuracy"]["low"] == report["difference"]["accuracy"]["high"] == 0.0
+
+
+def _write_aligned(folder: Path, test_ids: list[str], test_labels: np.ndarray, field: str,
+                   test_values: np.ndarray, train: list[tuple[str, float]]) -> None:
+    """The align stage's fields of ``folder``: test faces with ``field`` (NaN: not recorded)
+    and training rows as (label, value)."""
+    ids = test_ids + [f"fer2013-train-{i:05d}" for i in range(len(train))]
+    values = [None if np.isnan(v) else float(v) for v in test_values] + [v for _, v in train]
+    write_table(pa.table({"sample_id": ids, field: pa.array(values, pa.float32()),
+                          "split": ["test"] * len(test_ids) + ["train"] * len(train),
+                          "label": [CLASSES_7[k] for k in test_labels] + [lab for lab, _ in train]}),
+                Layout(folder).aligned / "aligned.parquet")
+
+
+def test_by_a_field_each_bin_is_compared_alone_beside_the_training_rows_class_mix(tmp_path):
+    """Raw pixels right only on the faces framed large, aligned faces right on all: cut by
+    interocular distance, the small faces' bin shows the whole gap and the large faces' bin
+    none, each beside its own training rows' class shares; faces without the field get a bin."""
+    labels = _labels()
+    interocular = np.random.default_rng(3).uniform(10, 25, N)
+    interocular[:40] = np.nan  # faces the align stage did not measure
+    large = np.nan_to_num(interocular) >= np.nanmedian(interocular)
+    right = {("aligned", 42): np.ones(N, bool), ("raw", 42): large}
+    folder = tmp_path / "abl"
+    ablation = Layout(folder).ablation_predictions
+    ablation.parent.mkdir(parents=True)
+    _write_ablation(ablation, labels, right)
+    train = [("angry", 11.0)] * 30 + [("happy", 11.0)] * 10 + [("happy", 24.0)] * 40
+    _write_aligned(folder, [f"fer2013-{i:05d}" for i in range(N)], labels, "interocular", interocular, train)
+    out = tmp_path / "by.json"
+
+    result = CliRunner().invoke(app, ["compare", str(folder), str(folder), "--arm-a", "aligned", "--arm-b", "raw",
+                                      "--by", "interocular", "--bins", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    small_bin, large_bin, unmeasured = json.loads(out.read_text())["slices"]["bins"]
+    assert small_bin["name"].startswith("interocular <") and unmeasured["name"] == "no interocular"
+    assert small_bin["report"]["faces"] + large_bin["report"]["faces"] == N - 40 == int((~np.isnan(interocular)).sum())
+    assert small_bin["report"]["difference"]["accuracy"]["mean"] == pytest.approx(1.0)
+    assert large_bin["report"]["difference"]["accuracy"]["mean"] == pytest.approx(0.0)
+    assert unmeasured["report"]["faces"] == 40 and unmeasured["train_rows"] == 0
+    assert small_bin["train_rows"] == 40 and small_bin["train_share"]["angry"] == pytest.approx(0.75)
+    assert large_bin["train_share"]["happy"] == pytest.approx(1.0)
+    assert "train share" in result.output
+
+
+def test_by_eye_angle_bins_tilt_by_its_magnitude(tmp_path):
+    """A face tilted 20° either way lands in the same bin, apart from the upright faces."""
+    labels = np.zeros(4, np.int64)
+    ids = [f"fer2013-{i:05d}" for i in range(4)]
+    _write_aligned(tmp_path, ids, labels, "eye_angle", np.array([-20.0, 20.0, 1.0, -1.0]), [])
+    upright, tilted = slices(tmp_path, "eye_angle", 2, ids, CLASSES_7)
+    assert upright.faces == {ids[2], ids[3]} and tilted.faces == {ids[0], ids[1]}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--by", "brightness"], "not an alignment field"),
+    (["--by", "interocular", "--bins", "1"], "2 bins or more"),
+])
+def test_by_refuses_an_unknown_field_or_a_single_bin(tmp_path, args, message):
+    labels = _labels()
+    path = _write(Layout(tmp_path / "a").predictions, labels, np.ones(N, bool))
+    _write_aligned(tmp_path / "a", [f"fer2013-{i:05d}" for i in range(N)], labels, "interocular",
+                   np.full(N, 17.0), [])
+    result = CliRunner().invoke(app, ["compare", str(tmp_path / "a"), str(path), *args])
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
