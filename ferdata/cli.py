@@ -356,7 +356,7 @@ def compare(
 ) -> None:
     """Two models on the same faces: scores, A - B and its paired-bootstrap interval."""
     from ferdata.compare import compare as compare_answers, comparison_table, read_answers, read_arm, train_copies
-    from ferdata.compare_slices import compare_by, slices_json
+    from ferdata.compare_slices import check_cut, compare_by, slices_json
     from ferdata.files import write_json_atomic
 
     private_test = private_test or arm_a is not None or arm_b is not None  # an ablation answers PrivateTest
@@ -371,6 +371,8 @@ def compare(
     def answers(path: Path, arm: str | None):
         return read_arm(path, arm) if arm is not None else read_answers(path, split, private_test)
 
+    if by is not None:
+        _checked(lambda: check_cut(by, bins))
     leave_out = _checked(lambda: train_copies([a, b])) if without_train_copies else None
     answers_a, answers_b = _checked(lambda: (answers(a, arm_a), answers(b, arm_b)))
     report = _checked(lambda: compare_answers(answers_a, answers_b, resamples, seed, leave_out))

@@ -36,11 +36,17 @@ class Slice:
     train_share: dict[str, float]  # class -> its share of the training rows in the bin
 
 
+def check_cut(field: str, bins: int) -> None:
+    """A clear error for a field the align stage does not record, or fewer than 2 bins."""
+    if field not in FIELDS:
+        raise ValueError(f"--by {field}: not an alignment field (one of {', '.join(FIELDS)})")
+    if bins < 2:
+        raise ValueError(f"--bins {bins}: cut into 2 bins or more")
+
+
 def _field_values(folder: Path, field: str) -> tuple[list[str], np.ndarray, list[str | None], list[str]]:
     """Sample ids, ``field`` (NaN where missing; eye_angle by magnitude), split and label of
     every row the align stage wrote in ``folder``."""
-    if field not in FIELDS:
-        raise ValueError(f"--by {field}: not an alignment field (one of {', '.join(FIELDS)})")
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: --by reads the align stage's fields from A's pipeline folder; give A as a folder")
@@ -63,8 +69,7 @@ def _bin_names(field: str, edges: np.ndarray) -> list[str]:
 def slices(folder: Path, field: str, bins: int, faces: list[str], classes: tuple[str, ...]) -> list[Slice]:
     """``faces`` cut into ``bins`` bins of about equal size by ``field`` (quantile edges over
     those faces), each with the class shares of the training rows between the same edges."""
-    if bins < 2:
-        raise ValueError(f"--bins {bins}: cut into 2 bins or more")
+    check_cut(field, bins)
     ids, values, splits, labels = _field_values(folder, field)
     value_of = dict(zip(ids, values))
     face_values = np.array([value_of.get(sid, np.nan) for sid in faces])
