@@ -156,7 +156,7 @@ def compared_faces(a: Answers, b: Answers, leave_out: set[str] | None = None) ->
 
 
 def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
-            leave_out: set[str] | None = None, only: set[str] | None = None) -> dict:
+            leave_out: set[str] | None = None, only: frozenset[str] | None = None) -> dict:
     """A against B on the faces both answered with the same label: both models' scores and
     A − B with its 95% paired-bootstrap interval, plus how many faces were left out and why.
     Answers with several repeats (an ablation arm's seeds) are paired repeat by repeat.

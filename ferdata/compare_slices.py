@@ -83,14 +83,15 @@ def slices(folder: Path, field: str, bins: int, faces: list[str], classes: tuple
         return np.where(np.isnan(v), len(names), np.searchsorted(edges, v, side="right"))
 
     face_bins = bin_of(face_values)
-    train = [i for i, s in enumerate(splits) if s == "train"]
-    train_bins = bin_of(values[train])
+    is_train = np.array([s == "train" for s in splits], bool)
+    train_bins, train_labels = bin_of(values[is_train]), np.array(labels, object)[is_train]
+    face_ids = np.array(faces, object)
     result = []
     for k, name in enumerate(names + [f"no {field}"]):
-        members = frozenset(sid for sid, b in zip(faces, face_bins) if b == k)
+        members = frozenset(face_ids[face_bins == k])
         if not members:
             continue
-        counts = Counter(labels[i] for i, b in zip(train, train_bins) if b == k)
+        counts = Counter(train_labels[train_bins == k])
         total = sum(counts.values())
         shares = {c: counts[c] / total for c in classes} if total else {}
         result.append(Slice(name=name, faces=members, train_rows=total, train_share=shares))
@@ -101,7 +102,7 @@ def compare_by(folder: Path, field: str, bins: int, a: Answers, b: Answers, resa
                leave_out: set[str] | None) -> list[tuple[Slice, dict]]:
     """Each slice of the faces A and B are compared on, with its own comparison report."""
     cut = slices(folder, field, bins, compared_faces(a, b, leave_out), a.classes)
-    return [(piece, compare(a, b, resamples, seed, leave_out, only=set(piece.faces))) for piece in cut]
+    return [(piece, compare(a, b, resamples, seed, leave_out, only=piece.faces)) for piece in cut]
 
 
 def slices_json(field: str, reports: list[tuple[Slice, dict]]) -> dict:
