@@ -34,7 +34,7 @@ from ferdata.manifest import read_table
 from ferdata.predictions import classes_of
 
 COLUMNS = ("sample_id", "split", "label", "label_index", "predicted", "predicted_label", "correct", "probabilities")
-ABLATION_COLUMNS = ("arm", "seed", "sample_id", "label_index", "correct")
+ABLATION_COLUMNS = ("arm", "seed", "sample_id", "label_index", "predicted", "correct")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Answers:
     classes: tuple[str, ...]
     labels: dict[str, int]  # sample id -> true label index
     correct: dict[str, tuple[bool, ...]]  # sample id -> answered right, once per repeat (seed)
+    predicted: dict[str, tuple[int | None, ...]]  # sample id -> the class answered (None: no answer), per repeat
 
     @property
     def repeats(self) -> int:
@@ -83,11 +84,12 @@ def _read(path: Path, columns: Sequence[str], what: str) -> pa.Table:
 
 
 def _answers(name: str, classes: tuple[str, ...], ids: list[str], labels: list[int],
-             correct: list[tuple[bool, ...]]) -> Answers:
+             correct: list[tuple[bool, ...]], predicted: list[tuple[int | None, ...]]) -> Answers:
     """Answers by sample id; an error naming ``name`` when an id repeats."""
     if len(set(ids)) != len(ids):
         raise ValueError(f"{name}: a sample id appears more than once")
-    return Answers(name=name, classes=classes, labels=dict(zip(ids, labels)), correct=dict(zip(ids, correct)))
+    return Answers(name=name, classes=classes, labels=dict(zip(ids, labels)), correct=dict(zip(ids, correct)),
+                   predicted=dict(zip(ids, predicted)))
 
 
 def read_answers(path: Path, split: str, private_test: bool = False) -> Answers:
@@ -103,7 +105,8 @@ def read_answers(path: Path, split: str, private_test: bool = False) -> Answers:
                if private_test else "evaluate.splits names the splits it scores")
         raise ValueError(f"{path}: no predictions for split '{split}' ({why})")
     return _answers(f"{path} (split {split})", classes, table["sample_id"].to_pylist(),
-                    table["label_index"].to_pylist(), [(c,) for c in table["correct"].to_pylist()])
+                    table["label_index"].to_pylist(), [(c,) for c in table["correct"].to_pylist()],
+                    [(k,) for k in table["predicted"].to_pylist()])
 
 
 def read_arm(path: Path, arm: str) -> Answers:
@@ -132,8 +135,9 @@ def read_arm(path: Path, arm: str) -> Answers:
     if any(t["sample_id"].to_pylist() != ids for t in by_seed):
         raise ValueError(f"{path}: arm '{name}' answered different faces with different seeds")
     correct = list(zip(*(t["correct"].to_pylist() for t in by_seed)))
+    predicted = list(zip(*(t["predicted"].to_pylist() for t in by_seed)))
     return _answers(f"{path} (arm {name}, seed {', '.join(map(str, seeds))})", classes, ids,
-                    by_seed[0]["label_index"].to_pylist(), correct)
+                    by_seed[0]["label_index"].to_pylist(), correct, predicted)
 
 
 def train_copies(folders: Sequence[Path]) -> set[str]:
@@ -155,13 +159,21 @@ def compared_faces(a: Answers, b: Answers, leave_out: set[str] | None = None) ->
             and (leave_out is None or sid not in leave_out)]
 
 
+def answered_shares(answers: Answers, faces: list[str]) -> dict[str, float]:
+    """Each class's share of ``faces`` that ``answers`` gave that class (a face without an
+    answer counts in none), averaged over the repeats: how often a model says each class."""
+    predicted = np.array([[-1 if k is None else k for k in answers.predicted[sid]] for sid in faces]).T
+    return {c: float((predicted == k).mean()) for k, c in enumerate(answers.classes)}
+
+
 def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
             leave_out: set[str] | None = None, only: frozenset[str] | None = None) -> dict:
     """A against B on the faces both answered with the same label: both models' scores and
     A − B with its 95% paired-bootstrap interval, plus how many faces were left out and why.
     Answers with several repeats (an ablation arm's seeds) are paired repeat by repeat.
     ``leave_out`` (the test faces with a copy among the training rows) are left out too,
-    and counted apart; with ``only``, just those faces are compared (one slice of them)."""
+    and counted apart; with ``only``, just those faces are compared (one slice of them).
+    ``answered`` gives each model's share of the faces answered as each class."""
     if a.classes != b.classes:
         raise ValueError(f"{a.name} and {b.name} use different classes: {', '.join(a.classes)} "
                          f"against {', '.join(b.classes)}")
@@ -187,13 +199,15 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
         "train_copies_left_out": None if leave_out is None else len(agreed) - len(same),
         "scores": {"a": bootstrap.observed_scores(labels, correct_a, classes),
                    "b": bootstrap.observed_scores(labels, correct_b, classes)},
+        "answered": {"a": answered_shares(a, same), "b": answered_shares(b, same)},
         "difference": difference,
     }
 
 
 def comparison_table(report: dict, split: str, where: str | None = None,
                      train_share: dict[str, float] | None = None) -> Table:
-    """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval;
+    """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval,
+    and beside each class the share of the faces it is (support) and that A and B answer it;
     for a slice of the faces, ``where`` names it and ``train_share`` gives each class's share
     of the training rows in it."""
     level = f"{report['difference']['confidence']:.0%}"
@@ -202,20 +216,26 @@ def comparison_table(report: dict, split: str, where: str | None = None,
     table = Table(caption_justify="left",
                   title=f"compare: {faces}; A − B in points "
                         f"[{level} paired-bootstrap interval, {report['difference']['resamples']:,} resamples]{seeds}")
-    columns = ("score", "support", "A", "B", "A − B") + (() if train_share is None else ("train share",))
+    columns = (("score", "support", "A", "B", "A − B", "share", "A answers", "B answers")
+               + (() if train_share is None else ("train share",)))
     for col in columns:
         table.add_column(col, justify="left" if col == "score" else "right")
     a, b, diff = report["scores"]["a"], report["scores"]["b"], report["difference"]
+    answered_a, answered_b = report["answered"]["a"], report["answered"]["b"]
+    blank = ("",) * (len(columns) - 5)
     for name, key in (("accuracy", "accuracy"), ("macro recall", "macro_recall")):
         table.add_row(name, f"{report['faces']:,}", share_text(a[key]), share_text(b[key]), difference_text(diff[key]),
-                      *(() if train_share is None else ("",)), end_section=key == "macro_recall")
+                      *blank, end_section=key == "macro_recall")
     for c in report["classes"]:
         table.add_row(f"recall {c}", f"{report['support'][c]:,}", share_text(a["recall"][c]),
                       share_text(b["recall"][c]), difference_text(diff["recall"][c]),
-                      *(() if train_share is None else (share_text(train_share.get(c)),)))
+                      share_text(report["support"][c] / report["faces"]), share_text(answered_a[c]),
+                      share_text(answered_b[c]), *(() if train_share is None else (share_text(train_share.get(c)),)))
     left = report["left_out"]
     copies = report["train_copies_left_out"]
-    table.caption = (f"A: {report['a']}\nB: {report['b']}\nleft out: {left['only_in_a']:,} faces only in A, "
+    table.caption = ("share: the class's share of the compared faces; A answers, B answers: the share "
+                     "each model answers as the class\n"
+                     f"A: {report['a']}\nB: {report['b']}\nleft out: {left['only_in_a']:,} faces only in A, "
                      f"{left['only_in_b']:,} only in B, {left['label_differs']:,} labelled differently"
                      + ("" if copies is None else f", {copies:,} with a copy among the training rows"))
     return table

@@ -166,6 +166,11 @@ def test_on_the_published_private_test_a_face_without_pixels_counts_as_wrong(tmp
     assert report["scores"]["a"]["accuracy"] == pytest.approx((right & answered_a).mean())
     assert report["scores"]["b"]["accuracy"] == pytest.approx(right.mean())
     assert report["difference"]["accuracy"]["mean"] == pytest.approx(-right[:30].sum() / N)
+    answered = np.where(right, labels, (labels + 1) % 7)  # what _write makes each face's answer
+    for k, c in enumerate(CLASSES_7):  # the 30 faces A did not answer count in no class
+        assert report["answered"]["a"][c] == pytest.approx(((answered == k) & answered_a).mean())
+        assert report["answered"]["b"][c] == pytest.approx((answered == k).mean())
+    assert sum(report["answered"]["a"].values()) == pytest.approx(1 - 30 / N)
     assert report["classes"] == list(CLASSES_7)
     assert runner.invoke(app, ["compare", *folders, "--private-test", "--split", "val"]).exit_code == 2
     without = runner.invoke(app, ["compare", *folders])  # these folders hold no predictions.parquet
@@ -259,6 +264,12 @@ def test_by_a_field_each_bin_is_compared_alone_beside_the_training_rows_class_mi
     assert small_bin["train_rows"] == 40 and small_bin["train_share"]["angry"] == pytest.approx(0.75)
     assert large_bin["train_share"]["happy"] == pytest.approx(1.0)
     assert "train share" in result.output
+    # the lean each model has in a bin: raw, wrong on every small face, answers each one the next class
+    small = ~large & ~np.isnan(interocular)
+    for k, c in enumerate(CLASSES_7):
+        assert small_bin["report"]["answered"]["a"][c] == pytest.approx((labels[small] == k).mean())
+        assert small_bin["report"]["answered"]["b"][c] == pytest.approx((labels[small] == (k - 1) % 7).mean())
+    assert "B answers" in result.output
 
 
 def test_by_eye_angle_bins_tilt_by_its_magnitude(tmp_path):
