@@ -355,7 +355,8 @@ def compare(
                                             "labelled differently)."),
 ) -> None:
     """Two models on the same faces: scores, A - B and its paired-bootstrap interval."""
-    from ferdata.compare import compare as compare_answers, comparison_table, read_answers, read_arm, train_copies
+    from ferdata.compare import (class_mix_table, compare as compare_answers, comparison_table, read_answers,
+                                 read_arm, train_copies)
     from ferdata.compare_slices import check_cut, compare_by, slices_json
     from ferdata.files import write_json_atomic
 
@@ -378,13 +379,16 @@ def compare(
     report = _checked(lambda: compare_answers(answers_a, answers_b, resamples, seed, leave_out))
     faces = "FER2013 PrivateTest (as published)" if private_test else split
     console.print(comparison_table(report, faces))
+    console.print(class_mix_table(report))
     if by is not None:
         sliced = _checked(lambda: compare_by(a, by, bins, answers_a, answers_b, resamples, seed, leave_out))
         for piece, piece_report in sliced:
-            table = comparison_table(piece_report, faces, piece.name, piece.train_share)
-            table.caption = (f"train share: the class's share of the {piece.train_rows:,} ingested training "
-                             f"rows in this bin")
+            table = comparison_table(piece_report, faces, piece.name)
+            table.caption = None
             console.print(table)
+            mix = class_mix_table(piece_report, piece.train_share)
+            mix.caption = f"train share: the class's share of the {piece.train_rows:,} ingested training rows in this bin"
+            console.print(mix)
         report["slices"] = slices_json(by, sliced)
     if json_out is not None:
         write_json_atomic(json_out, report)

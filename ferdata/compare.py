@@ -204,38 +204,42 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
     }
 
 
-def comparison_table(report: dict, split: str, where: str | None = None,
-                     train_share: dict[str, float] | None = None) -> Table:
-    """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval,
-    and beside each class the share of the faces it is (support) and that A and B answer it;
-    for a slice of the faces, ``where`` names it and ``train_share`` gives each class's share
-    of the training rows in it."""
+def comparison_table(report: dict, split: str, where: str | None = None) -> Table:
+    """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval;
+    for a slice of the faces, ``where`` names it."""
     level = f"{report['difference']['confidence']:.0%}"
     seeds = f"; means over {report['repeats']} seeds, paired seed by seed" if report["repeats"] > 1 else ""
     faces = f"{report['faces']:,} {split} faces" + ("" if where is None else f" with {where}")
     table = Table(caption_justify="left",
                   title=f"compare: {faces}; A − B in points "
                         f"[{level} paired-bootstrap interval, {report['difference']['resamples']:,} resamples]{seeds}")
-    columns = (("score", "support", "A", "B", "A − B", "share", "A answers", "B answers")
-               + (() if train_share is None else ("train share",)))
-    for col in columns:
+    for col in ("score", "support", "A", "B", "A − B"):
         table.add_column(col, justify="left" if col == "score" else "right")
     a, b, diff = report["scores"]["a"], report["scores"]["b"], report["difference"]
-    answered_a, answered_b = report["answered"]["a"], report["answered"]["b"]
-    blank = ("",) * (len(columns) - 5)
     for name, key in (("accuracy", "accuracy"), ("macro recall", "macro_recall")):
         table.add_row(name, f"{report['faces']:,}", share_text(a[key]), share_text(b[key]), difference_text(diff[key]),
-                      *blank, end_section=key == "macro_recall")
+                      end_section=key == "macro_recall")
     for c in report["classes"]:
         table.add_row(f"recall {c}", f"{report['support'][c]:,}", share_text(a["recall"][c]),
-                      share_text(b["recall"][c]), difference_text(diff["recall"][c]),
-                      share_text(report["support"][c] / report["faces"]), share_text(answered_a[c]),
-                      share_text(answered_b[c]), *(() if train_share is None else (share_text(train_share.get(c)),)))
+                      share_text(b["recall"][c]), difference_text(diff["recall"][c]))
     left = report["left_out"]
     copies = report["train_copies_left_out"]
-    table.caption = ("share: the class's share of the compared faces; A answers, B answers: the share "
-                     "each model answers as the class\n"
-                     f"A: {report['a']}\nB: {report['b']}\nleft out: {left['only_in_a']:,} faces only in A, "
+    table.caption = (f"A: {report['a']}\nB: {report['b']}\nleft out: {left['only_in_a']:,} faces only in A, "
                      f"{left['only_in_b']:,} only in B, {left['label_differs']:,} labelled differently"
                      + ("" if copies is None else f", {copies:,} with a copy among the training rows"))
+    return table
+
+
+def class_mix_table(report: dict, train_share: dict[str, float] | None = None) -> Table:
+    """Each class's share of the compared faces beside the share A and B answer it (a recall
+    bought by answering a class more often than it occurs shows here); for a slice of the
+    faces, ``train_share`` gives each class's share of the training rows in it."""
+    table = Table(title="how often each class occurs and is answered", caption_justify="left")
+    columns = ("class", "share", "A answers", "B answers") + (() if train_share is None else ("train share",))
+    for col in columns:
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c in report["classes"]:
+        table.add_row(c, share_text(report["support"][c] / report["faces"]), share_text(report["answered"]["a"][c]),
+                      share_text(report["answered"]["b"][c]),
+                      *(() if train_share is None else (share_text(train_share.get(c)),)))
     return table
