@@ -5,10 +5,10 @@ size by a field the align stage records for every face (processed/aligned/aligne
 of A's pipeline folder): ``interocular`` (the face's size in its source frame, before
 alignment), ``eye_angle`` (its tilt, by magnitude), ``fit_residual`` or
 ``fit_disagreement``. Each bin is compared as the whole is, and each class's share of the
-ingested training rows in the same bin is set beside its share of the answers: a class
-whose share moves from bin to bin is one a model trained on unaligned pixels can learn to
-guess from the framing alone, and alignment takes that cue away. Faces without the field (not aligned, or
-not in the folder) form a bin of their own.
+ingested training rows in the same bin is set beside its share of the bin's faces and of
+each model's answers: a class whose share moves from bin to bin is one a model trained on
+unaligned pixels can learn to guess from the framing alone, and alignment takes that cue
+away. Faces without the field (not aligned, or not in the folder) form a bin of their own.
 """
 
 from __future__ import annotations
