@@ -383,12 +383,8 @@ def compare(
     if by is not None:
         sliced = _checked(lambda: compare_by(a, by, bins, answers_a, answers_b, resamples, seed, leave_out))
         for piece, piece_report in sliced:
-            table = comparison_table(piece_report, faces, piece.name)
-            table.caption = None
-            console.print(table)
-            mix = class_mix_table(piece_report, piece.train_share)
-            mix.caption = f"train share: the class's share of the {piece.train_rows:,} ingested training rows in this bin"
-            console.print(mix)
+            console.print(comparison_table(piece_report, faces, piece.name))
+            console.print(class_mix_table(piece_report, piece.train_share, piece.train_rows))
         report["slices"] = slices_json(by, sliced)
     if json_out is not None:
         write_json_atomic(json_out, report)

@@ -205,8 +205,9 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
 
 
 def comparison_table(report: dict, split: str, where: str | None = None) -> Table:
-    """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval;
-    for a slice of the faces, ``where`` names it."""
+    """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval,
+    captioned with the two sides and the faces left out; for a slice of the faces, ``where``
+    names it and the caption (the whole comparison's) is left off."""
     level = f"{report['difference']['confidence']:.0%}"
     seeds = f"; means over {report['repeats']} seeds, paired seed by seed" if report["repeats"] > 1 else ""
     faces = f"{report['faces']:,} {split} faces" + ("" if where is None else f" with {where}")
@@ -222,6 +223,8 @@ def comparison_table(report: dict, split: str, where: str | None = None) -> Tabl
     for c in report["classes"]:
         table.add_row(f"recall {c}", f"{report['support'][c]:,}", share_text(a["recall"][c]),
                       share_text(b["recall"][c]), difference_text(diff["recall"][c]))
+    if where is not None:
+        return table
     left = report["left_out"]
     copies = report["train_copies_left_out"]
     table.caption = (f"A: {report['a']}\nB: {report['b']}\nleft out: {left['only_in_a']:,} faces only in A, "
@@ -230,10 +233,10 @@ def comparison_table(report: dict, split: str, where: str | None = None) -> Tabl
     return table
 
 
-def class_mix_table(report: dict, train_share: dict[str, float] | None = None) -> Table:
+def class_mix_table(report: dict, train_share: dict[str, float] | None = None, train_rows: int = 0) -> Table:
     """Each class's share of the compared faces beside the share A and B answer it (a recall
     bought by answering a class more often than it occurs shows here); for a slice of the
-    faces, ``train_share`` gives each class's share of the training rows in it."""
+    faces, ``train_share`` gives each class's share of its ``train_rows`` training rows."""
     table = Table(title="how often each class occurs and is answered", caption_justify="left")
     columns = ("class", "share", "A answers", "B answers") + (() if train_share is None else ("train share",))
     for col in columns:
@@ -242,4 +245,6 @@ def class_mix_table(report: dict, train_share: dict[str, float] | None = None) -
         table.add_row(c, share_text(report["support"][c] / report["faces"]), share_text(report["answered"]["a"][c]),
                       share_text(report["answered"]["b"][c]),
                       *(() if train_share is None else (share_text(train_share.get(c)),)))
+    if train_share is not None:
+        table.caption = f"train share: the class's share of the {train_rows:,} ingested training rows in this bin"
     return table
