@@ -3,18 +3,20 @@
 Each arm (:mod:`ferdata.arms`) is trained with the ``train:`` section of params.yaml (its
 ``epochs`` replaced when the ablation asks for fewer) once per seed, ``seed`` to
 ``seed + repeats - 1``, through the train stage's own :func:`ferdata.train.fit`, and scored
-on the same FER2013 PrivateTest faces. Scores are averaged over the seeds; every arm's
-difference from ``raw`` gets a paired-bootstrap interval (:mod:`ferdata.bootstrap`), on all
-those faces and again on those without a copy among the training rows (which ``raw``
-trains on, and may have memorised). With FER+ votes (fer2013new.csv), the same answers are
-also scored against the FER+ majority label of every test face that has one.
+on the same FER2013 PrivateTest faces, and on the same PublicTest (val) faces, where a
+choice between arms is made before the test faces are read. Scores are averaged over the
+seeds; every arm's difference from ``raw`` gets a paired-bootstrap interval
+(:mod:`ferdata.bootstrap`), on all those faces and again on those without a copy among the
+training rows (which ``raw`` trains on, and may have memorised). With FER+ votes
+(fer2013new.csv), the same answers are also scored against the FER+ majority label of
+every face that has one.
 
 A run whose data, recipe and seed match one kept in ``processed/ablation_runs/`` is read
 from there instead of being trained again (:mod:`ferdata.ablation_runs`; ``retrain``
 trains every run).
 
 Writes ``metrics/ablation.json`` (a DVC metric), ``processed/ablation/predictions.parquet``
-(every arm's and seed's prediction per test face; ``ferdata compare --arm-a`` pairs them)
+(every arm's and seed's prediction per test and val face; ``ferdata compare --arm-a`` pairs them)
 and ``processed/ablation/ablation.png``.
 """
 
@@ -45,7 +47,7 @@ from ferdata.manifest import write_table
 from ferdata.params import ParamsError
 from ferdata.predictions import with_classes
 from ferdata.progress import duration, note
-from ferdata.test_faces import TEST_SOURCE
+from ferdata.test_faces import TEST_SOURCE, TestFaces
 from ferdata.train import TrainParams
 
 REFERENCE = "raw"
@@ -101,14 +103,15 @@ def trained_or_kept(store: RunStore, data: ArmData, test_ids: Sequence[str], par
     """The run of ``data`` with ``params`` kept in ``store``, or (with ``retrain``, or none
     kept) a new one, trained, predicted and kept."""
     key = run_key(data, test_ids, params, balance.augment, balance.class_weight_power, evaluate.views, classes)
-    kept = None if retrain else store.load(key, len(test_labels))
+    kept = None if retrain else store.load(key, len(test_labels), len(data.val))
     if kept is not None:
         predicted = np.asarray(kept["predicted"], np.int64)
         note(f"ablate {data.name} seed {params.seed}: reused {store.path(key)}")
-        return ArmRun(params.seed, predicted, predicted == test_labels, kept["epochs_run"], kept["kept_epoch"],
-                      kept["seconds"], key, reused=True)
+        return ArmRun(params.seed, predicted, predicted == test_labels, np.asarray(kept["val_predicted"], np.int64),
+                      kept["epochs_run"], kept["kept_epoch"], kept["seconds"], key, reused=True)
     run = train_and_predict(data, params, evaluate, balance, classes, test_labels)
-    store.save(key, data.name, run.seed, run.predicted, run.epochs_run, run.kept_epoch, run.seconds)
+    store.save(key, data.name, run.seed, run.predicted, run.val_predicted, run.epochs_run, run.kept_epoch,
+               run.seconds)
     return replace(run, key=key)
 
 
@@ -142,36 +145,24 @@ def _mean_scores(per_seed: list[bootstrap.Scores], classes: Sequence[str]) -> di
             "recall": {c: _number(v) for c, v in mean["recall"].items()}}
 
 
-def _arm_report(summary: dict, runs: list[ArmRun], labels: np.ndarray, classes: Sequence[str],
-                difference: dict | None) -> dict:
-    """One arm's entry in ablation.json: its data, its scores (mean over seeds) and their
-    difference from raw with its interval."""
-    per_seed = _per_seed(labels, [run.correct for run in runs], len(classes))
-    return {
-        **summary,
-        **_mean_scores(per_seed, classes),  # recall null for a class the test set lacks
-        "difference_from_raw": None if difference is None else {
-            "accuracy": difference["accuracy"],
-            "macro_recall": difference["macro_recall"],
-            "recall": dict(zip(classes, difference["recall"])),
-        },
-        "repeats": [{"seed": run.seed, "accuracy": _number(s.accuracy[0]),
-                     "macro_recall": _number(s.macro_recall[0]), "epochs_run": run.epochs_run,
-                     "kept_epoch": run.kept_epoch, "seconds": round(run.seconds, 1),
-                     "run": run.key, "reused": run.reused}
-                    for run, s in zip(runs, per_seed)],
-    }
+def _difference(summary: dict | None, classes: Sequence[str]) -> dict | None:
+    """A paired-bootstrap difference from raw, per-class recall by class name."""
+    if summary is None:
+        return None
+    return {"accuracy": summary["accuracy"], "macro_recall": summary["macro_recall"],
+            "recall": dict(zip(classes, summary["recall"]))}
 
 
-def _subset_scores(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun],
-                   reference: list[ArmRun] | None, classes: Sequence[str], params: AblateParams) -> dict:
-    """An arm's scores on the test faces ``keep`` selects, against ``labels`` (the ingested
-    labels, or another reference's), and their difference from raw's on the same faces."""
+def _subset_scores(labels: np.ndarray, keep: np.ndarray, predicted: list[np.ndarray],
+                   reference: list[np.ndarray] | None, classes: Sequence[str], params: AblateParams) -> dict:
+    """An arm's scores on the faces ``keep`` selects, from its answers ``predicted`` (one array
+    per seed) against ``labels`` (the ingested labels, or another reference's), and their
+    difference from raw's answers ``reference`` on the same faces."""
     kept = labels[keep]
-    corrects = [run.predicted[keep] == kept for run in runs]
+    corrects = [answers[keep] == kept for answers in predicted]
     difference = None
     if reference is not None:
-        paired = bootstrap.paired_difference(kept, corrects, [r.predicted[keep] == kept for r in reference],
+        paired = bootstrap.paired_difference(kept, corrects, [answers[keep] == kept for answers in reference],
                                              len(classes), params.resamples, params.seed)
         difference = {"accuracy": paired["accuracy"], "macro_recall": paired["macro_recall"]}
     scores = _mean_scores(_per_seed(kept, corrects, len(classes)), classes)
@@ -179,9 +170,61 @@ def _subset_scores(labels: np.ndarray, keep: np.ndarray, runs: list[ArmRun],
             "difference_from_raw": difference}
 
 
-def ferplus_test_labels(ferplus_csv: Path, ids: Sequence[str], classes: Sequence[str]) -> np.ndarray:
-    """Each FER2013 test face's FER+ majority class index, -1 where FER+ has no majority
-    among ``classes`` (no majority, not a face, unknown, or contempt under 7 classes)."""
+def _split_scores(faces: TestFaces, answers: dict[str, list[np.ndarray]], ferplus: np.ndarray | None,
+                  classes: Sequence[str], params: AblateParams) -> dict[str, dict]:
+    """Every arm's scores on one split's ``faces`` from its ``answers`` (one array per seed,
+    -1 where it has no pixels): the mean over the seeds and the difference from raw with its
+    interval, on all the faces, on those without a copy among the training rows, and against
+    their FER+ majority labels (``ferplus``, -1 where none)."""
+    labels, copied, n = faces.labels, faces.copied_in_train, len(classes)
+    reference = answers[REFERENCE]
+    scored = {}
+    for name, predicted in answers.items():
+        corrects = [p == labels for p in predicted]
+        difference = None if name == REFERENCE else bootstrap.paired_difference(
+            labels, corrects, [p == labels for p in reference], n, params.resamples, params.seed)
+        entry = {**_mean_scores(_per_seed(labels, corrects, n), classes),  # recall null for a class the split lacks
+                 "difference_from_raw": _difference(difference, classes)}
+        others = None if name == REFERENCE else reference
+        if copied is not None:
+            entry["without_train_copies"] = _subset_scores(labels, ~copied, predicted, others, classes, params)
+        if ferplus is not None:
+            entry["against_ferplus"] = _subset_scores(ferplus, ferplus >= 0, predicted, others, classes, params)
+        scored[name] = entry
+    return scored
+
+
+def _repeats(runs: list[ArmRun], labels: np.ndarray, classes: Sequence[str]) -> list[dict]:
+    """Each seed's run: its test scores and how its training went."""
+    per_seed = _per_seed(labels, [run.correct for run in runs], len(classes))
+    return [{"seed": run.seed, "accuracy": _number(s.accuracy[0]), "macro_recall": _number(s.macro_recall[0]),
+             "epochs_run": run.epochs_run, "kept_epoch": run.kept_epoch, "seconds": round(run.seconds, 1),
+             "run": run.key, "reused": run.reused}
+            for run, s in zip(runs, per_seed)]
+
+
+def _answers_on(ids: Sequence[str], arm_ids: Sequence[str], arm_answers: np.ndarray) -> np.ndarray:
+    """An arm's answers for its own faces ``arm_ids``, placed on the faces ``ids`` (-1 where it has none)."""
+    position = dict(zip(arm_ids, range(len(arm_ids))))
+    rows = np.array([position.get(sid, -1) for sid in ids], np.int64)
+    answers = np.full(len(ids), -1, np.int64)
+    answers[rows >= 0] = arm_answers[rows[rows >= 0]]
+    return answers
+
+
+def _faces_summary(faces: TestFaces, ferplus: np.ndarray | None, classes: Sequence[str], rule: str) -> dict:
+    """What one split's scored faces are: how many, how many have a copy in train or a FER+
+    majority, each class's support, and the rule they are scored by."""
+    return {"source": TEST_SOURCE, "faces": len(faces.labels),
+            "copied_in_train": None if faces.copied_in_train is None else int(faces.copied_in_train.sum()),
+            "ferplus_majority": None if ferplus is None else int((ferplus >= 0).sum()),
+            "support": {c: int(n) for c, n in zip(classes, np.bincount(faces.labels, minlength=len(classes)))},
+            "rule": rule}
+
+
+def ferplus_labels(ferplus_csv: Path, ids: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """Each FER2013 face's FER+ majority class index, -1 where FER+ has no majority among
+    ``classes`` (no majority, not a face, unknown, or contempt under 7 classes)."""
     rows = pa.table({"source": pa.array([TEST_SOURCE] * len(ids)), "sample_id": pa.array(list(ids))})
     _, majority = ferplus_reference(rows, ferplus_csv)
     return np.array([classes.index(m) if m in classes else -1 for m in majority], dtype=np.int64)
@@ -191,16 +234,21 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
                layout: Layout, classes: Sequence[str], ferplus_csv: Path | None = None) -> AblateResult:
     """Train and score every arm in ``params.arms`` once per seed; write the report, the
     predictions and the figure (see the module docstring). ``ferplus_csv`` (fer2013new.csv)
-    adds the scores against the test faces' FER+ majority labels."""
+    adds the scores against the faces' FER+ majority labels."""
     classes = tuple(classes)
     recipe = replace(train, epochs=params.epochs or train.epochs)
     sources = ArmSources(layout, classes, balance)
     sources.check(params.arms)
-    labels = sources.test.labels
-    ferplus = None if ferplus_csv is None else ferplus_test_labels(ferplus_csv, sources.test.ids, classes)
+    test, val = sources.test, sources.val
+    labels = test.labels
+
+    def votes(faces: TestFaces | None) -> np.ndarray | None:
+        return None if ferplus_csv is None or faces is None else ferplus_labels(ferplus_csv, faces.ids, classes)
+
     store = RunStore(layout.ablation_runs)
     summaries: dict[str, dict] = {}
     runs: dict[str, list[ArmRun]] = {}
+    val_answers: dict[str, list[np.ndarray]] = {}
     total, started, clock = len(params.arms) * len(params.seeds), 0, time.monotonic()
     for name in params.arms:
         data = sources.arm(name)
@@ -212,35 +260,31 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
             started += 1
             note(f"ablate run {started} of {total}: {name} seed {seed}, "
                  f"{duration(time.monotonic() - clock)} into the ablation")
-            runs[name].append(trained_or_kept(store, data, sources.test.ids, replace(recipe, seed=seed), evaluate,
+            runs[name].append(trained_or_kept(store, data, test.ids, replace(recipe, seed=seed), evaluate,
                                               balance, classes, labels, params.retrain))
+        if val is not None:
+            val_answers[name] = [_answers_on(val.ids, data.val.ids, run.val_predicted) for run in runs[name]]
         note(f"ablate {name}: {duration(sum(r.seconds for r in runs[name] if not r.reused))} of training")
-    reference = [run.correct for run in runs[REFERENCE]]
+    test_votes, val_votes = votes(test), votes(val)
+    test_scores = _split_scores(test, {name: [r.predicted for r in arm_runs] for name, arm_runs in runs.items()},
+                                test_votes, classes, params)
+    val_scores = None if val is None else _split_scores(val, val_answers, val_votes, classes, params)
     report_arms = {}
     for name in params.arms:
-        difference = None
-        if name != REFERENCE:
-            difference = bootstrap.paired_difference(labels, [r.correct for r in runs[name]], reference,
-                                                     len(classes), params.resamples, params.seed)
-        report_arms[name] = _arm_report(summaries[name], runs[name], labels, classes, difference)
-    copied = sources.test.copied_in_train
-    for name in params.arms:
-        reference_runs = runs[REFERENCE] if name != REFERENCE else None
-        if copied is not None:
-            report_arms[name]["without_train_copies"] = _subset_scores(
-                labels, ~copied, runs[name], reference_runs, classes, params)
-        if ferplus is not None:
-            report_arms[name]["against_ferplus"] = _subset_scores(
-                ferplus, ferplus >= 0, runs[name], reference_runs, classes, params)
+        report_arms[name] = {**summaries[name], **test_scores[name], "repeats": _repeats(runs[name], labels, classes)}
+        if val_scores is not None:
+            report_arms[name]["val"] = {"faces_answered": int((val_answers[name][0] >= 0).sum()), **val_scores[name]}
     every_run = [run for arm_runs in runs.values() for run in arm_runs]
     reused = sum(run.reused for run in every_run)
     report = {
         "classes": list(classes),
-        "test": {"source": TEST_SOURCE, "split": "test", "faces": len(labels),
-                 "copied_in_train": None if copied is None else int(copied.sum()),
-                 "ferplus_majority": None if ferplus is None else int((ferplus >= 0).sum()),
-                 "support": {c: int(n) for c, n in zip(classes, np.bincount(labels, minlength=len(classes)))},
-                 "rule": "every FER2013 PrivateTest row as ingested; a face an arm has no pixels for counts as wrong"},
+        "test": {**_faces_summary(test, test_votes, classes, "every FER2013 PrivateTest row as ingested; a face "
+                                                             "an arm has no pixels for counts as wrong"),
+                 "split": "test"},
+        "val": None if val is None else {
+            **_faces_summary(val, val_votes, classes, "every FER2013 PublicTest row as ingested, by the same "
+                                                      "rule: the faces to choose arms on"),
+            "split": "val"},
         "params": {**asdict(params), "seeds": params.seeds, "confidence": bootstrap.CONFIDENCE,
                    "train": asdict(recipe), "balance_method": balance.method,
                    "class_weight_power": balance.class_weight_power,
@@ -251,28 +295,34 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     }
     metrics_path = layout.metrics / "ablation.json"
     write_json_atomic(metrics_path, report)
-    _write_outputs(layout, sources.test.ids, labels, runs, report)
+    _write_outputs(layout, {"test": (test.ids, labels, {n: [r.predicted for r in rs] for n, rs in runs.items()}),
+                            **({} if val is None else {"val": (val.ids, val.labels, val_answers)})},
+                   params.seeds, report)
     return AblateResult(report, classes, metrics_path, layout.ablation_predictions, layout.ablation / FIGURE_FILE)
 
 
-def _write_outputs(layout: Layout, ids: list[str], labels: np.ndarray, runs: dict[str, list[ArmRun]],
-                   report: dict) -> None:
-    """predictions.parquet and ablation.png, in a temporary folder renamed into place."""
+def _write_outputs(layout: Layout, splits: dict[str, tuple[list[str], np.ndarray, dict[str, list[np.ndarray]]]],
+                   seeds: list[int], report: dict) -> None:
+    """predictions.parquet (every arm's and seed's answer per face of each split in
+    ``splits``: its ids, labels and answers by arm) and ablation.png, in a temporary folder
+    renamed into place."""
     out_dir = layout.ablation
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)
         tables = []
-        for name, arm_runs in runs.items():
-            for run in arm_runs:
-                answered = run.predicted >= 0
-                tables.append(pa.table({
-                    "arm": pa.array([name] * len(ids)), "seed": pa.array([run.seed] * len(ids), pa.int64()),
-                    "sample_id": pa.array(ids), "label_index": pa.array(labels, pa.int16()),
-                    "predicted": pa.array(run.predicted.astype(np.int16), pa.int16(), mask=~answered),
-                    "correct": pa.array(run.correct),
-                }))
+        for split, (ids, labels, answers) in splits.items():
+            for name, predicted in answers.items():
+                for seed, answer in zip(seeds, predicted):
+                    answered = answer >= 0
+                    tables.append(pa.table({
+                        "split": pa.array([split] * len(ids)), "arm": pa.array([name] * len(ids)),
+                        "seed": pa.array([seed] * len(ids), pa.int64()), "sample_id": pa.array(ids),
+                        "label_index": pa.array(labels, pa.int16()),
+                        "predicted": pa.array(answer.astype(np.int16), pa.int16(), mask=~answered),
+                        "correct": pa.array(answer == labels),
+                    }))
         write_table(with_classes(pa.concat_tables(tables), report["classes"]), tmp / layout.ablation_predictions.name)
         figure = ablation_figure(report)
         figure.savefig(tmp / FIGURE_FILE, format="png", dpi=100, metadata={"Software": None})

@@ -36,56 +36,75 @@ def _kept_runs(runs: dict) -> str:
     return text + (" (same data, recipe and seed; --retrain trains them again)" if runs["reused"] else "")
 
 
+SPLIT_FACES = {"test": "FER2013 PrivateTest", "val": "FER2013 PublicTest (val)"}
+
+
+def _on_split(report: dict, split: str) -> dict[str, dict]:
+    """Every arm's scores on ``split``: the arm's own entry for test, its ``val`` entry for val."""
+    return {name: arm if split == "test" else arm["val"] for name, arm in report["arms"].items()}
+
+
 def ablation_tables(report: dict) -> Group:
-    """Scores per arm with their difference from raw; per-class recall per arm; the per-class
-    differences with their intervals."""
-    classes, arms, test, params = report["classes"], report["arms"], report["test"], report["params"]
+    """On the test faces, then on the val faces: scores per arm with their difference from
+    raw; per-class recall per arm; the per-class differences with their intervals."""
+    tables = _split_tables(report, "test")
+    if report.get("val"):
+        tables += _split_tables(report, "val")
+    return Group(*tables)
+
+
+def _split_tables(report: dict, split: str) -> list[Table]:
+    """The tables of one split's scores (see :func:`ablation_tables`)."""
+    classes, faces, params = report["classes"], report[split], report["params"]
+    arms = _on_split(report, split)
     level = f"{params['confidence']:.0%}"
-    overall = Table(title=f"ablate: {test['faces']:,} FER2013 PrivateTest faces, {_runs(params)}; "
+    where = "" if split == "test" else ", val"
+    overall = Table(title=f"ablate: {faces['faces']:,} {SPLIT_FACES[split]} faces, {_runs(params)}; "
                           f"differences from raw in points, [{level} paired-bootstrap interval]")
-    for col in ("arm", "train faces", "test answered", "accuracy", "vs raw", "macro recall", "vs raw"):
+    for col in ("arm", "train faces", f"{split} answered", "accuracy", "vs raw", "macro recall", "vs raw"):
         overall.add_column(col, justify="left" if col == "arm" else "right")
     for name, arm in arms.items():
         diff = arm["difference_from_raw"] or {}
-        overall.add_row(name, f"{arm['train_faces']:,}", f"{arm['test_faces_answered']:,}",
+        answered = arm["test_faces_answered"] if split == "test" else arm["faces_answered"]
+        overall.add_row(name, f"{report['arms'][name]['train_faces']:,}", f"{answered:,}",
                         share_text(arm["accuracy"]), difference_text(diff.get("accuracy")),
                         share_text(arm["macro_recall"]), difference_text(diff.get("macro_recall")))
-    overall.caption = f"{test['rule']}\n{_kept_runs(report['runs'])}"
+    overall.caption = faces["rule"] + (f"\n{_kept_runs(report['runs'])}" if split == "test" else "")
 
-    recall = Table(title="ablate: per-class recall")
+    recall = Table(title=f"ablate{where}: per-class recall")
     for col in ("arm", *classes):
         recall.add_column(col, justify="left" if col == "arm" else "right")
     for name, arm in arms.items():
         recall.add_row(name, *(share_text(arm["recall"][c]) for c in classes))
-    recall.add_row("support", *(str(test["support"][c]) for c in classes), end_section=True)
+    recall.add_row("support", *(str(faces["support"][c]) for c in classes), end_section=True)
 
     tables = [overall, recall]
-    if test.get("copied_in_train"):
-        faces = test["faces"] - test["copied_in_train"]
-        tables.append(_subset_table(report, "without_train_copies",
-                                    f"ablate: the {faces:,} test faces without a copy among the training rows "
-                                    f"({test['copied_in_train']:,} have one)"))
-    if test.get("ferplus_majority"):
-        tables.append(_subset_table(report, "against_ferplus",
-                                    f"ablate: the {test['ferplus_majority']:,} test faces with a FER+ majority, "
-                                    "scored against it instead of their FER2013 label"))
+    if faces.get("copied_in_train"):
+        without = faces["faces"] - faces["copied_in_train"]
+        tables.append(_subset_table(arms, "without_train_copies",
+                                    f"ablate{where}: the {without:,} {split} faces without a copy among the "
+                                    f"training rows ({faces['copied_in_train']:,} have one)"))
+    if faces.get("ferplus_majority"):
+        tables.append(_subset_table(arms, "against_ferplus",
+                                    f"ablate{where}: the {faces['ferplus_majority']:,} {split} faces with a FER+ "
+                                    "majority, scored against it instead of their FER2013 label"))
     others = [name for name in arms if arms[name]["difference_from_raw"] is not None]
-    if not others:
-        return Group(*tables)
-    per_class = Table(title=f"ablate: per-class recall, difference from raw in points [{level} interval]")
-    for col in ("class", *others):
-        per_class.add_column(col, justify="left" if col == "class" else "right")
-    for c in classes:
-        per_class.add_row(c, *(difference_text(arms[name]["difference_from_raw"]["recall"][c]) for name in others))
-    return Group(*tables, per_class)
+    if others:
+        per_class = Table(title=f"ablate{where}: per-class recall, difference from raw in points [{level} interval]")
+        for col in ("class", *others):
+            per_class.add_column(col, justify="left" if col == "class" else "right")
+        for c in classes:
+            per_class.add_row(c, *(difference_text(arms[name]["difference_from_raw"]["recall"][c]) for name in others))
+        tables.append(per_class)
+    return tables
 
 
-def _subset_table(report: dict, key: str, title: str) -> Table:
-    """Every arm's scores under ``key`` (a subset of the test faces, or other labels for them)."""
+def _subset_table(arms: dict[str, dict], key: str, title: str) -> Table:
+    """Every arm's scores under ``key`` (a subset of the faces, or other labels for them)."""
     table = Table(title=title)
     for col in ("arm", "accuracy", "vs raw", "macro recall", "vs raw"):
         table.add_column(col, justify="left" if col == "arm" else "right")
-    for name, arm in report["arms"].items():
+    for name, arm in arms.items():
         scores = arm[key]
         diff = scores["difference_from_raw"] or {}
         table.add_row(name, share_text(scores["accuracy"]), difference_text(diff.get("accuracy")),
@@ -94,24 +113,28 @@ def _subset_table(report: dict, key: str, title: str) -> Table:
 
 
 def ablation_figure(report: dict) -> Figure:
-    """Each arm's macro-recall difference from raw, in points, with its interval as a bar."""
-    arms = {name: arm["difference_from_raw"]["macro_recall"] for name, arm in report["arms"].items()
-            if arm["difference_from_raw"] is not None}
-    names = list(arms)[::-1]  # first arm on top
-    means = [arms[n]["mean"] * 100 for n in names]
-    errors = [[(arms[n]["mean"] - arms[n]["low"]) * 100 for n in names],
-              [(arms[n]["high"] - arms[n]["mean"]) * 100 for n in names]]
-    fig = Figure(figsize=(7, 1.2 + 0.6 * max(len(names), 1)))
+    """Each arm's macro-recall difference from raw, in points, with its interval as a bar: on
+    the test faces, and a little below on the val faces when the report has them."""
+    splits = [split for split in ("test", "val") if report.get(split)]
+    names = [name for name, arm in report["arms"].items() if arm["difference_from_raw"] is not None][::-1]
+    fig = Figure(figsize=(7, 1.2 + 0.6 * len(splits) * max(len(names), 1)))
     ax = fig.add_subplot()
-    ax.errorbar(means, range(len(names)), xerr=errors, fmt="o", color="tab:blue", capsize=4)
-    for y, m in enumerate(means):
-        ax.annotate(f"{m:+.1f}", (m, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    for offset, split, style in zip((0.0, -0.3), splits, (("o", "tab:blue"), ("s", "tab:orange"))):
+        arms = _on_split(report, split)
+        diffs = [arms[n]["difference_from_raw"]["macro_recall"] for n in names]
+        means = [d["mean"] * 100 for d in diffs]
+        errors = [[(d["mean"] - d["low"]) * 100 for d in diffs], [(d["high"] - d["mean"]) * 100 for d in diffs]]
+        ys = [y + offset for y in range(len(names))]
+        ax.errorbar(means, ys, xerr=errors, fmt=style[0], color=style[1], capsize=4,
+                    label=f"{report[split]['faces']:,} {SPLIT_FACES[split]} faces")
+        for y, m in zip(ys, means):
+            ax.annotate(f"{m:+.1f}", (m, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
     ax.axvline(0, color="grey", linestyle="--", linewidth=1)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.set_yticks([y - 0.15 * (len(splits) - 1) for y in range(len(names))], names)
+    ax.set_ylim(-0.6 - 0.3 * (len(splits) - 1), len(names) - 0.4)
     ax.set_xlabel("macro recall minus raw's, points")
-    params, test = report["params"], report["test"]
-    ax.set_title(f"ablation on {test['faces']:,} FER2013 PrivateTest faces, {_runs(params)}\n"
-                 f"bars: {params['confidence']:.0%} paired-bootstrap interval", fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"ablation, {_runs(report['params'])}; "
+                 f"bars: {report['params']['confidence']:.0%} paired-bootstrap interval", fontsize=9)
     fig.tight_layout()
     return fig

@@ -5,7 +5,7 @@ pixels and labels (in their order), the test face ids, the training recipe with 
 the online augmentation and class-weight power, the test-time views, the class names, the
 source of the modules that train and predict, and the Keras and TensorFlow versions. A run
 whose key is already in ``processed/ablation_runs/`` is read from there (``<key>.json``:
-its answer per test face and how its training went) instead of being trained again.
+its answer per test face and per val face, and how its training went) instead of being trained again.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ferdata.train import TrainParams
 import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backend)
 import tensorflow as tf  # noqa: E402
 
-RUN_FIELDS = ("arm", "seed", "predicted", "epochs_run", "kept_epoch", "seconds")
+RUN_FIELDS = ("arm", "seed", "predicted", "val_predicted", "epochs_run", "kept_epoch", "seconds")
 #: The modules whose code decides how an arm is trained and how it answers (not the
 #: ablation's or the evaluate stage's reports, so that editing them keeps the runs).
 TRAINING_CODE = ("arm_training", "augment", "balance", "model", "test_time", "train")
@@ -68,9 +68,10 @@ class RunStore:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
-    def load(self, key: str, faces: int) -> dict | None:
-        """The kept run with ``key``, or None if there is none or it cannot be used (then
-        the reason is added to :attr:`unusable` and the run is trained again)."""
+    def load(self, key: str, faces: int, val_faces: int) -> dict | None:
+        """The kept run with ``key`` (answers for ``faces`` test faces and ``val_faces`` val
+        faces), or None if there is none or it cannot be used (then the reason is added to
+        :attr:`unusable` and the run is trained again)."""
         path = self.path(key)
         if not path.exists():
             return None
@@ -81,16 +82,18 @@ class RunStore:
         missing = [name for name in RUN_FIELDS if not isinstance(run, dict) or name not in run]
         if missing:
             return self._reject(path, f"missing {missing}")
-        answers = run["predicted"]
-        if not isinstance(answers, list) or len(answers) != faces or not all(isinstance(a, int) for a in answers):
-            return self._reject(path, f"'predicted' must be {faces} class indexes, one per test face")
+        for field, count, split in (("predicted", faces, "test"), ("val_predicted", val_faces, "val")):
+            answers = run[field]
+            if not isinstance(answers, list) or len(answers) != count or not all(isinstance(a, int) for a in answers):
+                return self._reject(path, f"'{field}' must be {count} class indexes, one per {split} face")
         return run
 
-    def save(self, key: str, arm: str, seed: int, predicted: np.ndarray, epochs_run: int, kept_epoch: int,
-             seconds: float) -> None:
+    def save(self, key: str, arm: str, seed: int, predicted: np.ndarray, val_predicted: np.ndarray,
+             epochs_run: int, kept_epoch: int, seconds: float) -> None:
         """Keep a finished run under its key."""
         write_json_atomic(self.path(key), {
             "arm": arm, "seed": seed, "predicted": [int(p) for p in predicted],
+            "val_predicted": [int(p) for p in val_predicted],
             "epochs_run": epochs_run, "kept_epoch": kept_epoch, "seconds": round(seconds, 1)})
 
     def _reject(self, path: Path, reason: str) -> None:

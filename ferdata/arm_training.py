@@ -1,5 +1,5 @@
 """One ablation run: a fresh network trained on one arm with one seed, and its answer for
-every test face.
+every test face and every val face.
 
 This module and those it trains through (:data:`ferdata.ablation_runs.TRAINING_CODE`) are
 the code a kept run's key covers, so an edit to the ablation's report does not retrain.
@@ -26,11 +26,12 @@ import keras  # noqa: E402  (after ferdata.model has chosen the TensorFlow backe
 
 @dataclass
 class ArmRun:
-    """One arm trained with one seed, and its answer for every test face."""
+    """One arm trained with one seed, and its answer for every test face and every val face."""
 
     seed: int
     predicted: np.ndarray  # (N,) class index; -1 where the arm has no pixels for the face
     correct: np.ndarray  # (N,) bool; False where the arm has no pixels
+    val_predicted: np.ndarray  # (V,) class index of each of the arm's val faces, in ``data.val`` order
     epochs_run: int
     kept_epoch: int
     seconds: float  # of training, when the run was trained (also when it is reused)
@@ -42,7 +43,7 @@ def train_and_predict(data: ArmData, params: TrainParams, evaluate: EvaluatePara
                       classes: Sequence[str], test_labels: np.ndarray) -> ArmRun:
     """Train a fresh network on ``data.train`` (validating on ``data.val``) with ``params``,
     augmenting and weighting classes as the balance stage says, and predict each test face
-    the arm has pixels for."""
+    the arm has pixels for, and each of its val faces."""
     clock = time.perf_counter()
     seed_everything(params.seed, params.deterministic)
     augment = augmentation_from(online_config(balance.augment), params.seed) if params.augment else None
@@ -59,7 +60,8 @@ def train_and_predict(data: ArmData, params: TrainParams, evaluate: EvaluatePara
     predicted = np.full(len(test_labels), -1, np.int64)
     _, probabilities = predict(net, data.test_images[data.test_present], evaluate.views, evaluate.batch_size)
     predicted[data.test_present] = probabilities.argmax(axis=1)
+    _, val_probabilities = predict(net, data.val.images, evaluate.views, evaluate.batch_size)
     kept = kept_row(history, params)
     keras.backend.clear_session()
-    return ArmRun(params.seed, predicted, predicted == test_labels, len(history), kept["epoch"],
-                  time.perf_counter() - clock)
+    return ArmRun(params.seed, predicted, predicted == test_labels, val_probabilities.argmax(axis=1),
+                  len(history), kept["epoch"], time.perf_counter() - clock)

@@ -15,7 +15,8 @@ Every arm is tested on all of FER2013's PrivateTest rows as ingested
 others). A test face the align stage dropped has no aligned pixels: the arm cannot answer
 for it and it counts as wrong. Every arm validates (for the plateau schedule and early
 stopping, when set) on all of FER2013's PublicTest rows, in its own pixels, so the arms
-differ only in what they train on.
+differ only in what they train on; the ablation scores every arm on those val faces too,
+by the test faces' rule, so that a choice between arms is made on val.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class ArmSources:
             raise ValueError(f"{self.interim_path}: no FER2013 PrivateTest (test) rows; the ablation tests "
                              f"every arm on them, so ingest fer2013")
         self.test = test
+        self.val = test_faces(self.interim, self.interim_path, self.classes, layout.dataset / "dedup.json", "val")
 
     def check(self, arms: Sequence[str]) -> None:
         """Fail before any training if an arm's input is missing (FileNotFoundError naming it)."""

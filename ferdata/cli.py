@@ -304,7 +304,7 @@ def ablate(
         None, help="FER+ votes to also score the test faces against (default ROOT/raw/ferplus/fer2013new.csv "
                    "if present)."),
 ) -> None:
-    """Train the same network on arms that differ only in data; score each on FER2013's PrivateTest."""
+    """Train the same network on arms that differ only in data; score each on FER2013's PublicTest and PrivateTest."""
     from ferdata.ablate import AblateParams, run_ablate
     from ferdata.ablation_report import ablation_tables
     from ferdata.balance import BalanceParams
@@ -338,11 +338,12 @@ def compare(
                                            "folder's processed/fer2013_private_test.parquet) instead of a split."),
     arm_a: Optional[str] = typer.Option(None, "--arm-a", metavar="ARM[@SEED]",
                                         help="A is this arm of A's ablation (processed/ablation/predictions.parquet"
-                                             "), every seed it ran or one; implies --private-test for B."),
+                                             "), every seed it ran or one; on test, implies --private-test for B."),
     arm_b: Optional[str] = typer.Option(None, "--arm-b", metavar="ARM[@SEED]", help="The same for B."),
     without_train_copies: bool = typer.Option(
-        False, "--without-train-copies", help="On PrivateTest, also leave out the faces either folder's split stage "
-                                              "found a copy of among the training rows (processed/dataset/dedup.json)."),
+        False, "--without-train-copies", help="On PrivateTest or an arm's faces, also leave out the faces either "
+                                              "folder's split stage found a copy of among the training rows "
+                                              "(processed/dataset/dedup.json)."),
     by: Optional[str] = typer.Option(None, "--by", metavar="FIELD",
                                      help="Also compare on bins of the faces by an align-stage field of A's "
                                           "pipeline folder: interocular, eye_angle, fit_residual or "
@@ -360,17 +361,21 @@ def compare(
     from ferdata.compare_slices import check_cut, compare_by, slices_json
     from ferdata.files import write_json_atomic
 
-    private_test = private_test or arm_a is not None or arm_b is not None  # an ablation answers PrivateTest
     if private_test and split != "test":
-        raise typer.BadParameter("--private-test and --arm-a/--arm-b compare FER2013's PrivateTest rows, "
-                                 "whose split is test", param_hint="--split")
-    if without_train_copies and not private_test:
+        raise typer.BadParameter("--private-test compares FER2013's PrivateTest rows, whose split is test",
+                                 param_hint="--split")
+    arms_given = arm_a is not None or arm_b is not None
+    if arms_given and split not in ("test", "val"):
+        raise typer.BadParameter("an ablation answers FER2013's PrivateTest (test) and PublicTest (val) faces",
+                                 param_hint="--split")
+    private_test = private_test or (arms_given and split == "test")  # an ablation's test faces are PrivateTest
+    if without_train_copies and not (private_test or arms_given):
         raise typer.BadParameter("a split's faces have no copy among the training rows (the split stage removes "
                                  "them); use it with --private-test or --arm-a/--arm-b",
                                  param_hint="--without-train-copies")
 
     def answers(path: Path, arm: str | None):
-        return read_arm(path, arm) if arm is not None else read_answers(path, split, private_test)
+        return read_arm(path, arm, split) if arm is not None else read_answers(path, split, private_test)
 
     if by is not None:
         _checked(lambda: check_cut(by, bins))

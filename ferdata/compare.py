@@ -4,8 +4,8 @@
 two pipelines or two params of one), or with ``--private-test`` two
 ``fer2013_private_test.parquet`` files (every FER2013 PrivateTest row as published, a face
 without pixels counted wrong). With ``--arm-a`` / ``--arm-b`` a side is an ablation arm
-instead (``ferdata ablate``'s answers on the same PrivateTest faces), with every seed it ran
-paired seed by seed, or one seed. It pairs the answers by sample id within one split and
+instead (``ferdata ablate``'s answers on the same PrivateTest faces, or with ``--split val``
+on FER2013's PublicTest faces), with every seed it ran paired seed by seed, or one seed. It pairs the answers by sample id within one split and
 prints each model's accuracy, macro recall and per-class recall with the difference A − B
 and its paired-bootstrap interval (:mod:`ferdata.bootstrap`). Faces only one file holds,
 and faces whose labels differ between the files (a corrected label, another
@@ -34,7 +34,7 @@ from ferdata.manifest import read_table
 from ferdata.predictions import classes_of
 
 COLUMNS = ("sample_id", "split", "label", "label_index", "predicted", "predicted_label", "correct", "probabilities")
-ABLATION_COLUMNS = ("arm", "seed", "sample_id", "label_index", "predicted", "correct")
+ABLATION_COLUMNS = ("split", "arm", "seed", "sample_id", "label_index", "predicted", "correct")
 
 
 @dataclass(frozen=True)
@@ -109,16 +109,21 @@ def read_answers(path: Path, split: str, private_test: bool = False) -> Answers:
                     [(k,) for k in table["predicted"].to_pylist()])
 
 
-def read_arm(path: Path, arm: str) -> Answers:
+def read_arm(path: Path, arm: str, split: str = "test") -> Answers:
     """The answers of ablation arm ``arm`` (``name`` for every seed it ran, ``name@seed`` for
-    one) on FER2013's PrivateTest faces as ingested, from ``ferdata ablate``'s predictions
-    file ``path`` (a pipeline folder: its processed/ablation/predictions.parquet)."""
+    one) on FER2013's PrivateTest faces as ingested (``split`` "val": its PublicTest faces),
+    from ``ferdata ablate``'s predictions file ``path`` (a pipeline folder: its
+    processed/ablation/predictions.parquet)."""
     path = Path(path)
     path = path if path.is_file() else Layout(path).ablation_predictions
     table = _read(path, ABLATION_COLUMNS, "ablate")
     classes = classes_of(table)
     if classes is None:
         raise ValueError(f"{path}: no class names in the file (written by an earlier ferdata; run `ferdata ablate` again)")
+    table = table.filter(pc.equal(table["split"], split))
+    if table.num_rows == 0:
+        raise ValueError(f"{path}: no answers on split '{split}' (the ablation scores FER2013's PrivateTest as "
+                         f"test and its PublicTest as val, when they were ingested)")
     name, _, seed_text = arm.partition("@")
     arms = sorted(set(table["arm"].to_pylist()))
     if name not in arms:
@@ -136,7 +141,7 @@ def read_arm(path: Path, arm: str) -> Answers:
         raise ValueError(f"{path}: arm '{name}' answered different faces with different seeds")
     correct = list(zip(*(t["correct"].to_pylist() for t in by_seed)))
     predicted = list(zip(*(t["predicted"].to_pylist() for t in by_seed)))
-    return _answers(f"{path} (arm {name}, seed {', '.join(map(str, seeds))})", classes, ids,
+    return _answers(f"{path} (arm {name}, seed {', '.join(map(str, seeds))}, split {split})", classes, ids,
                     by_seed[0]["label_index"].to_pylist(), correct, predicted)
 
 

@@ -2,7 +2,8 @@
 
 The evaluate stage scores the trained model on them (:mod:`ferdata.private_test`) and
 ``ferdata ablate`` scores every arm on them (:mod:`ferdata.arms`), both by id, in aligned
-pixels where the align stage kept a face, so that their figures compare.
+pixels where the align stage kept a face, so that their figures compare. The ablation
+also scores its arms on FER2013's PublicTest rows as ingested, the val faces arms are chosen on.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ TEST_SOURCE = "fer2013"
 
 @dataclass
 class TestFaces:
-    """FER2013's PrivateTest rows as ingested, by id, and which of them the split stage found
-    a copy of among the training rows (None before the split stage has run)."""
+    """FER2013's PrivateTest (or PublicTest) rows as ingested, by id, and which of them the
+    split stage found a copy of among the training rows (None before the split stage has run)."""
 
     ids: list[str]
     labels: np.ndarray
@@ -52,10 +53,11 @@ def copied_in_train(dedup_report: Path, ids: Sequence[str]) -> np.ndarray | None
     return np.array([sample_id in copied for sample_id in ids], bool)
 
 
-def test_faces(interim: pa.Table, path: Path, classes: Sequence[str], dedup_report: Path) -> TestFaces | None:
-    """FER2013's PrivateTest rows of the ingest manifest ``interim`` (read from ``path``),
-    sorted by id; None when there are none."""
-    test = source_rows(interim, TEST_SOURCE, "test")
+def test_faces(interim: pa.Table, path: Path, classes: Sequence[str], dedup_report: Path,
+               split: str = "test") -> TestFaces | None:
+    """FER2013's PrivateTest rows (``split`` "val": its PublicTest rows) of the ingest
+    manifest ``interim`` (read from ``path``), sorted by id; None when there are none."""
+    test = source_rows(interim, TEST_SOURCE, split)
     if test.num_rows == 0:
         return None
     ids = test["sample_id"].to_pylist()

@@ -85,15 +85,21 @@ def ablated(tmp_path_factory):
     return root, report, result.output
 
 
-def _ingested_test_ids(root: Path) -> set[str]:
+def _ingested_ids(root: Path, split: str = "test") -> set[str]:
     interim = pq.read_table(root / "processed" / "interim" / "manifest.parquet")
-    test = interim.filter(pc.and_(pc.equal(interim["source"], "fer2013"), pc.equal(interim["split"], "test")))
-    return set(test["sample_id"].to_pylist())
+    rows = interim.filter(pc.and_(pc.equal(interim["source"], "fer2013"), pc.equal(interim["split"], split)))
+    return set(rows["sample_id"].to_pylist())
+
+
+def _predictions(root: Path, split: str = "test"):
+    """The ablation's answers on one split's faces, as a DataFrame."""
+    predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
+    return predictions[predictions.split == split]
 
 
 def test_every_arm_is_scored_on_every_ingested_privatetest_face(ablated):
     root, report, _ = ablated
-    expected = _ingested_test_ids(root)
+    expected = _ingested_ids(root)
     dataset = pq.read_table(root / "processed" / "dataset" / "manifest.parquet")
     kept_test = set(dataset.filter(pc.equal(dataset["split"], "test"))["sample_id"].to_pylist())
     dropped = pq.read_table(root / "processed" / "dataset" / "dropped.parquet").to_pylist()
@@ -101,7 +107,7 @@ def test_every_arm_is_scored_on_every_ingested_privatetest_face(ablated):
     # the build keeps one of the two planted test copies, and drops a test face whose train
     # copy's label was flipped; the ablation scores them all
     assert sorted(reasons[i] for i in expected - kept_test) == ["duplicate", "label_conflict"]
-    predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
+    predictions = _predictions(root)
     assert list(report["arms"]) == list(ARMS)
     for arm, rows in predictions.groupby("arm"):
         assert set(rows.sample_id) == expected and len(rows) == len(expected), arm
@@ -110,7 +116,7 @@ def test_every_arm_is_scored_on_every_ingested_privatetest_face(ablated):
 
 def test_reported_scores_are_those_of_the_predictions(ablated):
     root, report, output = ablated
-    predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
+    predictions = _predictions(root)
     for arm, rows in predictions.groupby("arm"):
         entry = report["arms"][arm]
         assert entry["accuracy"] == pytest.approx(rows.correct.mean(), abs=1e-6)
@@ -138,7 +144,7 @@ def test_scores_without_the_test_faces_copied_in_train_are_reported(ablated):
     copied = {m["sample_id"] for g in groups if any(m["split"] == "train" for m in g["members"])
               for m in g["members"] if m["split"] == "test"}
     assert copied and report["test"]["copied_in_train"] == len(copied)  # the planted Training face at least
-    predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
+    predictions = _predictions(root)
     unseen = predictions[~predictions.sample_id.isin(copied)]
     for arm, rows in unseen.groupby("arm"):
         entry = report["arms"][arm]["without_train_copies"]
@@ -153,7 +159,7 @@ def test_with_ferplus_votes_every_arm_is_also_scored_against_the_ferplus_majorit
     root, report, output = ablated
     votes = read_ferplus(root / "raw" / "ferplus" / "fer2013new.csv")
     majority = majority_labels(votes)
-    predictions = pq.read_table(root / "processed" / "ablation" / "predictions.parquet").to_pandas()
+    predictions = _predictions(root)
     predictions["ferplus"] = [majority[fer2013_row(i)] for i in predictions.sample_id]
     voted = predictions[predictions.ferplus.isin(CLASSES_7)].copy()
     voted["ferplus_index"] = [CLASSES_7.index(c) for c in voted.ferplus]
@@ -168,6 +174,46 @@ def test_with_ferplus_votes_every_arm_is_also_scored_against_the_ferplus_majorit
         assert entry["macro_recall"] == pytest.approx(rows.groupby("ferplus_index").right.mean().mean(), abs=1e-6)
         assert (entry["difference_from_raw"] is None) == (arm == "raw")
     assert "test faces with a FER+ majority" in output
+
+
+def test_every_arm_is_also_scored_on_every_ingested_publictest_face(ablated):
+    """The val faces arms are chosen on: FER2013's PublicTest as ingested, by the test faces'
+    rule (a face the align stage dropped counts as wrong), with raw as the reference."""
+    root, report, output = ablated
+    expected = _ingested_ids(root, "val")
+    aligned = pq.read_table(root / "processed" / "aligned" / "aligned.parquet").to_pandas()
+    aligned_val = set(aligned[(aligned.source == "fer2013") & (aligned.split == "val")].sample_id)
+    assert report["val"]["faces"] == len(expected) and report["val"]["split"] == "val"
+    predictions = _predictions(root, "val")
+    for arm, rows in predictions.groupby("arm"):
+        entry = report["arms"][arm]["val"]
+        assert set(rows.sample_id) == expected and len(rows) == len(expected), arm
+        answered = rows.predicted.notna()
+        assert entry["faces_answered"] == answered.sum()
+        assert set(rows.sample_id[answered]) == (expected if arm == "raw" else expected & aligned_val)
+        assert not rows.correct[~answered].any()
+        assert entry["accuracy"] == pytest.approx(rows.correct.mean(), abs=1e-6)
+        assert entry["macro_recall"] == pytest.approx(rows.groupby("label_index").correct.mean().mean(), abs=1e-6)
+        assert (entry["difference_from_raw"] is None) == (arm == "raw")
+        if arm != "raw":
+            gain = entry["macro_recall"] - report["arms"]["raw"]["val"]["macro_recall"]
+            assert entry["difference_from_raw"]["macro_recall"]["mean"] == pytest.approx(gain, abs=1e-5)
+    assert "ablate, val:" in output and "FER2013 PublicTest (val) faces" in output
+
+
+def test_compare_pairs_two_arms_on_val_as_the_ablation_does(ablated):
+    root, report, _ = ablated
+    out = root / "compare-val.json"
+    result = CliRunner().invoke(app, ["compare", str(root), str(root), "--arm-a", "aligned", "--arm-b", "raw",
+                                      "--split", "val", "--resamples", "500",
+                                      "--seed", str(report["params"]["seed"]), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    compared = json.loads(out.read_text())
+    expected = report["arms"]["aligned"]["val"]["difference_from_raw"]
+    assert compared["faces"] == report["val"]["faces"]
+    for key in ("accuracy", "macro_recall"):
+        for bound in ("mean", "low", "high"):
+            assert compared["difference"][key][bound] == pytest.approx(expected[key][bound], abs=1e-9), (key, bound)
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +306,7 @@ def test_compare_pairs_two_arms_as_the_ablation_does(ablated):
     assert unknown_arm.exit_code == 2 and "no arm 'nope'" in unknown_arm.output
     unknown_seed = runner.invoke(app, ["compare", *folders, "--arm-a", "build@7", "--arm-b", "raw"])
     assert unknown_seed.exit_code == 2 and "has no seed '7'" in unknown_seed.output
-    assert runner.invoke(app, ["compare", *folders, "--arm-a", "build", "--split", "val"]).exit_code == 2
+    assert runner.invoke(app, ["compare", *folders, "--arm-a", "build", "--split", "train"]).exit_code == 2
 
 
 def _copy_of(ablated, tmp_path: Path) -> Path:
@@ -301,12 +347,14 @@ def test_the_report_scores_the_kept_runs_answers(ablated, tmp_path):
     kept = json.loads(kept_path.read_text())
     happy = CLASSES_7.index("happy")
     kept["predicted"] = [happy] * len(kept["predicted"])
+    kept["val_predicted"] = [happy] * len(kept["val_predicted"])
     kept_path.write_text(json.dumps(kept))
     report, _ = _ablate_again(root, "--arms", "raw,aligned")
     raw = report["arms"]["raw"]
     assert raw["repeats"][0]["reused"]
-    assert raw["recall"]["happy"] == 1.0 and raw["recall"]["sad"] == 0.0
-    assert raw["accuracy"] == pytest.approx(report["test"]["support"]["happy"] / report["test"]["faces"])
+    for scores, faces in ((raw, report["test"]), (raw["val"], report["val"])):
+        assert scores["recall"]["happy"] == 1.0 and scores["recall"]["sad"] == 0.0
+        assert scores["accuracy"] == pytest.approx(faces["support"]["happy"] / faces["faces"], abs=1e-6)
 
 
 def test_another_recipe_or_retrain_trains_again(ablated, tmp_path):
@@ -328,12 +376,18 @@ def test_an_unusable_kept_run_is_named_and_trained_again(ablated, tmp_path):
     key = ablated[1]["arms"]["aligned"]["repeats"][0]["run"]
     kept_path = root / "processed" / "ablation_runs" / f"{key}.json"
     kept_path.write_text('{"arm": "aligned", "predicted": [1, 2')
+    raw_path = root / "processed" / "ablation_runs" / f"{ablated[1]['arms']['raw']['repeats'][0]['run']}.json"
+    without_val = json.loads(raw_path.read_text())
+    del without_val["val_predicted"]  # as a run kept before the val faces were scored
+    raw_path.write_text(json.dumps(without_val))
     report, output = _ablate_again(root, "--arms", "raw,aligned")
-    assert report["runs"]["trained"] == 1 and report["runs"]["reused"] == 1
+    assert report["runs"]["trained"] == 2 and report["runs"]["reused"] == 0
     assert not report["arms"]["aligned"]["repeats"][0]["reused"]
     assert f"kept run not used: {kept_path}: not readable JSON" in output.replace("\n", "")
-    assert len(report["runs"]["unusable"]) == 1 and str(kept_path) in report["runs"]["unusable"][0]
+    assert f"kept run not used: {raw_path}: missing ['val_predicted']" in output.replace("\n", "")
+    assert len(report["runs"]["unusable"]) == 2
     assert len(json.loads(kept_path.read_text())["predicted"]) == report["test"]["faces"]  # kept anew
+    assert len(json.loads(raw_path.read_text())["val_predicted"]) == report["val"]["faces"]
 
 
 def test_seeds_trained_in_another_folder_with_seed_are_reused_by_repeats(ablated, tmp_path):

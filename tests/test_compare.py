@@ -181,7 +181,8 @@ def _write_ablation(path: Path, labels: np.ndarray, right: dict[tuple[str, int],
     """An ablation predictions file (as `ferdata ablate` writes it) whose arm, with seed, answers
     face i right where ``right[arm, seed][i]``, else the next class."""
     ids = [f"fer2013-{i:05d}" for i in range(len(labels))]
-    tables = [pa.table({"arm": [arm] * len(ids), "seed": pa.array([seed] * len(ids), pa.int64()),
+    tables = [pa.table({"split": ["test"] * len(ids), "arm": [arm] * len(ids),
+                        "seed": pa.array([seed] * len(ids), pa.int64()),
                         "sample_id": ids, "label_index": pa.array(labels, pa.int16()),
                         "predicted": pa.array(np.where(ok, labels, (labels + 1) % 7), pa.int16()),
                         "correct": pa.array(ok)})
