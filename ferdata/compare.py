@@ -79,7 +79,8 @@ def _read(path: Path, columns: Sequence[str], what: str) -> pa.Table:
     table = read_table(path)
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise ValueError(f"{path}: not a predictions file of `ferdata {what}` (no column {', '.join(missing)})")
+        raise ValueError(f"{path}: not a predictions file of `ferdata {what}` (no column {', '.join(missing)}; "
+                         f"one written by an earlier ferdata: run `ferdata {what}` again)")
     return table
 
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ferdata.cli import app
-from ferdata.compare import compare, read_answers
+from ferdata.compare import compare, read_answers, read_arm
 from ferdata.compare_slices import slices
 from ferdata.layout import Layout
 from ferdata.manifest import write_table
@@ -189,6 +189,16 @@ def _write_ablation(path: Path, labels: np.ndarray, right: dict[tuple[str, int],
               for (arm, seed), ok in right.items()]
     write_table(with_classes(pa.concat_tables(tables), CLASSES_7), path)
     return path
+
+
+def test_an_ablation_file_of_an_earlier_ferdata_or_without_val_answers_is_refused_naming_it(tmp_path):
+    path = _write_ablation(tmp_path / "ablation.parquet", _labels(), {("raw", 42): np.ones(N, bool)})
+    with pytest.raises(ValueError, match="ablation.parquet: no answers on split 'val'"):
+        read_arm(path, "raw", "val")
+    earlier = tmp_path / "earlier.parquet"
+    write_table(pq.read_table(path).drop_columns(["split"]), earlier)
+    with pytest.raises(ValueError, match=r"earlier.parquet: .*no column split; .*run `ferdata ablate` again"):
+        read_arm(earlier, "raw")
 
 
 def test_ablation_arms_pair_seed_by_seed_or_one_seed_against_a_pipeline(tmp_path):
