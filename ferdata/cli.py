@@ -301,8 +301,8 @@ def ablate(
     retrain: bool = typer.Option(False, "--retrain", help="Train every run again, even one with the same data, "
                                                           "recipe and seed kept in processed/ablation_runs/."),
     ferplus_csv: Optional[Path] = typer.Option(
-        None, help="FER+ votes to also score the test faces against (default ROOT/raw/ferplus/fer2013new.csv "
-                   "if present)."),
+        None, help="FER+ votes to also score the test and val faces against (default "
+                   "ROOT/raw/ferplus/fer2013new.csv if present)."),
 ) -> None:
     """Train the same network on arms that differ only in data; score each on FER2013's PublicTest and PrivateTest."""
     from ferdata.ablate import AblateParams, run_ablate

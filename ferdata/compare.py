@@ -5,9 +5,10 @@ two pipelines or two params of one), or with ``--private-test`` two
 ``fer2013_private_test.parquet`` files (every FER2013 PrivateTest row as published, a face
 without pixels counted wrong). With ``--arm-a`` / ``--arm-b`` a side is an ablation arm
 instead (``ferdata ablate``'s answers on the same PrivateTest faces, or with ``--split val``
-on FER2013's PublicTest faces), with every seed it ran paired seed by seed, or one seed. It pairs the answers by sample id within one split and
-prints each model's accuracy, macro recall and per-class recall with the difference A − B
-and its paired-bootstrap interval (:mod:`ferdata.bootstrap`). Faces only one file holds,
+on FER2013's PublicTest faces), with every seed it ran paired seed by seed, or one seed.
+It pairs the answers by sample id within one split and prints each model's accuracy,
+macro recall and per-class recall with the difference A − B and its paired-bootstrap
+interval (:mod:`ferdata.bootstrap`). Faces only one file holds,
 and faces whose labels differ between the files (a corrected label, another
 ``ingest.labels``), are left out and counted, never compared silently. On PrivateTest,
 ``--without-train-copies`` also leaves out the faces either pipeline folder's split stage
