@@ -178,11 +178,12 @@ def _split_scores(faces: TestFaces, answers: dict[str, list[np.ndarray]], ferplu
     their FER+ majority labels (``ferplus``, -1 where none)."""
     labels, copied, n = faces.labels, faces.copied_in_train, len(classes)
     reference = answers[REFERENCE]
+    reference_correct = [p == labels for p in reference]
     scored = {}
     for name, predicted in answers.items():
         corrects = [p == labels for p in predicted]
         difference = None if name == REFERENCE else bootstrap.paired_difference(
-            labels, corrects, [p == labels for p in reference], n, params.resamples, params.seed)
+            labels, corrects, reference_correct, n, params.resamples, params.seed)
         entry = {**_mean_scores(_per_seed(labels, corrects, n), classes),  # recall null for a class the split lacks
                  "difference_from_raw": _difference(difference, classes)}
         others = None if name == REFERENCE else reference
@@ -203,19 +204,25 @@ def _repeats(runs: list[ArmRun], labels: np.ndarray, classes: Sequence[str]) -> 
             for run, s in zip(runs, per_seed)]
 
 
-def _answers_on(ids: Sequence[str], arm_ids: Sequence[str], arm_answers: np.ndarray) -> np.ndarray:
-    """An arm's answers for its own faces ``arm_ids``, placed on the faces ``ids`` (-1 where it has none)."""
+def _answers_on(ids: Sequence[str], arm_ids: Sequence[str], arm_answers: list[np.ndarray]) -> list[np.ndarray]:
+    """An arm's answers (one array per seed) for its own faces ``arm_ids``, placed on the
+    faces ``ids`` (-1 where it has none)."""
     position = dict(zip(arm_ids, range(len(arm_ids))))
     rows = np.array([position.get(sid, -1) for sid in ids], np.int64)
-    answers = np.full(len(ids), -1, np.int64)
-    answers[rows >= 0] = arm_answers[rows[rows >= 0]]
-    return answers
+    have = rows >= 0
+    placed = []
+    for answers in arm_answers:
+        on_ids = np.full(len(ids), -1, np.int64)
+        on_ids[have] = answers[rows[have]]
+        placed.append(on_ids)
+    return placed
 
 
-def _faces_summary(faces: TestFaces, ferplus: np.ndarray | None, classes: Sequence[str], rule: str) -> dict:
+def _faces_summary(faces: TestFaces, split: str, ferplus: np.ndarray | None, classes: Sequence[str],
+                   rule: str) -> dict:
     """What one split's scored faces are: how many, how many have a copy in train or a FER+
     majority, each class's support, and the rule they are scored by."""
-    return {"source": TEST_SOURCE, "faces": len(faces.labels),
+    return {"source": TEST_SOURCE, "split": split, "faces": len(faces.labels),
             "copied_in_train": None if faces.copied_in_train is None else int(faces.copied_in_train.sum()),
             "ferplus_majority": None if ferplus is None else int((ferplus >= 0).sum()),
             "support": {c: int(n) for c, n in zip(classes, np.bincount(faces.labels, minlength=len(classes)))},
@@ -263,11 +270,11 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
             runs[name].append(trained_or_kept(store, data, test.ids, replace(recipe, seed=seed), evaluate,
                                               balance, classes, labels, params.retrain))
         if val is not None:
-            val_answers[name] = [_answers_on(val.ids, data.val.ids, run.val_predicted) for run in runs[name]]
+            val_answers[name] = _answers_on(val.ids, data.val.ids, [run.val_predicted for run in runs[name]])
         note(f"ablate {name}: {duration(sum(r.seconds for r in runs[name] if not r.reused))} of training")
     test_votes, val_votes = votes(test), votes(val)
-    test_scores = _split_scores(test, {name: [r.predicted for r in arm_runs] for name, arm_runs in runs.items()},
-                                test_votes, classes, params)
+    test_answers = {name: [run.predicted for run in arm_runs] for name, arm_runs in runs.items()}
+    test_scores = _split_scores(test, test_answers, test_votes, classes, params)
     val_scores = None if val is None else _split_scores(val, val_answers, val_votes, classes, params)
     report_arms = {}
     for name in params.arms:
@@ -278,13 +285,10 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     reused = sum(run.reused for run in every_run)
     report = {
         "classes": list(classes),
-        "test": {**_faces_summary(test, test_votes, classes, "every FER2013 PrivateTest row as ingested; a face "
-                                                             "an arm has no pixels for counts as wrong"),
-                 "split": "test"},
-        "val": None if val is None else {
-            **_faces_summary(val, val_votes, classes, "every FER2013 PublicTest row as ingested, by the same "
-                                                      "rule: the faces to choose arms on"),
-            "split": "val"},
+        "test": _faces_summary(test, "test", test_votes, classes, "every FER2013 PrivateTest row as ingested; a "
+                                                                  "face an arm has no pixels for counts as wrong"),
+        "val": None if val is None else _faces_summary(val, "val", val_votes, classes, "every FER2013 PublicTest "
+                                                       "row as ingested, by the same rule: the faces to choose arms on"),
         "params": {**asdict(params), "seeds": params.seeds, "confidence": bootstrap.CONFIDENCE,
                    "train": asdict(recipe), "balance_method": balance.method,
                    "class_weight_power": balance.class_weight_power,
@@ -295,7 +299,7 @@ def run_ablate(params: AblateParams, train: TrainParams, evaluate: EvaluateParam
     }
     metrics_path = layout.metrics / "ablation.json"
     write_json_atomic(metrics_path, report)
-    _write_outputs(layout, {"test": (test.ids, labels, {n: [r.predicted for r in rs] for n, rs in runs.items()}),
+    _write_outputs(layout, {"test": (test.ids, labels, test_answers),
                             **({} if val is None else {"val": (val.ids, val.labels, val_answers)})},
                    params.seeds, report)
     return AblateResult(report, classes, metrics_path, layout.ablation_predictions, layout.ablation / FIGURE_FILE)

@@ -8,9 +8,9 @@ instead (``ferdata ablate``'s answers on the same PrivateTest faces, or with ``-
 on FER2013's PublicTest faces), with every seed it ran paired seed by seed, or one seed.
 It pairs the answers by sample id within one split and prints each model's accuracy,
 macro recall and per-class recall with the difference A − B and its paired-bootstrap
-interval (:mod:`ferdata.bootstrap`). Faces only one file holds,
-and faces whose labels differ between the files (a corrected label, another
-``ingest.labels``), are left out and counted, never compared silently. On PrivateTest,
+interval (:mod:`ferdata.bootstrap`). Faces only one file holds, and faces whose labels
+differ between the files (a corrected label, another ``ingest.labels``), are left out and
+counted, never compared silently. On PrivateTest or an arm's faces,
 ``--without-train-copies`` also leaves out the faces either pipeline folder's split stage
 found a copy of among the training rows (:func:`train_copies`), as ``ferdata ablate`` does
 for its ``without_train_copies`` scores.
