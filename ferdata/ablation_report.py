@@ -59,17 +59,10 @@ def _split_tables(report: dict, split: str) -> list[Table]:
     arms = _on_split(report, split)
     level = f"{params['confidence']:.0%}"
     where = "" if split == "test" else ", val"
-    overall = Table(title=f"ablate: {faces['faces']:,} {SPLIT_FACES[split]} faces, {_runs(params)}; "
-                          f"differences from raw in points, [{level} paired-bootstrap interval]")
-    for col in ("arm", "train faces", f"{split} answered", "accuracy", "vs raw", "macro recall", "vs raw"):
-        overall.add_column(col, justify="left" if col == "arm" else "right")
-    for name, arm in arms.items():
-        diff = arm["difference_from_raw"] or {}
-        answered = arm["test_faces_answered"] if split == "test" else arm["faces_answered"]
-        overall.add_row(name, f"{report['arms'][name]['train_faces']:,}", f"{answered:,}",
-                        share_text(arm["accuracy"]), difference_text(diff.get("accuracy")),
-                        share_text(arm["macro_recall"]), difference_text(diff.get("macro_recall")))
-    overall.caption = faces["rule"] + (f"\n{_kept_runs(report['runs'])}" if split == "test" else "")
+    overall = _scores_table(arms, f"ablate: {faces['faces']:,} {SPLIT_FACES[split]} faces, {_runs(params)}; "
+                                  f"differences from raw in points, [{level} paired-bootstrap interval]")
+    overall.caption = "\n".join([faces["rule"], _faces_text(report, arms, split)]
+                                 + ([_kept_runs(report["runs"])] if split == "test" else []))
 
     recall = Table(title=f"ablate{where}: per-class recall")
     for col in ("arm", *classes):
@@ -99,16 +92,28 @@ def _split_tables(report: dict, split: str) -> list[Table]:
     return tables
 
 
+def _faces_text(report: dict, arms: dict[str, dict], split: str) -> str:
+    """``train faces: raw 28,560, build 26,554; test faces answered: raw 3,573, build 3,553``."""
+    train = ", ".join(f"{name} {report['arms'][name]['train_faces']:,}" for name in arms)
+    answered = ", ".join(f"{name} {arm['test_faces_answered' if split == 'test' else 'faces_answered']:,}"
+                         for name, arm in arms.items())
+    return f"train faces: {train}; {split} faces answered: {answered}"
+
+
 def _subset_table(arms: dict[str, dict], key: str, title: str) -> Table:
     """Every arm's scores under ``key`` (a subset of the faces, or other labels for them)."""
+    return _scores_table({name: arm[key] for name, arm in arms.items()}, title)
+
+
+def _scores_table(scores: dict[str, dict], title: str) -> Table:
+    """Each arm's accuracy and macro recall, with their differences from raw."""
     table = Table(title=title)
     for col in ("arm", "accuracy", "vs raw", "macro recall", "vs raw"):
         table.add_column(col, justify="left" if col == "arm" else "right")
-    for name, arm in arms.items():
-        scores = arm[key]
-        diff = scores["difference_from_raw"] or {}
-        table.add_row(name, share_text(scores["accuracy"]), difference_text(diff.get("accuracy")),
-                      share_text(scores["macro_recall"]), difference_text(diff.get("macro_recall")))
+    for name, arm in scores.items():
+        diff = arm["difference_from_raw"] or {}
+        table.add_row(name, share_text(arm["accuracy"]), difference_text(diff.get("accuracy")),
+                      share_text(arm["macro_recall"]), difference_text(diff.get("macro_recall")))
     return table
 
 

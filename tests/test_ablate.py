@@ -135,6 +135,9 @@ def test_reported_scores_are_those_of_the_predictions(ablated):
         for key in ("accuracy", "macro_recall"):
             assert difference[key]["low"] <= difference[key]["mean"] <= difference[key]["high"]
         assert f"│ {arm} " in output
+    printed = " ".join(output.split())
+    train_faces = ", ".join(f"{arm} {entry['train_faces']:,}" for arm, entry in report["arms"].items())
+    assert f"train faces: {train_faces}; test faces answered:" in printed
     assert (root / "processed" / "ablation" / "ablation.png").stat().st_size > 10_000
 
 
