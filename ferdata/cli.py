@@ -199,7 +199,7 @@ def label_issues(
 ) -> None:
     """Rank train by label doubt (out-of-fold CNN and cleanlab); flag the top within the budget."""
     from ferdata.issue_precision import precision_table
-    from ferdata.label_issues import LabelIssuesParams, label_issues_table, run_label_issues
+    from ferdata.label_issues import ISSUES_FILE, LabelIssuesParams, label_issues_table, run_label_issues
 
     layout = Layout(root, None, out)
     votes = _ferplus_votes(layout, ferplus_csv)
@@ -208,6 +208,8 @@ def label_issues(
     result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes,
                                                layout.metrics / "label_issues.json", truth))
     console.print(label_issues_table(result))
+    console.print(f"every training sample, ranked: {result.out_dir / ISSUES_FILE}",
+                  markup=False, highlight=False, soft_wrap=True)
     for found in (result.ferplus, result.planted):
         if found:
             console.print(precision_table(found, result.budget))

@@ -371,8 +371,7 @@ def label_issues_table(result: LabelIssuesResult) -> Table:
         share = counts["flagged"] / counts["samples"] if counts["samples"] else 0.0
         table.add_row(name, str(counts["samples"]), str(counts["flagged"]), f"{share:.1%}")
     captions = [f"confident learning counts {result.estimated_issues} labels as wrong; the flagged are the "
-                f"top of the ranking within the budget",
-                f"every training sample, ranked: {result.out_dir / ISSUES_FILE}"]
+                f"top of the ranking within the budget"]
     if result.excluded:
         captions.append(f"{result.excluded} flagged samples excluded from training ({EXCLUDED_FILE})")
     table.caption = "\n".join(captions)

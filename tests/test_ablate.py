@@ -81,6 +81,9 @@ def ablated(tmp_path_factory):
     for command in (["build"], ["label-issues"], ["ablate"]):
         result = runner.invoke(app, command + common)
         assert result.exit_code == 0, result.output
+        if command == ["label-issues"]:  # the ranked file's path whole, to copy from a log
+            ranked = root / "processed" / "label_issues" / "label_issues.parquet"
+            assert f"every training sample, ranked: {ranked}\n" in result.output
     report = json.loads((root / "metrics" / "ablation.json").read_text())
     return root, report, result.output
 
