@@ -181,7 +181,7 @@ def _split_scores(faces: TestFaces, answers: dict[str, list[np.ndarray]], ferplu
     reference_correct = [p == labels for p in reference]
     scored = {}
     for name, predicted in answers.items():
-        corrects = [p == labels for p in predicted]
+        corrects = reference_correct if name == REFERENCE else [p == labels for p in predicted]
         difference = None if name == REFERENCE else bootstrap.paired_difference(
             labels, corrects, reference_correct, n, params.resamples, params.seed)
         entry = {**_mean_scores(_per_seed(labels, corrects, n), classes),  # recall null for a class the split lacks
