@@ -6,6 +6,9 @@ Target on 2 cores: at least 500 training images/s (an epoch of 28,709 faces in a
 * ``stage``: ``run_train`` as the pipeline calls it (tf.data from the Parquet pixels, op
   determinism on), validating on 3,589 images each epoch;
 * ``stage-nondeterministic``: the same without ``enable_op_determinism``, to price it;
+* ``stage-no-onednn``: the same with TensorFlow's oneDNN kernels off
+  (``TF_ENABLE_ONEDNN_OPTS=0``), as TensorFlow leaves them on a CPU without AVX-512 VNNI
+  unless ferdata turns them on;
 * ``stage-augment``: the same with online augmentation (flip, rotation, zoom, shift);
 * ``numpy``: plain ``model.fit`` on in-memory float32 NumPy arrays, same model, optimizer,
   batch size and validation set;
@@ -38,7 +41,9 @@ import numpy as np
 #: FER2013's Training class counts (28,709) and a PublicTest-size validation set.
 TRAIN_COUNTS = [3995, 436, 4097, 7215, 4830, 3171, 4965]
 VAL_SIZE = 3589
-VARIANTS = ("stage", "stage-nondeterministic", "stage-augment", "numpy", "numpy-xla")
+VARIANTS = ("stage", "stage-nondeterministic", "stage-no-onednn", "stage-augment", "numpy", "numpy-xla")
+#: Environment a variant's process runs with, beyond this one's.
+VARIANT_ENV = {"stage-no-onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
 
 
 def write_inputs(root: Path, seed: int = 0) -> None:
@@ -142,7 +147,8 @@ def main() -> None:
         for variant in variants:
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", variant, "--dir", str(root), "--epochs", str(args.epochs),
-                 "--batch-size", str(args.batch_size)], check=True, capture_output=True, text=True)
+                 "--batch-size", str(args.batch_size)], check=True, capture_output=True, text=True,
+                env={**os.environ, **VARIANT_ENV.get(variant, {})})
             row = json.loads(out.stdout.strip().splitlines()[-1])
             later = row["epoch_seconds"][1:] or row["epoch_seconds"]
             median = float(np.median(later))
