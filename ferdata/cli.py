@@ -359,7 +359,7 @@ def compare(
 ) -> None:
     """Two models on the same faces: scores, A - B and its paired-bootstrap interval."""
     from ferdata.compare import (class_mix_table, compare as compare_answers, comparison_table, read_answers,
-                                 read_arm, train_copies)
+                                 read_arm, sides_text, train_copies)
     from ferdata.compare_slices import check_cut, compare_by, slices_json
     from ferdata.files import write_json_atomic
 
@@ -386,6 +386,7 @@ def compare(
     report = _checked(lambda: compare_answers(answers_a, answers_b, resamples, seed, leave_out))
     faces = "FER2013 PrivateTest (as published)" if private_test else split
     console.print(comparison_table(report, faces))
+    console.print(sides_text(report), markup=False, highlight=False, soft_wrap=True)
     console.print(class_mix_table(report))
     if by is not None:
         sliced = _checked(lambda: compare_by(a, by, bins, answers_a, answers_b, resamples, seed, leave_out))
@@ -395,7 +396,7 @@ def compare(
         report["slices"] = slices_json(by, sliced)
     if json_out is not None:
         write_json_atomic(json_out, report)
-        console.print(f"comparison: {json_out}", markup=False, highlight=False)
+        console.print(f"comparison: {json_out}", markup=False, highlight=False, soft_wrap=True)
     if strict and any(report["left_out"].values()):
         raise typer.Exit(1)
 

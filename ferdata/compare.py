@@ -213,8 +213,8 @@ def compare(a: Answers, b: Answers, resamples: int = 2000, seed: int = 0,
 
 def comparison_table(report: dict, split: str, where: str | None = None) -> Table:
     """Accuracy, macro recall and per-class recall of A and B, and A − B with its interval,
-    captioned with the two sides and the faces left out; for a slice of the faces, ``where``
-    names it and the caption (the whole comparison's) is left off."""
+    captioned with the faces left out; for a slice of the faces, ``where`` names it and the
+    caption (the whole comparison's) is left off. :func:`sides_text` names A and B."""
     level = f"{report['difference']['confidence']:.0%}"
     seeds = f"; means over {report['repeats']} seeds, paired seed by seed" if report["repeats"] > 1 else ""
     faces = f"{report['faces']:,} {split} faces" + ("" if where is None else f" with {where}")
@@ -234,10 +234,16 @@ def comparison_table(report: dict, split: str, where: str | None = None) -> Tabl
         return table
     left = report["left_out"]
     copies = report["train_copies_left_out"]
-    table.caption = (f"A: {report['a']}\nB: {report['b']}\nleft out: {left['only_in_a']:,} faces only in A, "
+    table.caption = (f"left out: {left['only_in_a']:,} faces only in A, "
                      f"{left['only_in_b']:,} only in B, {left['label_differs']:,} labelled differently"
                      + ("" if copies is None else f", {copies:,} with a copy among the training rows"))
     return table
+
+
+def sides_text(report: dict) -> str:
+    """``A: <path>`` and ``B: <path>`` on two lines, for printing unwrapped: a path folded to
+    a table's width could not be copied."""
+    return f"A: {report['a']}\nB: {report['b']}"
 
 
 def class_mix_table(report: dict, train_share: dict[str, float] | None = None, train_rows: int = 0) -> Table:

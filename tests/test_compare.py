@@ -123,24 +123,29 @@ def test_unusable_inputs_are_refused_naming_the_file(tmp_path, problem, message)
 
 
 def test_the_command_compares_two_pipeline_folders_and_strict_fails_on_left_out_faces(tmp_path):
+    root = tmp_path / ("pipelines-" * 8)  # paths wider than the 80-column terminal
     labels = _labels()
     rng = np.random.default_rng(4)
     right_a, right_b = rng.random(N) < 0.7, rng.random(N) < 0.5
     ids = [f"fer2013-{i:05d}" for i in range(N)]
     for name, right, kept in (("a", right_a, N), ("b", right_b, N - 1)):
-        predictions = Layout(tmp_path / name).predictions
+        predictions = Layout(root / name).predictions
         predictions.parent.mkdir(parents=True)
         _write(predictions, labels[:kept], right[:kept], ids[:kept])
-    out = tmp_path / "compare.json"
+    out = root / "compare.json"
     runner = CliRunner()
-    result = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(out)])
+    result = runner.invoke(app, ["compare", str(root / "a"), str(root / "b"), "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "macro recall" in result.output and "recall disgust" in result.output
+    lines = result.output.splitlines()  # long paths whole, each on its own line
+    assert f"comparison: {out}" in lines
+    for side in ("a", "b"):
+        assert f"{side.upper()}: {Layout(root / side).predictions} (split test)" in lines
     report = json.loads(out.read_text())
     assert report["faces"] == N - 1 and report["left_out"]["only_in_a"] == 1
     assert report["difference"]["accuracy"]["mean"] == pytest.approx(right_a[:-1].mean() - right_b[:-1].mean())
-    assert runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--strict"]).exit_code == 1
-    missing = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "c")])
+    assert runner.invoke(app, ["compare", str(root / "a"), str(root / "b"), "--strict"]).exit_code == 1
+    missing = runner.invoke(app, ["compare", str(root / "a"), str(root / "c")])
     assert missing.exit_code == 2 and "predictions.parquet: no predictions" in missing.output
 
 
