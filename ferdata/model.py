@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI or newer;
-# elsewhere training takes 2.5 times the CPU time without them (benchmarks/bench_train.py).
+# elsewhere training takes 2.2 times the CPU time without them (benchmarks/bench_train.py).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras  # noqa: E402
