@@ -36,8 +36,14 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="The pipeline's para
 ROOT = typer.Option(Path("."), "--root", help="The pipeline folder (holding dvc.yaml).")
 
 
+def _line(text: str, style: str | None = None) -> None:
+    """Print ``text`` as it is: no markup, no highlighting, and never folded to the
+    terminal's width, so that a path in it can be copied whole."""
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
 def _fail(message: str) -> NoReturn:
-    console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    _line(f"error: {message}", style="red")
     raise typer.Exit(2)
 
 
@@ -118,7 +124,7 @@ def _ingest(params: dict, layout: Layout, sources: Optional[str], strict: bool, 
     console.print(result.corrections.summary())
     console.print(class_table(result, Taxonomy.of_size(cfg.taxonomy).classes))
     for line in reject_lines(result.rejected, layout.raw):
-        console.print(f"rejected {line}", markup=False, highlight=False, soft_wrap=True)
+        _line(f"rejected {line}")
     if (strict or cfg.strict) and result.rejected:
         console.print(f"[red]strict mode: {len(result.rejected)} rejected input(s)[/red]")
         raise typer.Exit(1)
@@ -208,8 +214,7 @@ def label_issues(
     result = _checked(lambda: run_label_issues(cfg, layout.dataset, layout.label_issues, votes,
                                                layout.metrics / "label_issues.json", truth))
     console.print(label_issues_table(result))
-    console.print(f"every training sample, ranked: {result.out_dir / ISSUES_FILE}",
-                  markup=False, highlight=False, soft_wrap=True)
+    _line(f"every training sample, ranked: {result.out_dir / ISSUES_FILE}")
     for found in (result.ferplus, result.planted):
         if found:
             console.print(precision_table(found, result.budget))
@@ -281,7 +286,7 @@ def evaluate(params: Path = PARAMS, root: Path = ROOT) -> None:
     online = _section(p, "balance", BalanceParams).augment if _section(p, "train", TrainParams).augment else None
     warning = shift_beyond_training(cfg.views, online.shift * IMAGE_SIZE if online else 0.0)
     if warning:
-        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+        _line(f"warning: {warning}", style="yellow")
     result = _checked(lambda: run_evaluate(cfg, layout.models, layout.dataset, layout.metrics, layout.plots,
                                            layout.predictions, pipeline=layout))
     console.print(result.summary())
@@ -324,9 +329,8 @@ def ablate(
         _section(p, "balance", BalanceParams), layout, _taxonomy_classes(p), votes))
     console.print(ablation_tables(result.report))
     for problem in result.report["runs"]["unusable"]:
-        console.print(f"kept run not used: {problem}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"metrics: {result.metrics_path}; predictions: {result.predictions_path}; "
-                  f"plot: {result.figure_path}", markup=False, highlight=False, soft_wrap=True)
+        _line(f"kept run not used: {problem}")
+    _line(f"metrics: {result.metrics_path}; predictions: {result.predictions_path}; plot: {result.figure_path}")
 
 
 @app.command()
@@ -386,7 +390,7 @@ def compare(
     report = _checked(lambda: compare_answers(answers_a, answers_b, resamples, seed, leave_out))
     faces = "FER2013 PrivateTest (as published)" if private_test else split
     console.print(comparison_table(report, faces))
-    console.print(sides_text(report), markup=False, highlight=False, soft_wrap=True)
+    _line(sides_text(report))
     console.print(class_mix_table(report))
     if by is not None:
         sliced = _checked(lambda: compare_by(a, by, bins, answers_a, answers_b, resamples, seed, leave_out))
@@ -396,7 +400,7 @@ def compare(
         report["slices"] = slices_json(by, sliced)
     if json_out is not None:
         write_json_atomic(json_out, report)
-        console.print(f"comparison: {json_out}", markup=False, highlight=False, soft_wrap=True)
+        _line(f"comparison: {json_out}")
     if strict and any(report["left_out"].values()):
         raise typer.Exit(1)
 
