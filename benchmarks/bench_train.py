@@ -9,9 +9,11 @@ Target on 2 cores: at least 500 training images/s (an epoch of 28,709 faces in a
 * ``stage-no-onednn``: the same with TensorFlow's oneDNN kernels off
   (``TF_ENABLE_ONEDNN_OPTS=0``), as TensorFlow leaves them on a CPU without AVX-512 VNNI
   unless ferdata turns them on;
+* ``stage-keras-bn``: the same with Keras's own ``BatchNormalization`` layer (separate ops)
+  in place of ferdata's fused one, as ferdata trained before it had that layer;
 * ``stage-augment``: the same with online augmentation (flip, rotation, zoom, shift);
 * ``numpy``: plain ``model.fit`` on in-memory float32 NumPy arrays, same model, optimizer,
-  batch size and validation set;
+  batch size and validation set; ``numpy-keras-bn`` the same with Keras's batch normalisation;
 * ``numpy-xla``: the same, compiled with XLA (``jit_compile=True``), op determinism on.
 
 The first epoch traces the graph and is reported apart; images/s is the median over the
@@ -41,7 +43,8 @@ import numpy as np
 #: FER2013's Training class counts (28,709) and a PublicTest-size validation set.
 TRAIN_COUNTS = [3995, 436, 4097, 7215, 4830, 3171, 4965]
 VAL_SIZE = 3589
-VARIANTS = ("stage", "stage-nondeterministic", "stage-no-onednn", "stage-augment", "numpy", "numpy-xla")
+VARIANTS = ("stage", "stage-nondeterministic", "stage-no-onednn", "stage-keras-bn", "stage-augment", "numpy",
+            "numpy-keras-bn", "numpy-xla")
 #: Environment a variant's process runs with, beyond this one's.
 VARIANT_ENV = {"stage-no-onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
 
@@ -94,6 +97,8 @@ def run_variant(variant: str, root: Path, args: argparse.Namespace) -> dict:
     from ferdata.taxonomy import CLASSES_7
 
     params = _params(args, variant)
+    if variant.endswith("-keras-bn"):  # the networks are built with Keras's layer instead of the fused one
+        model_lib.FusedBatchNormalization = model_lib.layers.BatchNormalization
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     if variant.startswith("numpy"):
         x, y = train.labelled_images(read_table(root / "balanced" / "manifest.parquet"), CLASSES_7, root)

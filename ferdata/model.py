@@ -27,6 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
+from ferdata.batch_norm import FusedBatchNormalization  # noqa: E402
 from ferdata.manifest import IMAGE_SIZE  # noqa: E402
 
 
@@ -47,7 +48,7 @@ FEATURES, LOGITS, PROBABILITIES = "features", "logits", "probabilities"
 def _conv_bn_relu(x, filters: int, kernel: int, name: str):
     """Convolution (no bias: batch normalisation follows), batch normalisation, ReLU."""
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -55,7 +56,7 @@ def _head(x, units: int, dropout: float, n_classes: int):
     """Dense ``features`` (batch-normalised, ReLU), dropout, ``logits``, ``probabilities``."""
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(units, use_bias=False, name="dense")(x)
-    x = layers.BatchNormalization(name="dense_bn")(x)
+    x = FusedBatchNormalization(name="dense_bn")(x)
     x = layers.ReLU(name=FEATURES)(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(n_classes, name=LOGITS)(x)
