@@ -157,8 +157,10 @@ def predict_batches(net: keras.Model, batch: np.ndarray, batch_size: int) -> np.
     Called batch by batch rather than through ``Model.predict``, whose NumPy input pipeline
     logs a spurious TensorFlow error for a short last batch after a ``fit`` in the same process.
     """
-    starts = range(0, max(len(batch), 1), batch_size)  # no faces: one empty batch, outputs with no rows
-    chunks = [net.predict_on_batch(batch[i:i + batch_size]) for i in starts]
+    if len(batch) == 0:  # outputs with no rows, without running TensorFlow's fused kernels on an empty batch
+        empty = [np.zeros((0, *output.shape[1:]), np.float32) for output in net.outputs]
+        return empty if len(empty) > 1 else empty[0]
+    chunks = [net.predict_on_batch(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)]
     if isinstance(chunks[0], (list, tuple)):
         return [np.concatenate([chunk[k] for chunk in chunks]) for k in range(len(chunks[0]))]
     return np.concatenate(chunks)
