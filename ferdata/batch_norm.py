@@ -2,7 +2,8 @@
 
 Keras 3 normalises with separate ops (moments, then scale and shift), which on a CPU makes
 several passes over the first convolution's 48x48 feature maps and keeps the cores less
-busy; TensorFlow's ``FusedBatchNormV3`` does each direction in one op (oneDNN's on CPU). Same arithmetic as Keras's layer: the batch's mean and biased variance normalise in
+busy; TensorFlow's ``FusedBatchNormV3`` does each direction in one op (oneDNN's on CPU).
+Same arithmetic as Keras's layer: the batch's mean and biased variance normalise in
 training, and the moving statistics average them with ``momentum``
 (``benchmarks/bench_train.py``, variant ``stage-keras-bn``, measures the difference).
 Import it through :mod:`ferdata.model`, which chooses the backend and kernels first.
