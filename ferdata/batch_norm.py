@@ -30,7 +30,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
-        images = inputs if len(inputs.shape) == 4 else inputs[:, None, None, :]
+        flat = len(inputs.shape) == 2  # (N, C) normalised as (N, 1, 1, C) images
+        images = inputs[:, None, None, :] if flat else inputs
         if training and self.trainable:
             outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 images, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
@@ -45,4 +46,4 @@ class FusedBatchNormalization(layers.BatchNormalization):
             outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
                 images, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
                 epsilon=self.epsilon, is_training=False)
-        return outputs if len(inputs.shape) == 4 else outputs[:, 0, 0, :]
+        return outputs[:, 0, 0, :] if flat else outputs
