@@ -11,7 +11,11 @@ Target on 2 cores: at least 500 training images/s (an epoch of 28,709 faces in a
   unless ferdata turns them on;
 * ``stage-keras-bn``: the same with Keras's own ``BatchNormalization`` layer (separate ops)
   in place of ferdata's fused one, as ferdata trained before it had that layer;
-* ``stage-augment``: the same with online augmentation (flip, rotation, zoom, shift);
+* ``stage-augment``: the same with online augmentation (flip, rotation, zoom, shift), one
+  resampling per face (ferdata's ``FaceAugmentation``);
+* ``stage-augment-keras``: the same augmentation as Keras's ``RandomFlip``,
+  ``RandomRotation``, ``RandomZoom`` and ``RandomTranslation`` layers, one resampling each,
+  as ferdata augmented before it had its own layer;
 * ``numpy``: plain ``model.fit`` on in-memory float32 NumPy arrays, same model, optimizer,
   batch size and validation set; ``numpy-keras-bn`` the same with Keras's batch normalisation;
 * ``numpy-xla``: the same, compiled with XLA (``jit_compile=True``), op determinism on.
@@ -43,8 +47,8 @@ import numpy as np
 #: FER2013's Training class counts (28,709) and a PublicTest-size validation set.
 TRAIN_COUNTS = [3995, 436, 4097, 7215, 4830, 3171, 4965]
 VAL_SIZE = 3589
-VARIANTS = ("stage", "stage-nondeterministic", "stage-no-onednn", "stage-keras-bn", "stage-augment", "numpy",
-            "numpy-keras-bn", "numpy-xla")
+VARIANTS = ("stage", "stage-nondeterministic", "stage-no-onednn", "stage-keras-bn", "stage-augment",
+            "stage-augment-keras", "numpy", "numpy-keras-bn", "numpy-xla")
 #: Environment a variant's process runs with, beyond this one's.
 VARIANT_ENV = {"stage-no-onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
 
@@ -85,7 +89,19 @@ def _params(args: argparse.Namespace, variant: str):
 
     return TrainParams(model="five_layer", epochs=args.epochs, batch_size=args.batch_size,
                        plateau_patience=0, early_stopping_patience=0, class_weights=False,
-                       augment=variant == "stage-augment", deterministic=variant != "stage-nondeterministic")
+                       augment=variant.startswith("stage-augment"), deterministic=variant != "stage-nondeterministic")
+
+
+def _keras_augmentation(flip: bool, rotation_deg: float, zoom: float, shift: float, seed: int):
+    """The augmentation as a chain of Keras's preprocessing layers, each resampling the batch."""
+    from keras import Sequential, layers
+
+    return Sequential([
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(rotation_deg / 360.0, fill_mode="nearest", seed=seed + 1),
+        layers.RandomZoom(zoom, fill_mode="nearest", seed=seed + 2),
+        layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=seed + 3),
+    ], name="augmentation")
 
 
 def run_variant(variant: str, root: Path, args: argparse.Namespace) -> dict:
@@ -99,6 +115,8 @@ def run_variant(variant: str, root: Path, args: argparse.Namespace) -> dict:
     params = _params(args, variant)
     if variant.endswith("-keras-bn"):  # the networks are built with Keras's layer instead of the fused one
         model_lib.FusedBatchNormalization = model_lib.layers.BatchNormalization
+    if variant == "stage-augment-keras":
+        model_lib.augmentation = _keras_augmentation
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     if variant.startswith("numpy"):
         x, y = train.labelled_images(read_table(root / "balanced" / "manifest.parquet"), CLASSES_7, root)

@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 RUN_FIELDS = ("arm", "seed", "predicted", "val_predicted", "epochs_run", "kept_epoch", "seconds")
 #: The modules whose code decides how an arm is trained and how it answers (not the
 #: ablation's or the evaluate stage's reports, so that editing them keeps the runs).
-TRAINING_CODE = ("arm_training", "augment", "balance", "batch_norm", "model", "test_time", "train")
+TRAINING_CODE = ("arm_training", "augment", "augment_layer", "balance", "batch_norm", "model", "test_time", "train")
 PACKAGE = Path(__file__).parent
 
 

@@ -3,7 +3,8 @@
 Each copy's :class:`Transform` is drawn from a seeded generator and recorded, so a copy
 can always be rebuilt from its parent with :func:`apply_transform`. Borders are filled by
 repeating the edge pixels (no black corners) and pixels are interpolated bilinearly.
-:func:`online_config` exports the same parameters for augmentation during training.
+:func:`online_config` exports the same parameters for augmentation during training, which
+:mod:`ferdata.augment_layer` applies with the same geometry.
 """
 
 from __future__ import annotations
@@ -118,29 +119,12 @@ def augment_images(images: np.ndarray, params: AugmentParams,
 
 
 def online_config(params: AugmentParams) -> dict:
-    """augment.json: the parameters, and the Keras preprocessing layers that apply them.
-
-    Each ``keras`` entry is a layer name and its keyword arguments, e.g.
-    ``getattr(keras.layers, spec.pop("layer"))(**spec)``. Keras's rotation ``factor`` is a
-    fraction of a full turn; its zoom and translation factors are fractions of the size.
-    """
-    layers: list[dict] = []
-    if params.flip:
-        layers.append({"layer": "RandomFlip", "mode": "horizontal"})
-    if params.rotation_deg:
-        layers.append({"layer": "RandomRotation", "factor": params.rotation_deg / 360.0,
-                       "fill_mode": "nearest", "interpolation": "bilinear"})
-    if params.zoom:
-        layers.append({"layer": "RandomZoom", "height_factor": params.zoom,
-                       "fill_mode": "nearest", "interpolation": "bilinear"})
-    if params.shift:
-        layers.append({"layer": "RandomTranslation", "height_factor": params.shift,
-                       "width_factor": params.shift, "fill_mode": "nearest", "interpolation": "bilinear"})
+    """augment.json: the parameters, and how the train stage applies them to each batch."""
     return {
         **asdict(params),
         "image_size": IMAGE_SIZE,
         "fill_mode": "nearest",
         "interpolation": "bilinear",
         "order": "flip, then rotation and zoom about the centre, then shift",
-        "keras": layers,
+        "layer": "ferdata.augment_layer.FaceAugmentation",
     }

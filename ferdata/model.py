@@ -27,6 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
+from ferdata.augment_layer import FaceAugmentation  # noqa: E402
 from ferdata.batch_norm import FusedBatchNormalization  # noqa: E402
 from ferdata.manifest import IMAGE_SIZE  # noqa: E402
 
@@ -118,21 +119,10 @@ def build_model(name: str, n_classes: int) -> keras.Model:
     return MODELS[name](n_classes)
 
 
-def augmentation(flip: bool, rotation_deg: float, zoom: float, shift: float, seed: int) -> keras.Sequential:
+def augmentation(flip: bool, rotation_deg: float, zoom: float, shift: float, seed: int) -> FaceAugmentation:
     """Random horizontal flip, rotation (+-degrees), zoom (+-fraction) and shift (+-fraction
-    of the size), edges filled with the nearest pixel; a transform given as 0 is left out."""
-    steps = []
-    if flip:
-        steps.append(layers.RandomFlip("horizontal", seed=seed, name="flip"))
-    if rotation_deg:
-        steps.append(layers.RandomRotation(rotation_deg / 360.0, fill_mode="nearest", seed=seed + 1,
-                                           name="rotation"))
-    if zoom:
-        steps.append(layers.RandomZoom(zoom, fill_mode="nearest", seed=seed + 2, name="zoom"))
-    if shift:
-        steps.append(layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=seed + 3,
-                                              name="shift"))
-    return keras.Sequential(steps, name="augmentation")
+    of the size) of each face, in one resampling, edges filled with the nearest pixel."""
+    return FaceAugmentation(flip, rotation_deg, zoom, shift, seed, name="augmentation")
 
 
 def heads(model: keras.Model) -> keras.Model:

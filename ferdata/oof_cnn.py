@@ -47,7 +47,7 @@ class CnnClassifier:
         schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
         self.net_.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        flip = model_lib.augmentation(flip=True, rotation_deg=0, zoom=0, shift=0, seed=self.seed)
+        flip = keras.layers.RandomFlip("horizontal", seed=self.seed, name="flip")  # a mirror needs no resampling
         batches = make_dataset(np.asarray(images)[..., None], targets, self.batch_size, self.seed, flip)
         lines = [] if is_terminal() else [EpochLines(self.label, self.epochs, self.later_epochs)]
         self.net_.fit(batches, epochs=self.epochs, shuffle=False, verbose=0, callbacks=lines)

@@ -178,11 +178,11 @@ def split_rows(table: pa.Table, split: str) -> pa.Table:
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int,
-                 shuffle_seed: int | None = None, augment: keras.Sequential | None = None) -> tf.data.Dataset:
+                 shuffle_seed: int | None = None, augment: keras.layers.Layer | None = None) -> tf.data.Dataset:
     """Batches of (float32 images in 0..255, int32 labels) from in-memory arrays.
 
     With ``shuffle_seed`` the whole set is reshuffled every epoch in a seeded order; the
-    optional ``augment`` layers then transform each batch (in training mode).
+    optional ``augment`` layer then transforms each batch (in training mode).
     """
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle_seed is not None:
@@ -220,8 +220,8 @@ def read_class_weights(path: Path, classes: Sequence[str]) -> dict[int, float]:
     return {k: float(raw.get(k, 1.0)) for k in range(len(classes))}
 
 
-def read_augment(path: Path, seed: int) -> keras.Sequential:
-    """The augmentation layers described by augment.json ({flip, rotation_deg, zoom, shift})."""
+def read_augment(path: Path, seed: int) -> keras.layers.Layer:
+    """The augmentation layer described by augment.json ({flip, rotation_deg, zoom, shift})."""
     data = _read_json(path, "train.augment needs the balance stage's augmentation parameters")
     missing = [k for k in AUGMENT_KEYS if k not in data]
     if missing:
@@ -229,8 +229,8 @@ def read_augment(path: Path, seed: int) -> keras.Sequential:
     return augmentation_from(data, seed)
 
 
-def augmentation_from(config: dict, seed: int) -> keras.Sequential:
-    """The augmentation layers for an augment.json-style ``config`` ({flip, rotation_deg, zoom, shift})."""
+def augmentation_from(config: dict, seed: int) -> keras.layers.Layer:
+    """The augmentation layer for an augment.json-style ``config`` ({flip, rotation_deg, zoom, shift})."""
     return model_lib.augmentation(bool(config["flip"]), float(config["rotation_deg"]), float(config["zoom"]),
                                   float(config["shift"]), seed)
 
