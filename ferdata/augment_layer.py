@@ -12,6 +12,8 @@ Import it through :mod:`ferdata.model`, which chooses the backend and kernels fi
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -41,7 +43,7 @@ class FaceAugmentation(keras.layers.Layer):
         flip, rotation, zoom, shift_x, shift_y = tf.unstack(tf.cast(draws, tf.float32), axis=1)
         matrix = affine_inverse(
             mirror=tf.logical_and(tf.constant(self.flip), flip < 0.5),
-            angle=tf.constant(self.rotation_deg * 3.141592653589793 / 180.0) * (2.0 * rotation - 1.0),
+            angle=math.radians(self.rotation_deg) * (2.0 * rotation - 1.0),
             scale=1.0 + self.zoom * (2.0 * zoom - 1.0),
             shift_x=self.shift * (2.0 * shift_x - 1.0), shift_y=self.shift * (2.0 * shift_y - 1.0),
             size=images.shape[1])
@@ -61,7 +63,7 @@ def affine_inverse(mirror: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor, shift_
     scale about the centre, then shift (fractions of ``size``; x right, y down)."""
     centre = (size - 1) / 2.0
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    # (row, col) of the point before the shift, relative to the centre
+    # where the centre lands after the shift, as (row, col)
     row, col = centre + shift_y * size, centre + shift_x * size
     row_from = [cos, sin, centre - cos * row - sin * col]  # input row = a*y + b*x + c
     col_from = [-sin, cos, centre + sin * row - cos * col]  # input col, before the mirror
