@@ -42,7 +42,7 @@ class FaceAugmentation(keras.layers.Layer):
         rotation, zoom, shift x, shift y, each mapped onto its range as ferdata.augment does."""
         flip, rotation, zoom, shift_x, shift_y = tf.unstack(tf.cast(draws, tf.float32), axis=1)
         matrix = affine_inverse(
-            mirror=tf.logical_and(tf.constant(self.flip), flip < 0.5),
+            mirror=tf.logical_and(flip < 0.5, self.flip),
             angle=math.radians(self.rotation_deg) * (2.0 * rotation - 1.0),
             scale=1.0 + self.zoom * (2.0 * zoom - 1.0),
             shift_x=self.shift * (2.0 * shift_x - 1.0), shift_y=self.shift * (2.0 * shift_y - 1.0),
@@ -66,9 +66,8 @@ def affine_inverse(mirror: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor, shift_
     # where the centre lands after the shift, as (row, col)
     row, col = centre + shift_y * size, centre + shift_x * size
     row_from = [cos, sin, centre - cos * row - sin * col]  # input row = a*y + b*x + c
-    col_from = [-sin, cos, centre + sin * row - cos * col]  # input col, before the mirror
-    sign = tf.where(mirror, -1.0, 1.0)
-    col_from = [sign * col_from[0], sign * col_from[1], tf.where(mirror, size - 1.0 - col_from[2], col_from[2])]
+    sign, col_offset = tf.where(mirror, -1.0, 1.0), centre + sin * row - cos * col
+    col_from = [-sign * sin, sign * cos, tf.where(mirror, size - 1.0 - col_offset, col_offset)]  # mirrored last
     zeros = tf.zeros_like(cos)
     # x' = a0 x + a1 y + a2, y' = b0 x + b1 y + b2 (x = col, y = row), no perspective
     return tf.stack([col_from[1], col_from[0], col_from[2], row_from[1], row_from[0], row_from[2], zeros, zeros],
