@@ -88,7 +88,7 @@ def _params(args: argparse.Namespace, variant: str):
     from ferdata.train import TrainParams
 
     return TrainParams(model="five_layer", epochs=args.epochs, batch_size=args.batch_size,
-                       plateau_patience=0, early_stopping_patience=0, class_weights=False,
+                       plateau_patience=0, early_stopping_patience=0, validate_every=1, class_weights=False,
                        augment=variant.startswith("stage-augment"), deterministic=variant != "stage-nondeterministic")
 
 

@@ -61,6 +61,7 @@ class TrainParams:
     schedule: str = "cosine"  # cosine (decay to 0 over the epochs) | plateau (halve on a val_loss plateau)
     plateau_patience: int = 3  # schedule plateau: epochs without a lower val_loss before halving; 0 = never
     early_stopping_patience: int = 0  # epochs without a higher val_accuracy before stopping; 0 = never
+    validate_every: int = 5  # pass over val every N epochs and after the last; every epoch when val steers the run
     class_weights: bool = True  # weight the loss by the balance stage's class_weights.json
     class_weights_from: float = 0.0  # share of the epochs run unweighted first (deferred re-weighting); 0 = none
     augment: bool = True  # online augmentation with the balance stage's augment.json
@@ -74,7 +75,7 @@ class TrainParams:
             raise ParamsError(f"{where}.optimizer: one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ParamsError(f"{where}.schedule: one of {SCHEDULES}, not {self.schedule!r}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "validate_every"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{where}.{name}: at least 1, not {getattr(self, name)}")
         if isinstance(self.class_weights_from, bool) or not isinstance(self.class_weights_from, (int, float)) \
@@ -95,6 +96,15 @@ class TrainParams:
         """The epoch (from 1) the class weights start: after ``class_weights_from`` of the
         epochs, rounded; the last epoch at the latest."""
         return min(round(self.class_weights_from * self.epochs) + 1, self.epochs)
+
+    @property
+    def validation_epochs(self) -> list[int]:
+        """The epochs (from 1) that end with a pass over val: every epoch when early stopping
+        or the plateau schedule watches val, else every ``validate_every``-th and the last.
+        Without those, val only reports: the weights are the same however often it runs."""
+        steered = self.early_stopping_patience or (self.schedule == "plateau" and self.plateau_patience)
+        every = 1 if steered else self.validate_every
+        return sorted({*range(every, self.epochs + 1, every), self.epochs})
 
     @property
     def watched_from(self) -> int:
@@ -355,8 +365,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: TrainParams,
         class_weight: dict[int, float] | None = None, label: str = "train") -> tuple[list[dict], list[float]]:
-    """Compile and fit ``net``; the per-epoch history rows and each epoch's seconds. Progress is
-    shown under ``label`` (a bar, or a line per epoch)."""
+    """Compile and fit ``net``; the per-epoch history rows (val's scores None after an epoch
+    not followed by a pass over val) and each epoch's seconds. Progress is shown under
+    ``label`` (a bar, or a line per epoch)."""
     model_lib.fit_batch_norm_window(net, params.epochs * int(train.cardinality()))
     net.compile(optimizer=make_optimizer(params), loss=make_loss(params), metrics=["accuracy"])
     log = EpochLog()
@@ -367,11 +378,14 @@ def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: 
         callbacks.append(weighting)
     with epoch_progress(label, params.epochs) as shown:
         history = net.fit(train, validation_data=val, epochs=params.epochs, callbacks=[*callbacks, shown],
-                          shuffle=False, verbose=0)
+                          validation_freq=params.validation_epochs, shuffle=False, verbose=0)
+    validated = [epoch for epoch in params.validation_epochs if epoch <= len(log.rates)]
+    val_scores = {key: dict(zip(validated, history.history[key])) for key in ("val_loss", "val_accuracy")}
     rows = []
     for i, lr in enumerate(log.rates):
-        row = {"epoch": i + 1}
-        row.update({k: float(history.history[k][i]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
+        row = {"epoch": i + 1, **{k: float(history.history[k][i]) for k in ("loss", "accuracy")}}
+        for key, scores in val_scores.items():
+            row[key] = float(scores[i + 1]) if i + 1 in scores else None  # None: val not run after this epoch
         row["lr"] = float(f"{lr:.6g}")  # the float32 variable, printed as it was set
         rows.append(row)
     return rows, log.seconds

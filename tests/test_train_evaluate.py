@@ -301,6 +301,30 @@ def test_same_seed_gives_identical_model_file(tmp_path):
     assert history[0] == history[1]
 
 
+def test_scoring_val_less_often_leaves_the_weights_as_they_are(tmp_path):
+    dataset, balanced = write_inputs(tmp_path, [8] * 7, 3)
+    cosine = {**FAST, "epochs": 3, "early_stopping_patience": 0, "schedule": "cosine"}
+    for run, every in (("each", 1), ("second", 2)):
+        run_train(TrainParams(**cosine, validate_every=every, augment=True), balanced, dataset,
+                  tmp_path / run / "models", tmp_path / run / "metrics")
+    each, second = (json.loads((tmp_path / run / "metrics/train.json").read_text())["history"]
+                    for run in ("each", "second"))
+    assert (tmp_path / "each/models/model.keras").read_bytes() == (tmp_path / "second/models/model.keras").read_bytes()
+    assert [row["val_accuracy"] is not None for row in second] == [False, True, True]  # the 2nd and the last
+    assert [row for row in each if row["epoch"] > 1] == second[1:]
+    assert [row["loss"] for row in each] == [row["loss"] for row in second]
+
+
+def test_val_is_scored_every_epoch_when_it_steers_the_run():
+    assert TrainParams(epochs=12, validate_every=5, schedule="cosine").validation_epochs == [5, 10, 12]
+    assert TrainParams(epochs=4, validate_every=5, schedule="cosine").validation_epochs == [4]
+    assert TrainParams(epochs=4, validate_every=5, schedule="plateau").validation_epochs == [1, 2, 3, 4]
+    assert TrainParams(epochs=4, validate_every=5, schedule="cosine",
+                       early_stopping_patience=2).validation_epochs == [1, 2, 3, 4]
+    with pytest.raises(ParamsError, match=r"train\]\.validate_every: at least 1, not 0"):
+        TrainParams(validate_every=0)
+
+
 def test_label_index_disagreeing_with_the_class_order_is_refused(tmp_path):
     dataset, balanced = write_inputs(tmp_path, [4] * 7, 2)
     table = pq.read_table(balanced / "manifest.parquet")
@@ -344,8 +368,10 @@ def test_without_a_terminal_training_prints_a_line_per_epoch(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("train epoch")]
     history = json.loads((tmp_path / "metrics" / "train.json").read_text())["history"]
     assert len(lines) == len(history) == 3
+    assert [row["val_accuracy"] is not None for row in history] == [False, False, True]  # val after the last
     for line, row in zip(lines, history):
-        figures = "  ".join(f"{key} {row[key]:.3f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        figures = "  ".join(f"{key} {row[key]:.3f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+                            if row[key] is not None)
         eta = r"  eta \d+ s" if row["epoch"] < 3 else ""
         assert re.fullmatch(rf"train epoch {row['epoch']}/3  {figures}  \d+ s{eta}", line), line
 
