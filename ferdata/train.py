@@ -376,10 +376,11 @@ def fit(net: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, params: 
         weighting = ClassWeightsFrom(class_weight, params.class_weights_start)
         train = weighting.weigh(train)
         callbacks.append(weighting)
+    scored = params.validation_epochs
     with epoch_progress(label, params.epochs) as shown:
         history = net.fit(train, validation_data=val, epochs=params.epochs, callbacks=[*callbacks, shown],
-                          validation_freq=params.validation_epochs, shuffle=False, verbose=0)
-    validated = [epoch for epoch in params.validation_epochs if epoch <= len(log.rates)]
+                          validation_freq=scored, shuffle=False, verbose=0)
+    validated = [epoch for epoch in scored if epoch <= len(log.rates)]
     val_scores = {key: dict(zip(validated, history.history[key])) for key in ("val_loss", "val_accuracy")}
     rows = []
     for i, lr in enumerate(log.rates):
