@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from ferdata.cli import app
 from ferdata.manifest import pixels_to_array
 from ferdata.oof_model import hog_features
+from ferdata.params import load_params
 from ferdata.sample import write_sample
 
 PARAMS = Path(__file__).parent.parent / "params.yaml"
@@ -141,8 +142,13 @@ def test_default_balance_weights_the_train_split_and_leaves_eval_splits_untouche
     assert set(balanced.sample_id) == set(dataset[dataset.split == "train"].sample_id)
     counts = balanced.label.value_counts()
     weights = json.loads((processed / "balanced" / "class_weights.json").read_text())["by_name"]
-    for label, count in counts.items():  # n / (classes x count): the rarest class weighs most
-        assert weights[label] == pytest.approx(len(balanced) / (len(counts) * count), rel=1e-3)
+    power = load_params(PARAMS)["balance"]["class_weight_power"]
+    # (n / (classes x count)) ** power, rescaled so that the average train face weighs 1
+    tempered = {label: (len(balanced) / (len(counts) * count)) ** power for label, count in counts.items()}
+    scale = len(balanced) / sum(tempered[label] * count for label, count in counts.items())
+    for label in counts.index:  # the rarest class weighs most
+        assert weights[label] == pytest.approx(tempered[label] * scale, rel=1e-3)
+    assert max(weights, key=weights.get) == counts.idxmin()
     assert not set(balanced.sample_id) & set(dataset[dataset.split != "train"].sample_id)
     pngs = sorted((processed / "balanced" / "train").glob("*/*.png"))
     assert len(pngs) == len(balanced) and np.all([p.stat().st_size > 0 for p in pngs])
