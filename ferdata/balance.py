@@ -83,7 +83,7 @@ class BalanceParams:
     augment: AugmentParams = field(default_factory=AugmentParams)
     augment_after: bool = False  # transform each new row an oversampler made
     max_memory_gb: float | None = None  # most memory resampling may take; None: what is free when it starts
-    class_weight_power: float = 1.0  # class_weights.json: inverse frequency to this power (1: balanced; 0: all 1)
+    class_weight_power: float = 0.75  # class_weights.json: inverse frequency to this power (1: balanced; 0: all 1)
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):

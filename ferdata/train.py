@@ -52,7 +52,7 @@ class TrainParams:
 
     seed: int = 42
     model: str = "five_layer"  # five_layer | baseline
-    epochs: int = 60
+    epochs: int = 50
     batch_size: int = 128
     optimizer: str = "adam"  # adam | sgd (momentum 0.9)
     learning_rate: float = 0.001

@@ -394,7 +394,7 @@ def test_the_recipe_line_names_what_the_run_does_and_nothing_the_schedule_ignore
                              "val loss, up to 6 epochs, early stopping after 3 epochs without a higher val "
                              "accuracy, class weights, online augmentation")
     cosine = TrainParams(plateau_patience=5, label_smoothing=0.1, class_weights=False).recipe()
-    assert cosine == ("adam 0.001, weight decay 0.0001, batch 128, cosine to 0 over 60 epochs, "
+    assert cosine == ("adam 0.001, weight decay 0.0001, batch 128, cosine to 0 over 50 epochs, "
                       "label smoothing 0.1, no class weights, online augmentation")
     assert "constant rate, 6 epochs" in TrainParams(schedule="plateau", plateau_patience=0, epochs=6).recipe()
     console = Console(width=300, record=True)
