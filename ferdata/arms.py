@@ -36,7 +36,8 @@ from ferdata.label_issues import flagged_ids
 from ferdata.layout import Layout
 from ferdata.manifest import IMAGE_SIZE, pixels_to_array, read_table
 from ferdata.resample import centre_crop
-from ferdata.test_faces import TEST_SOURCE, aligned_test_pixels, label_indexes, source_rows, test_faces
+from ferdata.test_faces import (TEST_SOURCE, aligned_test_pixels, label_indexes, source_rows, test_faces,
+                                known_train_copies)
 
 ARMS: tuple[str, ...] = ("raw", "aligned", "aligned+dedup", "build", "build+clean")
 
@@ -79,12 +80,13 @@ class ArmSources:
         self.interim = interim.filter(pc.equal(interim["source"], TEST_SOURCE))
         aligned = read_table(self.aligned_path)
         self.aligned = aligned.filter(pc.equal(aligned["source"], TEST_SOURCE))
-        test = test_faces(self.interim, self.interim_path, self.classes, layout.dataset / "dedup.json")
+        copies = known_train_copies(layout.dataset / "dedup.json")
+        test = test_faces(self.interim, self.interim_path, self.classes, copies)
         if test is None:
             raise ValueError(f"{self.interim_path}: no FER2013 PrivateTest (test) rows; the ablation tests "
                              f"every arm on them, so ingest fer2013")
         self.test = test
-        self.val = test_faces(self.interim, self.interim_path, self.classes, layout.dataset / "dedup.json", "val")
+        self.val = test_faces(self.interim, self.interim_path, self.classes, copies, "val")
 
     def check(self, arms: Sequence[str]) -> None:
         """Fail before any training if an arm's input is missing (FileNotFoundError naming it)."""

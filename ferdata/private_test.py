@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ferdata import bootstrap
-from ferdata.test_faces import TEST_SOURCE, aligned_test_pixels, test_faces
+from ferdata.test_faces import TEST_SOURCE, aligned_test_pixels, test_faces, known_train_copies
 from ferdata.layout import Layout
 from ferdata.manifest import read_table
 from ferdata.predictions import PARTIAL_PREDICTIONS_SCHEMA, predictions_table
@@ -69,7 +69,8 @@ def private_test_answers(predict: Predict, classes: Sequence[str], layout: Layou
     if not interim_path.exists() or not aligned_path.exists():
         return None
     rows = [("source", "==", TEST_SOURCE), ("split", "==", "test")]
-    test = test_faces(read_table(interim_path, rows), interim_path, classes, Path(layout.dataset) / "dedup.json")
+    test = test_faces(read_table(interim_path, rows), interim_path, classes,
+                      known_train_copies(Path(layout.dataset) / "dedup.json"))
     if test is None or any(dataset_splits.get(sid, "test") != "test" for sid in test.ids):
         return None
     images, present = aligned_test_pixels(read_table(aligned_path, rows), test.ids)

@@ -44,24 +44,23 @@ def label_indexes(table: pa.Table, classes: Sequence[str], path: Path) -> np.nda
     return np.asarray(table["label_index"].to_numpy(zero_copy_only=False), dtype=np.int32)
 
 
-def copied_in_train(dedup_report: Path, ids: Sequence[str]) -> np.ndarray | None:
-    """For each id, whether the split stage's ``dedup.json`` puts it in one group (an exact or
-    near copy) with a row ingested as train; None when there is no report yet."""
-    if not dedup_report.exists():
-        return None
-    copied = copies_of_train_rows(dedup_report)
-    return np.array([sample_id in copied for sample_id in ids], bool)
+def known_train_copies(dedup_report: Path) -> set[str] | None:
+    """The ids the split stage's ``dedup.json`` puts in one group (an exact or near copy) with a
+    row ingested as train; None when there is no report yet."""
+    return copies_of_train_rows(dedup_report) if dedup_report.exists() else None
 
 
-def test_faces(interim: pa.Table, path: Path, classes: Sequence[str], dedup_report: Path,
+def test_faces(interim: pa.Table, path: Path, classes: Sequence[str], copies: set[str] | None,
                split: str = "test") -> TestFaces | None:
     """FER2013's PrivateTest rows (``split`` "val": its PublicTest rows) of the ingest
-    manifest ``interim`` (read from ``path``), sorted by id; None when there are none."""
+    manifest ``interim`` (read from ``path``), sorted by id, each marked if it is among
+    ``copies`` (:func:`known_train_copies`; None: not known); None when there are none."""
     test = source_rows(interim, TEST_SOURCE, split)
     if test.num_rows == 0:
         return None
     ids = test["sample_id"].to_pylist()
-    return TestFaces(ids, label_indexes(test, classes, path), copied_in_train(dedup_report, ids))
+    copied = None if copies is None else np.array([sample_id in copies for sample_id in ids], bool)
+    return TestFaces(ids, label_indexes(test, classes, path), copied)
 
 
 def aligned_test_pixels(aligned: pa.Table, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
