@@ -1,6 +1,7 @@
 """The links of the README and of docs/*.md lead to files that exist and to their headings."""
 
 import re
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -23,7 +24,9 @@ def _headings(text: str) -> list[str]:
     return headings
 
 
+@cache
 def _anchors(page: Path) -> set[str]:
+    """The anchors of ``page``'s headings, read once per page."""
     return {_anchor(h) for h in _headings(page.read_text())}
 
 
@@ -36,7 +39,7 @@ def _broken_links(page: Path) -> list[str]:
         if re.match(r"[a-z]+://", target):
             continue
         path, _, fragment = target.partition("#")
-        linked = (page.parent / path).resolve() if path else page
+        linked = (page.parent / path).resolve() if path else page.resolve()
         if not linked.exists() or (fragment and fragment not in _anchors(linked)):
             broken.append(target)
     return broken
