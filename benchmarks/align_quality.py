@@ -1,6 +1,6 @@
 """Alignment quality on your own copy of real FER2013, per class, against the raw pixels.
 
-    python benchmarks/align_quality.py REAL_DIR [--params params.yaml] [--limit N] [--split train,val]
+    python benchmarks/align_quality.py REAL_DIR [--params params.yaml] [--limit N] [--splits train,val]
 
 REAL_DIR holds FER2013 in any layout ferdata reads (``fer2013.csv``, ``icml_face_data.csv``,
 FER+'s ``FER2013Train/`` ... folders, or ``train/`` + ``test/`` class folders), or is a raw
@@ -122,7 +122,7 @@ def main() -> None:
     disagreement = np.array([np.nan if o.fit_disagreement is None else o.fit_disagreement for o in outcomes])
     print(f"calibration of align.disagreement_threshold ({params.disagreement_threshold}): "
           "68-pt check of the outputs by the fit's disagreement with its mirror fit")
-    edges = [0.0, 0.05, 0.08, 0.1, 0.13, 0.2, 0.3, np.inf]
+    edges = [0.0, 0.05, 0.06, 0.08, 0.1, 0.13, 0.2, 0.3, np.inf]
     for low, high in zip(edges, edges[1:]):
         members = (disagreement >= low) & (disagreement < high)
         print(f"  [{low:.2f}, {high:.2f}) {members.sum():6d} faces ({members.mean():6.2%})  "

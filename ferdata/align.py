@@ -91,7 +91,7 @@ class AlignParams:
     mouth_weight: float = 0.5  # weight of the mouth centre against each eye centre (1)
     equalize: bool = False  # histogram-equalise the 48x48 output
     min_contrast: float = 2.0  # frames whose pixel std is below this are no_face
-    disagreement_threshold: float = 0.13  # fit vs mirrored fit (inter-ocular units) above: unstable_fit
+    disagreement_threshold: float = 0.06  # fit vs mirrored fit (inter-ocular units) above: unstable_fit
     retries: int = 1  # refinements more for fits above the threshold, each from the last mean
     flag_multiple_faces: bool = False  # status multiple_faces when the detector finds several
     on_failure: dict = field(default_factory=lambda: {"fer2013": "keep", "ckplus": "drop", "jaffe": "drop",
