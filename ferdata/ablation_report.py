@@ -117,29 +117,40 @@ def _scores_table(scores: dict[str, dict], title: str) -> Table:
     return table
 
 
+# legend (of the face count), the arm's entry holding the scores (None: all faces), marker, colour
+FIGURE_SERIES = (("all {:,}", None, "o", "tab:blue"),
+                 ("{:,} without a copy in train", "without_train_copies", "s", "tab:orange"))
+
+
 def ablation_figure(report: dict) -> Figure:
-    """Each arm's macro-recall difference from raw, in points, with its interval as a bar: on
-    the test faces, and a little below on the val faces when the report has them."""
+    """Each arm's macro-recall difference from raw, in points, with its interval as a bar: one
+    panel for the test faces and one for the val faces when the report has them; in each, on
+    all the faces and, a little below, on those without a copy among the training rows."""
     splits = [split for split in ("test", "val") if report.get(split)]
     names = [name for name, arm in report["arms"].items() if arm["difference_from_raw"] is not None][::-1]
-    fig = Figure(figsize=(7, 1.2 + 0.6 * len(splits) * max(len(names), 1)))
-    ax = fig.add_subplot()
-    for offset, split, style in zip((0.0, -0.3), splits, (("o", "tab:blue"), ("s", "tab:orange"))):
-        arms = _on_split(report, split)
-        diffs = [arms[n]["difference_from_raw"]["macro_recall"] for n in names]
-        means = [d["mean"] * 100 for d in diffs]
-        errors = [[(d["mean"] - d["low"]) * 100 for d in diffs], [(d["high"] - d["mean"]) * 100 for d in diffs]]
-        ys = [y + offset for y in range(len(names))]
-        ax.errorbar(means, ys, xerr=errors, fmt=style[0], color=style[1], capsize=4,
-                    label=f"{report[split]['faces']:,} {SPLIT_FACES[split]} faces")
-        for y, m in zip(ys, means):
-            ax.annotate(f"{m:+.1f}", (m, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-    ax.axvline(0, color="grey", linestyle="--", linewidth=1)
-    ax.set_yticks([y - 0.15 * (len(splits) - 1) for y in range(len(names))], names)
-    ax.set_ylim(-0.6 - 0.3 * (len(splits) - 1), len(names) - 0.4)
-    ax.set_xlabel("macro recall minus raw's, points")
-    ax.legend(fontsize=8, loc="best")
-    ax.set_title(f"ablation, {_runs(report['params'])}; "
+    fig = Figure(figsize=(5.5 * len(splits), 1.6 + 0.9 * max(len(names), 1)))
+    axes = fig.subplots(1, len(splits), sharey=True, squeeze=False)[0]
+    for ax, split in zip(axes, splits):
+        arms, faces = _on_split(report, split), report[split]
+        series = [s for s in FIGURE_SERIES if s[1] is None or faces.get("copied_in_train")]
+        for offset, (label, key, marker, colour) in zip((0.0, -0.3), series):
+            entries = [arms[n] if key is None else arms[n][key] for n in names]
+            diffs = [e["difference_from_raw"]["macro_recall"] for e in entries]
+            means = [d["mean"] * 100 for d in diffs]
+            errors = [[(d["mean"] - d["low"]) * 100 for d in diffs], [(d["high"] - d["mean"]) * 100 for d in diffs]]
+            ys = [y + offset for y in range(len(names))]
+            count = faces["faces"] - (faces["copied_in_train"] if key else 0)
+            ax.errorbar(means, ys, xerr=errors, fmt=marker, color=colour, capsize=4, label=label.format(count))
+            for y, m in zip(ys, means):
+                ax.annotate(f"{m:+.1f}", (m, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+        ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(f"{SPLIT_FACES[split]} faces", fontsize=9)
+        ax.set_xlabel("macro recall minus raw's, points")
+        ax.legend(fontsize=8, loc="best")
+    shift = 0.15 if any(report[split].get("copied_in_train") for split in splits) else 0.0
+    axes[0].set_yticks([y - shift for y in range(len(names))], names)
+    axes[0].set_ylim(-0.9, len(names) - 0.4)
+    fig.suptitle(f"ablation, {_runs(report['params'])}; "
                  f"bars: {report['params']['confidence']:.0%} paired-bootstrap interval", fontsize=9)
     fig.tight_layout()
     return fig

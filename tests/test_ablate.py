@@ -15,6 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ferdata.ablate import AblateParams
+from ferdata.ablation_report import ablation_figure
 from ferdata.ablation_runs import PACKAGE, training_code
 from ferdata.arms import ARMS, ArmSources
 from ferdata.balance import BalanceParams
@@ -159,6 +160,23 @@ def test_scores_without_the_test_faces_copied_in_train_are_reported(ablated):
         assert entry["macro_recall"] == pytest.approx(rows.groupby("label_index").correct.mean().mean(), abs=1e-6)
         assert (entry["difference_from_raw"] is None) == (arm == "raw")
     assert "test faces without a copy among the training rows" in output
+
+
+def test_the_figure_plots_each_splits_differences_on_all_faces_and_without_the_train_copies(ablated):
+    _, report, _ = ablated
+    figure = ablation_figure(report)
+    assert [ax.get_title() for ax in figure.axes] == ["FER2013 PrivateTest faces", "FER2013 PublicTest (val) faces"]
+    for ax, split in zip(figure.axes, ("test", "val")):
+        faces = report[split]
+        arms = {name: arm if split == "test" else arm["val"] for name, arm in report["arms"].items() if name != "raw"}
+        series = [(f"all {faces['faces']:,}", [arm for arm in arms.values()])]
+        if faces["copied_in_train"]:
+            series.append((f"{faces['faces'] - faces['copied_in_train']:,} without a copy in train",
+                           [arm["without_train_copies"] for arm in arms.values()]))
+        assert [text.get_text() for text in ax.get_legend().get_texts()] == [label for label, _ in series]
+        plotted = sorted(text.get_text() for text in ax.texts)
+        assert plotted == sorted(f"{entry['difference_from_raw']['macro_recall']['mean'] * 100:+.1f}"
+                                 for _, entries in series for entry in entries)
 
 
 def test_with_ferplus_votes_every_arm_is_also_scored_against_the_ferplus_majority(ablated):
