@@ -146,7 +146,7 @@ def subset(interim: Path, rows: int, root: Path) -> Path:
     out = root / "interim"
     out.mkdir(parents=True)
     if (interim / "pixels").exists():
-        (out / "pixels").symlink_to(interim / "pixels")
+        (out / "pixels").symlink_to((interim / "pixels").resolve())  # a relative target would resolve from out/
     write_table(read_table(interim / "manifest.parquet").slice(0, rows), out / "manifest.parquet")
     return out
 
@@ -192,7 +192,7 @@ def main() -> None:
         if args.interim:
             rows = read_table(args.interim / "manifest.parquet").num_rows
             console.print(f"aligning {rows} ingested faces of {args.interim} and drawing {args.frames} CK+-size frames ...")
-            first = (f"ingested ({args.interim.parent.parent.name})", args.interim, args.raw, rows)
+            first = (f"ingested ({args.interim.resolve().parent.parent.name})", args.interim, args.raw, rows)
         else:
             console.print(f"drawing {args.rows} FER2013-like faces and {args.frames} CK+-size frames ...")
             first = ("FER2013-like 48x48", fer_like(root / "fer", args.rows, rng), root / "fer" / "raw", args.rows)
