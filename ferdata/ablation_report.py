@@ -120,6 +120,7 @@ def _scores_table(scores: dict[str, dict], title: str) -> Table:
 # legend (of the face count), the arm's entry holding the scores (None: all faces), marker, colour
 FIGURE_SERIES = (("all {:,}", None, "o", "tab:blue"),
                  ("{:,} without a copy in train", "without_train_copies", "s", "tab:orange"))
+SERIES_GAP = 0.3  # how far below its arm's line the second series is drawn
 
 
 def ablation_figure(report: dict) -> Figure:
@@ -133,7 +134,7 @@ def ablation_figure(report: dict) -> Figure:
     for ax, split in zip(axes, splits):
         arms, faces = _on_split(report, split), report[split]
         series = [s for s in FIGURE_SERIES if s[1] is None or faces.get("copied_in_train")]
-        for offset, (label, key, marker, colour) in zip((0.0, -0.3), series):
+        for offset, (label, key, marker, colour) in zip((0.0, -SERIES_GAP), series):
             entries = [arms[n] if key is None else arms[n][key] for n in names]
             diffs = [e["difference_from_raw"]["macro_recall"] for e in entries]
             means = [d["mean"] * 100 for d in diffs]
@@ -147,9 +148,9 @@ def ablation_figure(report: dict) -> Figure:
         ax.set_title(f"{SPLIT_FACES[split]} faces", fontsize=9)
         ax.set_xlabel("macro recall minus raw's, points")
         ax.legend(fontsize=8, loc="best")
-    shift = 0.15 if any(report[split].get("copied_in_train") for split in splits) else 0.0
+    shift = SERIES_GAP / 2 if any(report[split].get("copied_in_train") for split in splits) else 0.0
     axes[0].set_yticks([y - shift for y in range(len(names))], names)
-    axes[0].set_ylim(-0.9, len(names) - 0.4)
+    axes[0].set_ylim(-0.6 - SERIES_GAP, len(names) - 0.4)
     fig.suptitle(f"ablation, {_runs(report['params'])}; "
                  f"bars: {report['params']['confidence']:.0%} paired-bootstrap interval", fontsize=9)
     fig.tight_layout()
